@@ -1,0 +1,683 @@
+//! `EventLoop`: the native half of `ferroloop.EventLoop`, everything that runs per callback.
+//!
+//! Owns the ready queue, the timer heap, the reader/writer tables, the reactor and the
+//! cross-thread inbox, and runs asyncio's `_run_once` over them: purge cancelled timers,
+//! compute the timeout, poll (GIL released only when the poll may block), turn I/O events,
+//! inbox items and due timers into ready handles, then run exactly the handles that were
+//! ready when the run phase began.
+//!
+//! Decision: when handles are ready and no descriptor is watched, the poll syscall is
+//! skipped (the inbox is checked through an atomic flag instead); with descriptors watched
+//! the loop polls every turn, as asyncio does. This is what makes `await asyncio.sleep(0)`
+//! cost little more than the task step itself.
+//!
+//! The Python subclass (`python/ferroloop/_loop.py`) inherits asyncio's `BaseEventLoop` for
+//! the once-per-loop API; the attributes that `BaseEventLoop` reads and writes
+//! (`_closed`, `_stopping`, `_thread_id`, `_debug`, `_clock_resolution`,
+//! `_timer_cancelled_count`) are native properties here, so both halves see one state.
+//!
+//! Threading: loop-thread methods assert nothing themselves (asyncio's debug mode check is
+//! `_check_thread`); `call_soon_threadsafe` and `_write_to_self` may be called from any
+//! thread holding the GIL. All state sits in `GilCell`s; the reactor is polled with the GIL
+//! released and touched by nothing else meanwhile (its cell stays borrowed).
+
+use std::collections::{HashMap, VecDeque};
+use std::os::unix::io::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use ferroloop::timers::Cancellable;
+use ferroloop::{clock, Event, Inbox, Reactor, TimerHeap, Waker};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use pyo3::{PyTraverseError, PyVisit};
+
+use crate::cell::GilCell;
+use crate::handles::{Handle, TimerHandle};
+use crate::py_helpers;
+
+/// A timer in the heap: the handle whose `cancelled` flag the heap reads.
+struct TimerEntry(Py<Handle>);
+
+impl Cancellable for TimerEntry {
+    fn is_cancelled(&self) -> bool {
+        self.0.get().is_cancelled()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    ready: VecDeque<Py<Handle>>,
+    timers: TimerHeap<TimerEntry>,
+    readers: HashMap<RawFd, Py<Handle>>,
+    writers: HashMap<RawFd, Py<Handle>>,
+}
+
+#[pyclass(module = "ferroloop._native", name = "EventLoop", subclass, frozen)]
+pub struct EventLoop {
+    state: GilCell<State>,
+    reactor: GilCell<Option<Reactor>>,
+    events: GilCell<Vec<Event>>,
+    inbox: Inbox<Py<Handle>>,
+    closed: AtomicBool,
+    stopping: AtomicBool,
+    debug: AtomicBool,
+    running: AtomicBool,
+    /// `threading.get_ident()` of the running thread; 0 when not running.
+    thread_id: AtomicU64,
+    clock_resolution_bits: AtomicU64,
+    pid: u32,
+}
+
+fn current_thread_ident() -> u64 {
+    // SAFETY: pthread_self never fails. CPython's threading.get_ident() returns this value.
+    unsafe { libc::pthread_self() as u64 }
+}
+
+/// asyncio's `_fileobj_to_fd` (selector_events): an int, or an object with `fileno()`.
+pub fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
+    let fd: i64 = if let Ok(fd) = obj.extract::<i64>() {
+        fd
+    } else {
+        match obj.call_method0("fileno").and_then(|f| f.extract::<i64>()) {
+            Ok(fd) => fd,
+            Err(_) => {
+                return Err(PyValueError::new_err(format!("Invalid file object: {}", obj.repr()?)))
+            }
+        }
+    };
+    if fd < 0 || fd > i64::from(i32::MAX) {
+        return Err(PyValueError::new_err(format!("Invalid file descriptor: {fd}")));
+    }
+    Ok(fd as RawFd)
+}
+
+impl EventLoop {
+    #[inline]
+    fn check_closed(&self) -> PyResult<()> {
+        if self.closed.load(Ordering::Relaxed) {
+            Err(PyRuntimeError::new_err("Event loop is closed"))
+        } else {
+            Ok(())
+        }
+    }
+
+    #[inline]
+    pub(crate) fn is_debug(&self) -> bool {
+        self.debug.load(Ordering::Relaxed)
+    }
+
+    fn clock_resolution(&self) -> f64 {
+        f64::from_bits(self.clock_resolution_bits.load(Ordering::Relaxed))
+    }
+
+    /// asyncio's `_check_thread` (debug mode).
+    fn check_thread(&self) -> PyResult<()> {
+        let tid = self.thread_id.load(Ordering::Relaxed);
+        if tid != 0 && tid != current_thread_ident() {
+            return Err(PyRuntimeError::new_err(
+                "Non-thread-safe operation invoked on an event loop other than the current one",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuse what can never be called; in debug mode also coroutine functions (asyncio's
+    /// `_check_callback`). Non-callables are refused in every mode: see compatibility.md.
+    #[inline]
+    fn check_callback(&self, callback: &Bound<'_, PyAny>, method: &str) -> PyResult<()> {
+        if !callback.is_callable() || self.is_debug() {
+            py_helpers::check_callback(callback, method)?;
+        }
+        Ok(())
+    }
+
+    fn make_handle(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+        when: Option<f64>,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let context = match context {
+            Some(c) if !c.is_none() => c.unbind(),
+            _ => py_helpers::copy_context(py)?,
+        };
+        let tb = if slf.get().is_debug() { Some(py_helpers::source_traceback(py)?) } else { None };
+        let base = Handle::new_inner(
+            callback.unbind(),
+            args.unbind(),
+            context,
+            slf.clone().into_any().unbind(),
+            tb,
+            when.unwrap_or(0.0),
+        );
+        match when {
+            None => Py::new(py, base),
+            Some(_) => {
+                let init = PyClassInitializer::from(base).add_subclass(TimerHandle {});
+                let t = Bound::new(py, init)?;
+                Ok(t.into_super().unbind())
+            }
+        }
+    }
+
+    fn schedule_at(
+        slf: &Bound<'_, Self>,
+        when: f64,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+        method: &str,
+    ) -> PyResult<Py<Handle>> {
+        let me = slf.get();
+        me.check_closed()?;
+        if me.is_debug() {
+            me.check_thread()?;
+        }
+        me.check_callback(&callback, method)?;
+        let h = Self::make_handle(slf, callback, args, context, Some(when))?;
+        h.get().scheduled.store(true, Ordering::Relaxed);
+        me.state.borrow_mut(slf.py())?.timers.push(when, TimerEntry(h.clone_ref(slf.py())));
+        Ok(h)
+    }
+
+    fn watch(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        write: bool,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let me = slf.get();
+        me.check_closed()?;
+        let fd = fileobj_to_fd(fd)?;
+        me.check_callback(&callback, if write { "add_writer" } else { "add_reader" })?;
+        let handle = Self::make_handle(slf, callback, args, None, None)?;
+        let old = {
+            let mut reactor = me.reactor.borrow_mut(py)?;
+            let reactor = reactor.as_mut().ok_or_else(|| PyRuntimeError::new_err("Event loop is closed"))?;
+            let mut interest = reactor.interest(fd);
+            if write {
+                interest.write = true;
+            } else {
+                interest.read = true;
+            }
+            reactor.set_interest(fd, interest).map_err(py_helpers::os_error)?;
+            let mut st = me.state.borrow_mut(py)?;
+            if write {
+                st.writers.insert(fd, handle.clone_ref(py))
+            } else {
+                st.readers.insert(fd, handle.clone_ref(py))
+            }
+        };
+        if let Some(old) = old {
+            Handle::do_cancel(old.bind(py))?;
+        }
+        Ok(handle)
+    }
+
+    fn unwatch(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, write: bool) -> PyResult<bool> {
+        let py = slf.py();
+        let me = slf.get();
+        if me.closed.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let fd = fileobj_to_fd(fd)?;
+        let old = {
+            let mut reactor = me.reactor.borrow_mut(py)?;
+            let Some(reactor) = reactor.as_mut() else { return Ok(false) };
+            let mut st = me.state.borrow_mut(py)?;
+            let old = if write { st.writers.remove(&fd) } else { st.readers.remove(&fd) };
+            if old.is_some() {
+                let mut interest = reactor.interest(fd);
+                if write {
+                    interest.write = false;
+                } else {
+                    interest.read = false;
+                }
+                reactor.set_interest(fd, interest).map_err(py_helpers::os_error)?;
+            }
+            old
+        };
+        match old {
+            Some(h) => {
+                Handle::do_cancel(h.bind(py))?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// One turn of the loop (asyncio's `_run_once`).
+    fn run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        let mut dropped: Vec<TimerEntry> = Vec::new();
+
+        // 1. purge cancelled timers, compute the timeout
+        let timeout = {
+            let mut st = me.state.borrow_mut(py)?;
+            st.timers.purge_cancelled(&mut dropped);
+            if !st.ready.is_empty() || me.stopping.load(Ordering::Relaxed) {
+                Some(0.0)
+            } else {
+                st.timers.next_deadline().map(|when| (when - clock::monotonic()).max(0.0))
+            }
+        };
+        for e in &dropped {
+            e.0.get().scheduled.store(false, Ordering::Relaxed);
+        }
+        drop(dropped);
+
+        // 2. poll, 3. events to ready
+        {
+            let mut reactor_cell = me.reactor.borrow_mut(py)?;
+            let reactor = reactor_cell.as_mut().ok_or_else(|| PyRuntimeError::new_err("Event loop is closed"))?;
+            let busy = timeout == Some(0.0);
+            if !(busy && reactor.registered() == 0) {
+                let mut events = me.events.borrow_mut(py)?;
+                events.clear();
+                let result = if busy {
+                    reactor.poll(Some(0.0)).map(|ev| events.extend_from_slice(ev))
+                } else {
+                    let ev_out: &mut Vec<Event> = &mut events;
+                    let r: &mut Reactor = reactor;
+                    py.detach(move || r.poll(timeout).map(|ev| ev_out.extend_from_slice(ev)))
+                };
+                result.map_err(py_helpers::os_error)?;
+                reactor.take_woken();
+                if !busy {
+                    // a signal may have interrupted the wait: run Python's handlers now
+                    py.check_signals()?;
+                }
+                if !events.is_empty() {
+                    let mut st = me.state.borrow_mut(py)?;
+                    let st = &mut *st;
+                    for ev in events.iter() {
+                        if ev.readable {
+                            if let Some(h) = st.readers.get(&ev.fd) {
+                                if !h.get().is_cancelled() {
+                                    st.ready.push_back(h.clone_ref(py));
+                                }
+                            }
+                        }
+                        if ev.writable {
+                            if let Some(h) = st.writers.get(&ev.fd) {
+                                if !h.get().is_cancelled() {
+                                    st.ready.push_back(h.clone_ref(py));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        // the cross-thread inbox
+        if me.inbox.has_pending() {
+            let mut items = Vec::new();
+            me.inbox.drain_into(&mut items);
+            me.state.borrow_mut(py)?.ready.extend(items);
+        }
+
+        // 4. due timers
+        let ntodo = {
+            let mut st = me.state.borrow_mut(py)?;
+            let st = &mut *st;
+            if !st.timers.is_empty() {
+                let end_time = clock::monotonic() + me.clock_resolution();
+                let mut due = Vec::new();
+                st.timers.pop_due(end_time, &mut due);
+                for e in due {
+                    e.0.get().scheduled.store(false, Ordering::Relaxed);
+                    st.ready.push_back(e.0);
+                }
+            }
+            st.ready.len()
+        };
+
+        // 5. run what was ready when this phase began
+        let debug = me.is_debug();
+        for _ in 0..ntodo {
+            let Some(h) = me.state.borrow_mut(py)?.ready.pop_front() else { break };
+            if h.get().is_cancelled() {
+                continue;
+            }
+            let h = h.into_bound(py);
+            if debug {
+                Self::run_debug(slf, &h)?;
+            } else {
+                Handle::run(&h)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Run one handle in debug mode: `_current_handle` and the slow-callback warning.
+    fn run_debug(slf: &Bound<'_, Self>, h: &Bound<'_, Handle>) -> PyResult<()> {
+        slf.setattr("_current_handle", h)?;
+        let t0 = clock::monotonic();
+        let r = Handle::run(h);
+        let dt = clock::monotonic() - t0;
+        slf.setattr("_current_handle", slf.py().None())?;
+        r?;
+        let limit: f64 = slf.getattr("slow_callback_duration")?.extract()?;
+        if dt >= limit {
+            py_helpers::log_slow_callback(h.as_any(), dt)?;
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl EventLoop {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn py_new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let waker = Arc::new(Waker::new().map_err(py_helpers::os_error)?);
+        let mut reactor = Reactor::new().map_err(py_helpers::os_error)?;
+        reactor.register_waker(&waker).map_err(py_helpers::os_error)?;
+        Ok(EventLoop {
+            state: GilCell::new(State::default()),
+            reactor: GilCell::new(Some(reactor)),
+            events: GilCell::new(Vec::with_capacity(64)),
+            inbox: Inbox::new(waker),
+            closed: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            debug: AtomicBool::new(false),
+            running: AtomicBool::new(false),
+            thread_id: AtomicU64::new(0),
+            clock_resolution_bits: AtomicU64::new(clock::resolution().to_bits()),
+            // SAFETY: getpid never fails.
+            pid: unsafe { libc::getpid() } as u32,
+        })
+    }
+
+    fn time(&self) -> f64 {
+        clock::monotonic()
+    }
+
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let me = slf.get();
+        me.check_closed()?;
+        if me.is_debug() {
+            me.check_thread()?;
+        }
+        me.check_callback(&callback, "call_soon")?;
+        let h = Self::make_handle(slf, callback, args, context, None)?;
+        me.state.borrow_mut(slf.py())?.ready.push_back(h.clone_ref(slf.py()));
+        Ok(h)
+    }
+
+    #[pyo3(signature = (delay, callback, *args, context=None))]
+    fn call_later(
+        slf: &Bound<'_, Self>,
+        delay: Option<&Bound<'_, PyAny>>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let delay = match delay {
+            Some(d) if !d.is_none() => d,
+            _ => return Err(PyTypeError::new_err("delay must not be None")),
+        };
+        let delay: f64 = delay.extract().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "unsupported operand type(s) for +: 'float' and '{}'",
+                delay.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+            ))
+        })?;
+        Self::schedule_at(slf, clock::monotonic() + delay, callback, args, context, "call_later")
+    }
+
+    #[pyo3(signature = (when, callback, *args, context=None))]
+    fn call_at(
+        slf: &Bound<'_, Self>,
+        when: Option<&Bound<'_, PyAny>>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let when: f64 = match when {
+            Some(w) if !w.is_none() => w.extract()?,
+            _ => return Err(PyTypeError::new_err("when cannot be None")),
+        };
+        Self::schedule_at(slf, when, callback, args, context, "call_at")
+    }
+
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon_threadsafe(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let me = slf.get();
+        me.check_closed()?;
+        me.check_callback(&callback, "call_soon_threadsafe")?;
+        let h = Self::make_handle(slf, callback, args, context, None)?;
+        me.inbox.push(h.clone_ref(slf.py()));
+        Ok(h)
+    }
+
+    /// Wake the loop from any thread (asyncio's self-pipe write).
+    fn _write_to_self(&self) {
+        self.inbox.waker().wake();
+    }
+
+    fn _timer_handle_cancelled(&self, py: Python<'_>, handle: &Bound<'_, Handle>) -> PyResult<()> {
+        if handle.get().scheduled.load(Ordering::Relaxed) {
+            self.state.borrow_mut(py)?.timers.note_cancelled();
+        }
+        Ok(())
+    }
+
+    fn _run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::run_once(slf)
+    }
+
+    /// The body of `run_forever`: turns until `stop()`. The Python side does the set-up.
+    fn _run_forever_native(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let me = slf.get();
+        // SAFETY: getpid never fails.
+        if unsafe { libc::getpid() } as u32 != me.pid {
+            return Err(PyRuntimeError::new_err(
+                "this event loop was created in another process (before fork()); \
+                 create a new event loop in the child",
+            ));
+        }
+        me.running.store(true, Ordering::Relaxed);
+        let result = loop {
+            if let Err(e) = Self::run_once(slf) {
+                break Err(e);
+            }
+            if me.stopping.load(Ordering::Relaxed) {
+                break Ok(());
+            }
+        };
+        me.running.store(false, Ordering::Relaxed);
+        result
+    }
+
+    /// asyncio's `_add_reader`: watch `fd` for reading; returns the new handle.
+    #[pyo3(signature = (fd, callback, *args))]
+    fn _add_reader(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<Py<Handle>> {
+        Self::watch(slf, fd, callback, args, false)
+    }
+
+    /// asyncio's `_add_writer`.
+    #[pyo3(signature = (fd, callback, *args))]
+    fn _add_writer(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<Py<Handle>> {
+        Self::watch(slf, fd, callback, args, true)
+    }
+
+    fn _remove_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        Self::unwatch(slf, fd, false)
+    }
+
+    fn _remove_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        Self::unwatch(slf, fd, true)
+    }
+
+    /// Whether `fd` has a reader (or writer) registered: `(reader, writer)` handles or None.
+    fn _get_watchers(&self, py: Python<'_>, fd: RawFd) -> PyResult<(Option<Py<Handle>>, Option<Py<Handle>>)> {
+        let st = self.state.borrow_mut(py)?;
+        Ok((
+            st.readers.get(&fd).map(|h| h.clone_ref(py)),
+            st.writers.get(&fd).map(|h| h.clone_ref(py)),
+        ))
+    }
+
+    /// Release everything the loop holds: handles, timers, watchers, the epoll and eventfd
+    /// descriptors. Called by `close()` after asyncio's checks.
+    fn _close_native(&self, py: Python<'_>) -> PyResult<()> {
+        let (ready, mut timers, readers, writers) = {
+            let mut st = self.state.borrow_mut(py)?;
+            let mut timers = Vec::new();
+            st.timers.drain_into(&mut timers);
+            (
+                std::mem::take(&mut st.ready),
+                timers,
+                std::mem::take(&mut st.readers),
+                std::mem::take(&mut st.writers),
+            )
+        };
+        for t in &timers {
+            t.0.get().scheduled.store(false, Ordering::Relaxed);
+        }
+        let mut pending = Vec::new();
+        self.inbox.take_all(&mut pending);
+        let reactor = self.reactor.borrow_mut(py)?.take();
+        drop(reactor);
+        self.inbox.waker().close();
+        drop(ready);
+        timers.clear();
+        drop(readers);
+        drop(writers);
+        drop(pending);
+        Ok(())
+    }
+
+    #[getter]
+    fn _closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+    #[setter(_closed)]
+    fn set_closed(&self, v: bool) {
+        self.closed.store(v, Ordering::Relaxed)
+    }
+
+    #[getter]
+    fn _stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+    #[setter(_stopping)]
+    fn set_stopping(&self, v: bool) {
+        self.stopping.store(v, Ordering::Relaxed)
+    }
+
+    #[getter]
+    fn _debug(&self) -> bool {
+        self.is_debug()
+    }
+    #[setter(_debug)]
+    fn set_debug(&self, v: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.debug.store(v.is_truthy()?, Ordering::Relaxed);
+        Ok(())
+    }
+
+    #[getter]
+    fn _thread_id(&self) -> Option<u64> {
+        match self.thread_id.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(t),
+        }
+    }
+    #[setter(_thread_id)]
+    fn set_thread_id(&self, v: Option<u64>) {
+        self.thread_id.store(v.unwrap_or(0), Ordering::Relaxed)
+    }
+
+    #[getter]
+    fn _clock_resolution(&self) -> f64 {
+        self.clock_resolution()
+    }
+    #[setter(_clock_resolution)]
+    fn set_clock_resolution(&self, v: f64) {
+        self.clock_resolution_bits.store(v.to_bits(), Ordering::Relaxed)
+    }
+
+    #[getter]
+    fn _timer_cancelled_count(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.state.borrow_mut(py)?.timers.cancelled_count())
+    }
+    #[setter(_timer_cancelled_count)]
+    fn set_timer_cancelled_count(&self, _v: usize) {
+        // asyncio's __init__ sets 0; the heap keeps the real count.
+    }
+
+    /// Number of scheduled timers (asyncio's `len(loop._scheduled)`), for tests and stats.
+    fn _scheduled_count(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.state.borrow_mut(py)?.timers.len())
+    }
+
+    /// Number of ready handles (asyncio's `len(loop._ready)`).
+    fn _ready_count(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.state.borrow_mut(py)?.ready.len())
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(st) = self.state.try_borrow_for_gc() {
+            for h in st.ready.iter() {
+                visit.call(h)?;
+            }
+            for h in st.readers.values().chain(st.writers.values()) {
+                visit.call(h)?;
+            }
+        }
+        if let Some(r) = self.inbox.try_visit(|h| visit.call(h)) {
+            r?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        Python::attach(|py| {
+            let taken = match self.state.borrow_mut(py) {
+                Ok(mut st) => {
+                    let mut timers = Vec::new();
+                    st.timers.drain_into(&mut timers);
+                    Some((
+                        std::mem::take(&mut st.ready),
+                        timers,
+                        std::mem::take(&mut st.readers),
+                        std::mem::take(&mut st.writers),
+                    ))
+                }
+                Err(_) => None,
+            };
+            drop(taken);
+        })
+    }
+
+}

@@ -1,0 +1,371 @@
+//! `Handle` and `TimerHandle`: asyncio's callback handles, native.
+//!
+//! A handle is created once per `call_soon`/`call_later` and run once, so it is the object
+//! on the hot path: a frozen pyclass whose callback, arguments and context live in a
+//! `GilCell`, with the cancelled/scheduled flags and the deadline as plain fields the timer
+//! heap reads without the GIL. Running enters the handle's `contextvars.Context` with
+//! `PyContext_Enter` and calls through vectorcall, so no bound method or tuple is built.
+//!
+//! `TimerHandle` adds only its type and timer methods: the deadline lives in the base so the
+//! loop keeps one `Py<Handle>` type in its ready queue. Formatting (`repr`) and error
+//! reports call back into `ferroloop._handles` (rare paths, written once in Python).
+//!
+//! Threading: created and run on the loop thread; `cancel` may come from any thread holding
+//! the GIL (as in asyncio, that is the caller's responsibility).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use pyo3::{ffi, PyTraverseError, PyVisit};
+
+use crate::cell::GilCell;
+use crate::event_loop::EventLoop;
+use crate::py_helpers;
+
+pub struct HandleInner {
+    pub callback: Option<Py<PyAny>>,
+    pub args: Option<Py<PyTuple>>,
+    pub context: Option<Py<PyAny>>,
+    pub loop_: Option<Py<PyAny>>,
+    pub source_traceback: Option<Py<PyAny>>,
+    pub repr: Option<Py<PyAny>>,
+}
+
+#[pyclass(module = "ferroloop._native", subclass, frozen, weakref)]
+pub struct Handle {
+    pub inner: GilCell<HandleInner>,
+    pub cancelled: AtomicBool,
+    /// Timers only: still in the loop's heap.
+    pub scheduled: AtomicBool,
+    /// Timers only: the deadline on the loop's clock.
+    pub when: f64,
+}
+
+impl Handle {
+    pub fn new_inner(
+        callback: Py<PyAny>,
+        args: Py<PyTuple>,
+        context: Py<PyAny>,
+        loop_: Py<PyAny>,
+        source_traceback: Option<Py<PyAny>>,
+        when: f64,
+    ) -> Handle {
+        Handle {
+            inner: GilCell::new(HandleInner {
+                callback: Some(callback),
+                args: Some(args),
+                context: Some(context),
+                loop_: Some(loop_),
+                source_traceback,
+                repr: None,
+            }),
+            cancelled: AtomicBool::new(false),
+            scheduled: AtomicBool::new(false),
+            when,
+        }
+    }
+
+    #[inline]
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// Mark cancelled and drop the callback and arguments (after the borrow ends).
+    pub fn do_cancel(slf: &Bound<'_, Handle>) -> PyResult<()> {
+        let me = slf.get();
+        if me.cancelled.swap(true, Ordering::Relaxed) {
+            return Ok(());
+        }
+        let py = slf.py();
+        let debug = {
+            let inner = me.inner.borrow_mut(py)?;
+            match &inner.loop_ {
+                Some(l) => match l.bind(py).cast::<EventLoop>() {
+                    Ok(native) => native.get().is_debug(),
+                    Err(_) => false,
+                },
+                None => false,
+            }
+        };
+        if debug {
+            // asyncio keeps the repr of a cancelled handle in debug mode
+            let r = py_helpers::handle_repr(slf.as_any())?;
+            me.inner.borrow_mut(py)?.repr = Some(r.unbind());
+        }
+        let (cb, args) = {
+            let mut inner = me.inner.borrow_mut(py)?;
+            (inner.callback.take(), inner.args.take())
+        };
+        drop(cb);
+        drop(args);
+        Ok(())
+    }
+
+    /// Run the callback in its context. Errors other than `SystemExit`/`KeyboardInterrupt`
+    /// go to the loop's exception handler; those two are returned to propagate.
+    pub fn run(slf: &Bound<'_, Handle>) -> PyResult<()> {
+        let py = slf.py();
+        let (cb, args, ctx) = {
+            let inner = slf.get().inner.borrow_mut(py)?;
+            match (&inner.callback, &inner.args, &inner.context) {
+                (Some(cb), Some(args), Some(ctx)) => {
+                    (cb.clone_ref(py), args.clone_ref(py), ctx.clone_ref(py))
+                }
+                _ => return Ok(()),
+            }
+        };
+        match call_in_context(py, &cb, &args, &ctx) {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                if err.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
+                    || err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
+                {
+                    return Err(err);
+                }
+                py_helpers::report_callback_error(slf.as_any(), err)
+            }
+        }
+    }
+}
+
+/// `context.run(callback, *args)` without building a bound method or an argument tuple.
+fn call_in_context(
+    py: Python<'_>,
+    cb: &Py<PyAny>,
+    args: &Py<PyTuple>,
+    ctx: &Py<PyAny>,
+) -> PyResult<()> {
+    // SAFETY: ctx is a live object (we hold a reference); PyContext_Enter type-checks it and
+    // sets an exception on failure (not a Context, or already entered).
+    if unsafe { ffi::PyContext_Enter(ctx.as_ptr()) } != 0 {
+        return Err(PyErr::fetch(py));
+    }
+    let args = args.bind(py);
+    let n = args.len();
+    let result = {
+        // Items of a tuple are contiguous `PyObject*`; `ob_item` is reachable through
+        // PyTuple_GET_ITEM's address. An extra leading slot allows PY_VECTORCALL_ARGUMENTS_OFFSET.
+        let mut stack: [*mut ffi::PyObject; 5] = [std::ptr::null_mut(); 5];
+        let mut heap: Vec<*mut ffi::PyObject>;
+        let argv: *mut *mut ffi::PyObject = if n < 4 {
+            for i in 0..n {
+                // SAFETY: i < len; borrowed references kept alive by `args`.
+                stack[i + 1] = unsafe { ffi::PyTuple_GET_ITEM(args.as_ptr(), i as ffi::Py_ssize_t) };
+            }
+            stack.as_mut_ptr()
+        } else {
+            heap = Vec::with_capacity(n + 1);
+            heap.push(std::ptr::null_mut());
+            for i in 0..n {
+                // SAFETY: as above.
+                heap.push(unsafe { ffi::PyTuple_GET_ITEM(args.as_ptr(), i as ffi::Py_ssize_t) });
+            }
+            heap.as_mut_ptr()
+        };
+        // SAFETY: argv[1..=n] are valid borrowed references; slot 0 is scratch space we own,
+        // which the OFFSET flag allows the callee to overwrite temporarily.
+        let r = unsafe {
+            ffi::PyObject_Vectorcall(
+                cb.as_ptr(),
+                argv.add(1),
+                n | ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
+                std::ptr::null_mut(),
+            )
+        };
+        if r.is_null() {
+            Err(PyErr::fetch(py))
+        } else {
+            // SAFETY: r is a new reference we own.
+            unsafe { ffi::Py_DECREF(r) };
+            Ok(())
+        }
+    };
+    // SAFETY: we entered ctx above on this thread.
+    if unsafe { ffi::PyContext_Exit(ctx.as_ptr()) } != 0 {
+        let exit_err = PyErr::fetch(py);
+        return Err(result.err().unwrap_or(exit_err));
+    }
+    result
+}
+
+#[pymethods]
+impl Handle {
+    fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Handle::do_cancel(slf)
+    }
+
+    fn cancelled(&self) -> bool {
+        self.is_cancelled()
+    }
+
+    fn get_context(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        Ok(self.inner.borrow_mut(py)?.context.as_ref().map(|c| c.clone_ref(py)))
+    }
+
+    fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Handle::run(slf)
+    }
+
+    #[getter]
+    fn _callback(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        Ok(self.inner.borrow_mut(py)?.callback.as_ref().map(|c| c.clone_ref(py)))
+    }
+
+    #[getter]
+    fn _args(&self, py: Python<'_>) -> PyResult<Option<Py<PyTuple>>> {
+        Ok(self.inner.borrow_mut(py)?.args.as_ref().map(|c| c.clone_ref(py)))
+    }
+
+    #[getter]
+    fn _context(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.get_context(py)
+    }
+
+    #[getter]
+    fn _loop(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        Ok(self.inner.borrow_mut(py)?.loop_.as_ref().map(|c| c.clone_ref(py)))
+    }
+
+    #[getter]
+    fn _cancelled(&self) -> bool {
+        self.is_cancelled()
+    }
+
+    #[getter]
+    fn _source_traceback(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        Ok(self.inner.borrow_mut(py)?.source_traceback.as_ref().map(|c| c.clone_ref(py)))
+    }
+
+    #[getter]
+    fn _repr(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        Ok(self.inner.borrow_mut(py)?.repr.as_ref().map(|c| c.clone_ref(py)))
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let cached = slf.get().inner.borrow_mut(slf.py())?.repr.as_ref().map(|r| r.clone_ref(slf.py()));
+        match cached {
+            Some(r) => Ok(r),
+            None => Ok(py_helpers::handle_repr(slf.as_any())?.unbind()),
+        }
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(inner) = self.inner.try_borrow_for_gc() {
+            for o in [&inner.callback, &inner.context, &inner.loop_, &inner.source_traceback, &inner.repr]
+                .into_iter()
+                .flatten()
+            {
+                visit.call(o)?;
+            }
+            if let Some(a) = &inner.args {
+                visit.call(a)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        Python::attach(|py| {
+            let taken = match self.inner.borrow_mut(py) {
+                Ok(mut inner) => Some((
+                    inner.callback.take(),
+                    inner.args.take(),
+                    inner.context.take(),
+                    inner.loop_.take(),
+                    inner.source_traceback.take(),
+                )),
+                Err(_) => None,
+            };
+            drop(taken);
+        })
+    }
+}
+
+/// asyncio's `TimerHandle`: a handle with a deadline, ordered by it.
+#[pyclass(module = "ferroloop._native", extends = Handle, frozen, subclass)]
+pub struct TimerHandle {}
+
+#[pymethods]
+impl TimerHandle {
+    fn when(slf: &Bound<'_, Self>) -> f64 {
+        slf.as_super().get().when
+    }
+
+    #[getter]
+    fn _when(slf: &Bound<'_, Self>) -> f64 {
+        slf.as_super().get().when
+    }
+
+    #[getter]
+    fn _scheduled(slf: &Bound<'_, Self>) -> bool {
+        slf.as_super().get().scheduled.load(Ordering::Relaxed)
+    }
+
+    fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let base = slf.as_super();
+        if !base.get().is_cancelled() {
+            let loop_ = base.get().inner.borrow_mut(slf.py())?.loop_.as_ref().map(|l| l.clone_ref(slf.py()));
+            if let Some(l) = loop_ {
+                l.bind(slf.py()).call_method1("_timer_handle_cancelled", (slf,))?;
+            }
+        }
+        Handle::do_cancel(base)
+    }
+
+    fn __hash__(slf: &Bound<'_, Self>) -> PyResult<isize> {
+        pyo3::types::PyFloat::new(slf.py(), slf.as_super().get().when).hash()
+    }
+
+    fn __richcmp__(
+        slf: &Bound<'_, Self>,
+        other: &Bound<'_, PyAny>,
+        op: pyo3::basic::CompareOp,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let Ok(other) = other.cast::<TimerHandle>() else {
+            return Ok(py.NotImplemented());
+        };
+        let a = slf.as_super().get();
+        let b = other.as_super().get();
+        use pyo3::basic::CompareOp::*;
+        let r = match op {
+            Lt => a.when < b.when,
+            Gt => a.when > b.when,
+            Le => a.when < b.when || same_timer(py, a, b)?,
+            Ge => a.when > b.when || same_timer(py, a, b)?,
+            Eq => same_timer(py, a, b)?,
+            Ne => !same_timer(py, a, b)?,
+        };
+        Ok(pyo3::types::PyBool::new(py, r).to_owned().into_any().unbind())
+    }
+}
+
+/// asyncio's `TimerHandle.__eq__`: same deadline, callback, arguments and cancelled state.
+fn same_timer(py: Python<'_>, a: &Handle, b: &Handle) -> PyResult<bool> {
+    if std::ptr::eq(a, b) {
+        return Ok(true);
+    }
+    if a.when != b.when || a.is_cancelled() != b.is_cancelled() {
+        return Ok(false);
+    }
+    let (ca, aa) = {
+        let i = a.inner.borrow_mut(py)?;
+        (i.callback.as_ref().map(|c| c.clone_ref(py)), i.args.as_ref().map(|c| c.clone_ref(py)))
+    };
+    let (cb, ab) = {
+        let i = b.inner.borrow_mut(py)?;
+        (i.callback.as_ref().map(|c| c.clone_ref(py)), i.args.as_ref().map(|c| c.clone_ref(py)))
+    };
+    let cb_eq = match (ca, cb) {
+        (Some(x), Some(y)) => x.bind(py).eq(y.bind(py))?,
+        (None, None) => true,
+        _ => false,
+    };
+    let args_eq = match (aa, ab) {
+        (Some(x), Some(y)) => x.bind(py).eq(y.bind(py))?,
+        (None, None) => true,
+        _ => false,
+    };
+    Ok(cb_eq && args_eq)
+}

@@ -1,0 +1,19 @@
+//! `ferroloop._native`: the PyO3 extension. Registers the native event loop and handles.
+//!
+//! Threading: module init runs once, under the GIL.
+
+mod cell;
+mod event_loop;
+mod handles;
+mod py_helpers;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<event_loop::EventLoop>()?;
+    m.add_class::<handles::Handle>()?;
+    m.add_class::<handles::TimerHandle>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,72 @@
+//! Calls from the extension into `ferroloop._handles`: the rare paths written in Python.
+//!
+//! Formatting a handle, reporting a callback's exception, capturing a debug-mode source
+//! traceback, logging a slow callback and the debug-mode callback check run once per error
+//! or only in debug mode, so they stay in Python where asyncio's own helpers
+//! (`format_helpers`) are at hand. The functions are looked up once per process.
+//!
+//! Threading: any thread holding the GIL.
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::ffi;
+
+const MODULE: &str = "ferroloop._handles";
+
+macro_rules! helper {
+    ($py:expr, $name:literal) => {{
+        static F: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        F.import($py, MODULE, $name)
+    }};
+}
+
+pub fn handle_repr<'py>(handle: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = handle.py();
+    helper!(py, "handle_repr")?.call1((handle,))
+}
+
+/// Send a callback's exception to its loop's exception handler, as `Handle._run` does.
+pub fn report_callback_error(handle: &Bound<'_, PyAny>, err: PyErr) -> PyResult<()> {
+    let py = handle.py();
+    helper!(py, "report_callback_error")?.call1((handle, err.into_value(py)))?;
+    Ok(())
+}
+
+/// The creation stack of a handle (debug mode only).
+pub fn source_traceback(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    Ok(helper!(py, "source_traceback")?.call0()?.unbind())
+}
+
+/// Log a callback slower than `loop.slow_callback_duration` (debug mode only).
+pub fn log_slow_callback(handle: &Bound<'_, PyAny>, seconds: f64) -> PyResult<()> {
+    let py = handle.py();
+    helper!(py, "log_slow_callback")?.call1((handle, seconds))?;
+    Ok(())
+}
+
+/// asyncio's `_check_callback`: coroutines and non-callables are refused with its messages.
+pub fn check_callback(callback: &Bound<'_, PyAny>, method: &str) -> PyResult<()> {
+    let py = callback.py();
+    helper!(py, "check_callback")?.call1((callback, method))?;
+    Ok(())
+}
+
+/// `contextvars.copy_context()`.
+pub fn copy_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    // SAFETY: returns a new reference or NULL with an exception set.
+    unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent()) }.map(Bound::unbind)
+}
+
+/// `OSError(errno, strerror)`: CPython picks the subclass (`BlockingIOError`, ...) from errno.
+pub fn os_error(e: std::io::Error) -> PyErr {
+    match e.raw_os_error() {
+        Some(code) => {
+            // SAFETY: strerror returns a pointer to a static or thread-local C string.
+            let msg = unsafe { std::ffi::CStr::from_ptr(libc::strerror(code)) }
+                .to_string_lossy()
+                .into_owned();
+            pyo3::exceptions::PyOSError::new_err((code, msg))
+        }
+        None => pyo3::exceptions::PyOSError::new_err(e.to_string()),
+    }
+}

@@ -1,0 +1,191 @@
+//! The cross-thread inbox and the waker: the only way into a loop from another thread.
+//!
+//! Decision: one `Mutex<Vec<T>>` and an eventfd. A push takes the lock briefly and writes
+//! the eventfd only when the loop has not been woken since it last drained (an atomic
+//! flag), so a burst of `call_soon_threadsafe` costs one syscall, not one per call.
+//!
+//! Threading: `Inbox` and `Waker` are `Send + Sync`; `push` from any thread, `drain` from
+//! the loop thread.
+
+use std::io;
+use std::os::unix::io::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// An eventfd that interrupts the reactor's poll.
+pub struct Waker {
+    fd: AtomicI32,
+}
+
+impl Waker {
+    pub fn new() -> io::Result<Waker> {
+        // SAFETY: plain syscall with valid flags.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Waker { fd: AtomicI32::new(fd) })
+    }
+
+    /// The eventfd, or -1 once [`close`](Self::close)d.
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.fd.load(Ordering::Acquire)
+    }
+
+    /// Close the eventfd now (a closed loop releases its descriptors at once). Later wakes
+    /// are no-ops. The owner must make sure no other thread is inside `wake` at this moment
+    /// (the Python loop does: both run under the GIL).
+    pub fn close(&self) {
+        let fd = self.fd.swap(-1, Ordering::AcqRel);
+        if fd >= 0 {
+            // SAFETY: we owned fd and swapped it out, so it is closed exactly once.
+            unsafe { libc::close(fd) };
+        }
+    }
+
+    /// Make the reactor's current or next poll return.
+    pub fn wake(&self) {
+        let fd = self.as_raw_fd();
+        if fd < 0 {
+            return;
+        }
+        let one: u64 = 1;
+        // SAFETY: writing 8 bytes from a valid u64 to our eventfd. A full counter (EAGAIN)
+        // means a wake is already pending, which is all we want.
+        unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+    }
+
+    /// Consume pending wakes (called by the loop thread after its poll reported the waker).
+    pub fn reset(&self) {
+        let fd = self.as_raw_fd();
+        if fd < 0 {
+            return;
+        }
+        let mut v: u64 = 0;
+        // SAFETY: reading 8 bytes into a valid u64; EAGAIN (nothing pending) is fine.
+        unsafe { libc::read(fd, (&mut v as *mut u64).cast(), 8) };
+    }
+}
+
+impl Drop for Waker {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// A multi-producer queue into the loop thread.
+pub struct Inbox<T> {
+    items: Mutex<Vec<T>>,
+    pending: AtomicBool,
+    waker: Arc<Waker>,
+}
+
+impl<T> Inbox<T> {
+    pub fn new(waker: Arc<Waker>) -> Self {
+        Inbox { items: Mutex::new(Vec::new()), pending: AtomicBool::new(false), waker }
+    }
+
+    pub fn waker(&self) -> &Arc<Waker> {
+        &self.waker
+    }
+
+    /// Queue `item` and wake the loop if it was not already woken.
+    pub fn push(&self, item: T) {
+        match self.items.lock() {
+            Ok(mut v) => v.push(item),
+            Err(poisoned) => poisoned.into_inner().push(item),
+        }
+        if !self.pending.swap(true, Ordering::AcqRel) {
+            self.waker.wake();
+        }
+    }
+
+    /// Whether items may be waiting (cheap; no syscall, no lock).
+    pub fn has_pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Take everything queued so far, in push order, appending to `out`.
+    pub fn drain_into(&self, out: &mut Vec<T>) {
+        if !self.pending.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        self.waker.reset();
+        let mut guard = match self.items.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        out.append(&mut guard);
+    }
+}
+
+impl<T> Inbox<T> {
+    /// Take everything, pending flag or not (used when the loop closes).
+    pub fn take_all(&self, out: &mut Vec<T>) {
+        self.pending.store(false, Ordering::Release);
+        let mut guard = match self.items.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        out.append(&mut guard);
+    }
+
+    /// Visit the queued items if the lock is free right now (for a garbage collector that
+    /// must not block); returns `None` when it is taken.
+    pub fn try_visit<E>(&self, mut f: impl FnMut(&T) -> Result<(), E>) -> Option<Result<(), E>> {
+        let guard = self.items.try_lock().ok()?;
+        Some(guard.iter().try_for_each(&mut f))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Reactor;
+
+    #[test]
+    fn push_from_threads_wakes_and_keeps_order_per_thread() {
+        let waker = Arc::new(Waker::new().unwrap());
+        let inbox = Arc::new(Inbox::new(waker.clone()));
+        let mut reactor = Reactor::new().unwrap();
+        reactor.register_waker(&waker).unwrap();
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                let inbox = inbox.clone();
+                std::thread::spawn(move || {
+                    for i in 0..1000 {
+                        inbox.push((t, i));
+                    }
+                })
+            })
+            .collect();
+        let mut got = Vec::new();
+        while got.len() < 4000 {
+            reactor.poll(Some(1.0)).unwrap();
+            reactor.take_woken();
+            inbox.drain_into(&mut got);
+        }
+        for h in handles {
+            h.join().unwrap();
+        }
+        for t in 0..4 {
+            let mine: Vec<_> = got.iter().filter(|x| x.0 == t).map(|x| x.1).collect();
+            assert_eq!(mine, (0..1000).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn wake_interrupts_an_infinite_poll() {
+        let waker = Arc::new(Waker::new().unwrap());
+        let mut reactor = Reactor::new().unwrap();
+        reactor.register_waker(&waker).unwrap();
+        let w = waker.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            w.wake();
+        });
+        reactor.poll(None).unwrap();
+        assert!(reactor.take_woken());
+        t.join().unwrap();
+    }
+}

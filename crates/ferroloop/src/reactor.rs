@@ -1,0 +1,258 @@
+//! The reactor: level-triggered epoll over raw file descriptors.
+//!
+//! Decision: asyncio's `add_reader`/`add_writer` are level-triggered (a reader that leaves
+//! data unread is called again on the next turn), so the reactor registers descriptors
+//! without `EPOLLET`. mio only offers edge-triggered registration, which would need a re-arm
+//! syscall per event to emulate this; a thin epoll wrapper costs nothing extra. (DESIGN.md
+//! planned mio; see docs/architecture.md for this change.) An `EPOLLERR`/`EPOLLHUP` marks the
+//! descriptor both readable and writable, as `selectors.EpollSelector` does.
+//!
+//! Threading: `poll` is called by the loop thread only (with the GIL released by the
+//! caller); the registration methods take `&mut self` and are also loop-thread only.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::io::RawFd;
+
+/// Which readiness a descriptor is watched for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Interest {
+    pub read: bool,
+    pub write: bool,
+}
+
+impl Interest {
+    fn is_empty(self) -> bool {
+        !self.read && !self.write
+    }
+    fn bits(self) -> u32 {
+        let mut b = 0;
+        if self.read {
+            b |= libc::EPOLLIN as u32;
+        }
+        if self.write {
+            b |= libc::EPOLLOUT as u32;
+        }
+        b
+    }
+}
+
+/// One readiness report, already filtered by the registered interest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub fd: RawFd,
+    pub readable: bool,
+    pub writable: bool,
+}
+
+/// Token used in epoll data for the waker's eventfd (never a valid fd number).
+const WAKER_TOKEN: u64 = u64::MAX;
+/// asyncio's `MAXIMUM_SELECT_TIMEOUT`: a day.
+pub const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
+
+pub struct Reactor {
+    epfd: RawFd,
+    interests: HashMap<RawFd, Interest>,
+    buf: Vec<libc::epoll_event>,
+    events: Vec<Event>,
+    waker_fd: Option<RawFd>,
+    woken: bool,
+}
+
+fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+impl Reactor {
+    pub fn new() -> io::Result<Reactor> {
+        // SAFETY: plain syscall with a valid flag.
+        let epfd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        Ok(Reactor {
+            epfd,
+            interests: HashMap::new(),
+            buf: vec![libc::epoll_event { events: 0, u64: 0 }; 256],
+            events: Vec::with_capacity(256),
+            waker_fd: None,
+            woken: false,
+        })
+    }
+
+    /// The epoll descriptor itself (for fork detection and diagnostics).
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.epfd
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd, bits: u32, data: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events: bits, u64: data };
+        // SAFETY: `ev` is a valid epoll_event living across the call; epfd is ours.
+        cvt(unsafe { libc::epoll_ctl(self.epfd, op, fd, &mut ev) }).map(|_| ())
+    }
+
+    /// Watch `waker` so that [`crate::Waker::wake`] interrupts [`poll`](Self::poll).
+    pub fn register_waker(&mut self, waker: &crate::Waker) -> io::Result<()> {
+        let fd = waker.as_raw_fd();
+        self.ctl(libc::EPOLL_CTL_ADD, fd, libc::EPOLLIN as u32, WAKER_TOKEN)?;
+        self.waker_fd = Some(fd);
+        Ok(())
+    }
+
+    /// The interest currently registered for `fd`.
+    pub fn interest(&self, fd: RawFd) -> Interest {
+        self.interests.get(&fd).copied().unwrap_or_default()
+    }
+
+    /// Number of descriptors watched (the waker excluded).
+    pub fn registered(&self) -> usize {
+        self.interests.len()
+    }
+
+    /// Set the interest of `fd`; an empty interest removes it. Errors (a closed or
+    /// unpollable descriptor) are returned as the OS reports them, leaving the state intact.
+    pub fn set_interest(&mut self, fd: RawFd, interest: Interest) -> io::Result<()> {
+        let old = self.interest(fd);
+        if old == interest {
+            return Ok(());
+        }
+        if interest.is_empty() {
+            self.interests.remove(&fd);
+            // The descriptor may already be closed (epoll forgot it then): not an error,
+            // as `selectors` ignores it too.
+            match self.ctl(libc::EPOLL_CTL_DEL, fd, 0, fd as u64) {
+                Ok(()) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EBADF) | Some(libc::ENOENT)) => {}
+                Err(e) => return Err(e),
+            }
+            return Ok(());
+        }
+        let bits = interest.bits();
+        if old.is_empty() {
+            match self.ctl(libc::EPOLL_CTL_ADD, fd, bits, fd as u64) {
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    self.ctl(libc::EPOLL_CTL_MOD, fd, bits, fd as u64)?
+                }
+                r => r?,
+            }
+        } else {
+            match self.ctl(libc::EPOLL_CTL_MOD, fd, bits, fd as u64) {
+                // closed and reopened under the same number: epoll forgot the old one
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    self.ctl(libc::EPOLL_CTL_ADD, fd, bits, fd as u64)?
+                }
+                r => r?,
+            }
+        }
+        self.interests.insert(fd, interest);
+        Ok(())
+    }
+
+    /// Wait up to `timeout` seconds (`None`: forever) and return the ready descriptors.
+    /// The timeout is rounded up to whole milliseconds, as `selectors.EpollSelector` does.
+    /// An interrupted wait (`EINTR`) returns no events, so the caller can run signal handlers.
+    /// Whether the waker fired is reported by [`take_woken`](Self::take_woken).
+    pub fn poll(&mut self, timeout: Option<f64>) -> io::Result<&[Event]> {
+        let ms: libc::c_int = match timeout {
+            None => -1,
+            Some(t) if t <= 0.0 => 0,
+            Some(t) => (t.min(MAXIMUM_SELECT_TIMEOUT) * 1e3).ceil() as libc::c_int,
+        };
+        self.events.clear();
+        // SAFETY: `buf` has `buf.len()` initialised entries that epoll may overwrite.
+        let n = unsafe {
+            libc::epoll_wait(self.epfd, self.buf.as_mut_ptr(), self.buf.len() as libc::c_int, ms)
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                return Ok(&self.events);
+            }
+            return Err(e);
+        }
+        for ev in &self.buf[..n as usize] {
+            let data = ev.u64;
+            if data == WAKER_TOKEN {
+                self.woken = true;
+                continue;
+            }
+            let fd = data as RawFd;
+            let Some(want) = self.interests.get(&fd).copied() else { continue };
+            let bits = ev.events;
+            let readable = want.read && (bits & !(libc::EPOLLOUT as u32)) != 0;
+            let writable = want.write && (bits & !(libc::EPOLLIN as u32)) != 0;
+            if readable || writable {
+                self.events.push(Event { fd, readable, writable });
+            }
+        }
+        if n as usize == self.buf.len() {
+            let grow = self.buf.len() * 2;
+            self.buf.resize(grow, libc::epoll_event { events: 0, u64: 0 });
+        }
+        Ok(&self.events)
+    }
+
+    /// Whether the waker fired since the last call (and clear the flag).
+    pub fn take_woken(&mut self) -> bool {
+        std::mem::take(&mut self.woken)
+    }
+}
+
+impl Drop for Reactor {
+    fn drop(&mut self) {
+        // SAFETY: we own epfd and close it exactly once.
+        unsafe { libc::close(self.epfd) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipe() -> (RawFd, RawFd) {
+        let mut fds = [0; 2];
+        // SAFETY: fds has room for two descriptors.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) }, 0);
+        (fds[0], fds[1])
+    }
+
+    #[test]
+    fn level_triggered_read() {
+        let mut r = Reactor::new().unwrap();
+        let (rd, wr) = pipe();
+        r.set_interest(rd, Interest { read: true, write: false }).unwrap();
+        assert!(r.poll(Some(0.0)).unwrap().is_empty());
+        // SAFETY: writing one byte from a valid buffer to our pipe.
+        unsafe { libc::write(wr, b"x".as_ptr().cast(), 1) };
+        // not consumed: reported again and again (level-triggered)
+        for _ in 0..3 {
+            let ev = r.poll(Some(1.0)).unwrap();
+            assert_eq!(ev, &[Event { fd: rd, readable: true, writable: false }]);
+        }
+        r.set_interest(rd, Interest::default()).unwrap();
+        assert!(r.poll(Some(0.0)).unwrap().is_empty());
+        assert_eq!(r.registered(), 0);
+        // SAFETY: closing our own descriptors.
+        unsafe {
+            libc::close(rd);
+            libc::close(wr);
+        }
+    }
+
+    #[test]
+    fn bad_fd_is_an_error() {
+        let mut r = Reactor::new().unwrap();
+        let err = r.set_interest(987_654, Interest { read: true, write: false }).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+        assert_eq!(r.registered(), 0);
+    }
+
+    #[test]
+    fn timeout_is_honoured() {
+        let mut r = Reactor::new().unwrap();
+        let t0 = crate::clock::monotonic();
+        r.poll(Some(0.02)).unwrap();
+        assert!(crate::clock::monotonic() - t0 >= 0.019);
+    }
+}

@@ -1,0 +1,235 @@
+//! The timer heap: `call_later`/`call_at` handles ordered by deadline.
+//!
+//! Decision (asyncio's `_run_once`): cancellation is a flag on the handle, never a heap
+//! removal. The owner tells the heap that a scheduled timer was cancelled
+//! ([`TimerHeap::note_cancelled`]); cancelled entries are dropped lazily when they reach the
+//! top, and the whole heap is rebuilt when more than half of it is cancelled
+//! (`_MIN_CANCELLED_TIMER_HANDLES_FRACTION`) and it holds more than
+//! `_MIN_SCHEDULED_TIMER_HANDLES` entries. Equal deadlines fire in scheduling order.
+//!
+//! Removed entries are handed back to the caller in a `Vec` instead of being dropped here,
+//! so that a payload whose drop runs foreign code (a Python finalizer) is dropped after the
+//! caller released any borrow of the heap.
+//!
+//! Threading: owned by the loop thread; not `Sync`-shared.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+/// asyncio's `_MIN_SCHEDULED_TIMER_HANDLES`.
+pub const MIN_SCHEDULED_TIMER_HANDLES: usize = 100;
+/// asyncio's `_MIN_CANCELLED_TIMER_HANDLES_FRACTION`.
+pub const MIN_CANCELLED_TIMER_HANDLES_FRACTION: f64 = 0.5;
+
+/// Scheduling order of a timer: ties on the deadline are broken by this sequence number.
+pub type TimerId = u64;
+
+/// A payload the heap can ask whether it was cancelled.
+pub trait Cancellable {
+    fn is_cancelled(&self) -> bool;
+}
+
+impl Cancellable for &str {
+    fn is_cancelled(&self) -> bool {
+        false
+    }
+}
+
+struct Entry<T> {
+    when: f64,
+    seq: TimerId,
+    item: T,
+}
+
+impl<T> PartialEq for Entry<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.seq == other.seq
+    }
+}
+impl<T> Eq for Entry<T> {}
+impl<T> PartialOrd for Entry<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<T> Ord for Entry<T> {
+    // Reversed: BinaryHeap is a max-heap and we want the earliest deadline on top.
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.when.total_cmp(&self.when).then_with(|| other.seq.cmp(&self.seq))
+    }
+}
+
+/// A min-heap of timers keyed by deadline (seconds on [`crate::clock::monotonic`]).
+pub struct TimerHeap<T> {
+    heap: BinaryHeap<Entry<T>>,
+    next_seq: TimerId,
+    cancelled: usize,
+}
+
+impl<T> Default for TimerHeap<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> TimerHeap<T> {
+    pub fn new() -> Self {
+        TimerHeap { heap: BinaryHeap::new(), next_seq: 0, cancelled: 0 }
+    }
+
+    /// Schedule `item` at `when`; returns its scheduling order.
+    pub fn push(&mut self, when: f64, item: T) -> TimerId {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.heap.push(Entry { when, seq, item });
+        seq
+    }
+
+    /// Number of entries, cancelled ones included (asyncio's `len(loop._scheduled)`).
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
+    /// Number of cancelled entries still in the heap.
+    pub fn cancelled_count(&self) -> usize {
+        self.cancelled
+    }
+
+    /// Record that one scheduled entry was cancelled.
+    pub fn note_cancelled(&mut self) {
+        self.cancelled += 1;
+    }
+
+    /// Remove everything, handing the entries to `out`.
+    pub fn drain_into(&mut self, out: &mut Vec<T>) {
+        out.extend(self.heap.drain().map(|e| e.item));
+        self.cancelled = 0;
+    }
+}
+
+impl<T: Cancellable> TimerHeap<T> {
+    /// Drop cancelled entries as asyncio's `_run_once` does: rebuild when most are cancelled,
+    /// otherwise pop the cancelled ones from the top. Removed entries go to `out`.
+    pub fn purge_cancelled(&mut self, out: &mut Vec<T>) {
+        let n = self.heap.len();
+        if n > MIN_SCHEDULED_TIMER_HANDLES
+            && (self.cancelled as f64) / (n as f64) > MIN_CANCELLED_TIMER_HANDLES_FRACTION
+        {
+            let entries = std::mem::take(&mut self.heap).into_vec();
+            let mut keep = Vec::with_capacity(n - self.cancelled);
+            for e in entries {
+                if e.item.is_cancelled() {
+                    out.push(e.item);
+                } else {
+                    keep.push(e);
+                }
+            }
+            self.heap = BinaryHeap::from(keep);
+            self.cancelled = 0;
+        } else {
+            while let Some(top) = self.heap.peek() {
+                if !top.item.is_cancelled() {
+                    break;
+                }
+                if let Some(e) = self.heap.pop() {
+                    self.cancelled = self.cancelled.saturating_sub(1);
+                    out.push(e.item);
+                }
+            }
+        }
+    }
+
+    /// The earliest deadline, if any (cancelled entries on top are not skipped: call
+    /// [`purge_cancelled`](Self::purge_cancelled) first, as `_run_once` does).
+    pub fn next_deadline(&self) -> Option<f64> {
+        self.heap.peek().map(|e| e.when)
+    }
+
+    /// Move every entry with `when < end_time` to `out`, earliest first. Cancelled entries
+    /// are moved too (the ready queue skips them), as asyncio does.
+    pub fn pop_due(&mut self, end_time: f64, out: &mut Vec<T>) {
+        while let Some(top) = self.heap.peek() {
+            if top.when >= end_time {
+                break;
+            }
+            if let Some(e) = self.heap.pop() {
+                if e.item.is_cancelled() {
+                    self.cancelled = self.cancelled.saturating_sub(1);
+                }
+                out.push(e.item);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    #[derive(Clone, Debug)]
+    struct T(u32, Rc<Cell<bool>>);
+    impl Cancellable for T {
+        fn is_cancelled(&self) -> bool {
+            self.1.get()
+        }
+    }
+
+    fn t(n: u32) -> T {
+        T(n, Rc::new(Cell::new(false)))
+    }
+
+    #[test]
+    fn fires_in_deadline_then_fifo_order() {
+        let mut h = TimerHeap::new();
+        h.push(3.0, t(3));
+        h.push(1.0, t(1));
+        h.push(2.0, t(20));
+        h.push(2.0, t(21));
+        let mut out = Vec::new();
+        h.pop_due(2.5, &mut out);
+        assert_eq!(out.iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 20, 21]);
+        assert_eq!(h.next_deadline(), Some(3.0));
+    }
+
+    #[test]
+    fn cancelled_on_top_are_purged() {
+        let mut h = TimerHeap::new();
+        let a = t(1);
+        h.push(1.0, a.clone());
+        h.push(2.0, t(2));
+        a.1.set(true);
+        h.note_cancelled();
+        let mut out = Vec::new();
+        h.purge_cancelled(&mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(h.cancelled_count(), 0);
+        assert_eq!(h.next_deadline(), Some(2.0));
+    }
+
+    #[test]
+    fn rebuild_when_most_are_cancelled() {
+        let mut h = TimerHeap::new();
+        let mut all = Vec::new();
+        for i in 0..300 {
+            let x = t(i);
+            all.push(x.clone());
+            h.push(f64::from(i), x);
+        }
+        // cancel two thirds, none of them on top
+        for x in all.iter().skip(100) {
+            x.1.set(true);
+            h.note_cancelled();
+        }
+        let mut out = Vec::new();
+        h.purge_cancelled(&mut out);
+        assert_eq!(out.len(), 200);
+        assert_eq!(h.len(), 100);
+        assert_eq!(h.cancelled_count(), 0);
+    }
+}

@@ -1,0 +1,42 @@
+"""ferroloop: the asyncio event loop, rebuilt in Rust.
+
+    ferroloop.run(main())                      # like asyncio.run
+    asyncio.Runner(loop_factory=ferroloop.new_event_loop)
+    ferroloop.install()                        # make it asyncio's default loop
+"""
+
+import asyncio as _asyncio
+from asyncio import events as _events
+
+from . import _native
+from ._loop import EventLoop
+
+__version__ = _native.__version__
+__all__ = ["EventLoop", "EventLoopPolicy", "new_event_loop", "run", "install"]
+
+
+def new_event_loop():
+    """A new ferroloop event loop."""
+    return EventLoop()
+
+
+class EventLoopPolicy(_events.BaseDefaultEventLoopPolicy):
+    """An event loop policy whose loops are ferroloop's."""
+
+    _loop_factory = EventLoop
+
+    def __repr__(self):
+        return "<ferroloop.EventLoopPolicy>"
+
+
+def install():
+    """Make ferroloop the loop of ``asyncio.run`` and ``asyncio.new_event_loop``."""
+    _asyncio.set_event_loop_policy(EventLoopPolicy())
+
+
+def run(main, *, debug=None):
+    """Run coroutine ``main`` on a new ferroloop loop and return its result (``asyncio.run``)."""
+    if _events._get_running_loop() is not None:
+        raise RuntimeError("ferroloop.run() cannot be called from a running event loop")
+    with _asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
+        return runner.run(main)

@@ -1,0 +1,56 @@
+"""Rare paths of native handles, in Python: repr, error reports, debug-mode helpers.
+
+The extension calls these once per error, per ``repr`` or only in debug mode, so they use
+asyncio's own ``format_helpers`` and produce exactly asyncio's text.
+"""
+
+import sys
+from asyncio import base_events, coroutines, format_helpers
+from asyncio.log import logger
+
+
+def handle_repr(handle):
+    info = [type(handle).__name__]
+    cancelled = handle._cancelled
+    if cancelled:
+        info.append("cancelled")
+    callback = handle._callback
+    if callback is not None:
+        info.append(format_helpers._format_callback_source(callback, handle._args))
+    tb = handle._source_traceback
+    if tb:
+        filename, lineno = tb[-1][0], tb[-1][1]
+        info.append(f"created at {filename}:{lineno}")
+    when = getattr(handle, "_when", None)
+    if when is not None:
+        info.insert(2 if cancelled else 1, f"when={when}")
+    return "<{}>".format(" ".join(info))
+
+
+def report_callback_error(handle, exc):
+    source = format_helpers._format_callback_source(handle._callback, handle._args)
+    context = {
+        "message": f"Exception in callback {source}",
+        "exception": exc,
+        "handle": handle,
+    }
+    tb = handle._source_traceback
+    if tb:
+        context["source_traceback"] = tb
+    handle._loop.call_exception_handler(context)
+
+
+def source_traceback():
+    # frame 1 is the Python code that called the native call_soon/call_later
+    return format_helpers.extract_stack(sys._getframe(1))
+
+
+def log_slow_callback(handle, seconds):
+    logger.warning("Executing %s took %.3f seconds", base_events._format_handle(handle), seconds)
+
+
+def check_callback(callback, method):
+    if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+        raise TypeError(f"coroutines cannot be used with {method}()")
+    if not callable(callback):
+        raise TypeError(f"a callable object was expected by {method}(), got {callback!r}")

@@ -1,0 +1,83 @@
+"""``ferroloop.EventLoop``: the native loop plus asyncio's once-per-loop API.
+
+Layer decision (docs/architecture.md): everything that runs per callback, per timer or per
+readiness event is native (``_native.EventLoop``); what runs once per loop or once per call
+of a rare method is inherited from asyncio's ``BaseEventLoop`` (exception handler,
+``run_until_complete``, executors, async generator hooks, task factory) or written here
+(sockets, signals, DNS fast path). The attributes ``BaseEventLoop`` shares with the native
+half (``_closed``, ``_stopping``, ``_thread_id``, ``_debug``...) are native properties,
+so there is one state.
+"""
+
+import sys
+import threading
+import weakref
+from asyncio import base_events, events
+
+from . import _native
+from ._dns import DnsMixin
+from ._signals import SignalMixin
+from ._sock import SockMixin
+
+
+class EventLoop(SockMixin, SignalMixin, DnsMixin, _native.EventLoop, base_events.BaseEventLoop):
+    """An asyncio event loop whose engine is written in Rust."""
+
+    def __init__(self):
+        base_events.BaseEventLoop.__init__(self)
+        self._transports = weakref.WeakValueDictionary()
+        self._signal_init()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def run_forever(self):
+        """Run until ``stop()`` is called."""
+        self._check_closed()
+        self._check_running()
+        self._set_coroutine_origin_tracking(self._debug)
+        saved_hooks = sys.get_asyncgen_hooks()
+        try:
+            self._thread_id = threading.get_ident()
+            sys.set_asyncgen_hooks(
+                firstiter=self._asyncgen_firstiter_hook,
+                finalizer=self._asyncgen_finalizer_hook,
+            )
+            events._set_running_loop(self)
+            self._run_forever_native()
+        finally:
+            self._stopping = False
+            self._thread_id = None
+            events._set_running_loop(None)
+            self._set_coroutine_origin_tracking(False)
+            sys.set_asyncgen_hooks(*saved_hooks)
+
+    def close(self):
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if self.is_closed():
+            return
+        self._signals_close()
+        base_events.BaseEventLoop.close(self)
+        self._close_native()
+
+    # -- readiness watchers (public API; the native half does the work) ------------------
+
+    def add_reader(self, fd, callback, *args):
+        """Call ``callback(*args)`` whenever ``fd`` is readable."""
+        self._ensure_fd_no_transport(fd)
+        self._add_reader(fd, callback, *args)
+
+    def remove_reader(self, fd):
+        """Stop watching ``fd`` for reading; True if it was watched."""
+        self._ensure_fd_no_transport(fd)
+        return self._remove_reader(fd)
+
+    def add_writer(self, fd, callback, *args):
+        """Call ``callback(*args)`` whenever ``fd`` is writable."""
+        self._ensure_fd_no_transport(fd)
+        self._add_writer(fd, callback, *args)
+
+    def remove_writer(self, fd):
+        """Stop watching ``fd`` for writing; True if it was watched."""
+        self._ensure_fd_no_transport(fd)
+        return self._remove_writer(fd)

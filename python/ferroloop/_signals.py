@@ -1,0 +1,116 @@
+"""Unix signal handlers (``add_signal_handler``), as asyncio's Unix loop has them.
+
+CPython's C-level handler writes the signal number to the wakeup fd
+(``signal.set_wakeup_fd``); the loop watches the other end of that socket pair and
+schedules the registered handle. Once per signal: Python is fine here.
+"""
+
+import errno
+import signal
+import socket
+from asyncio import coroutines, events
+from asyncio.log import logger
+
+
+def _noop_handler(signum, frame):
+    """Installed as the Python-level handler; the wakeup fd does the real work."""
+
+
+class SignalMixin:
+    __slots__ = ()
+
+    def _signal_init(self):
+        self._signal_handlers = {}
+        self._ssock = self._csock = None
+
+    def _open_signal_pipe(self):
+        if self._ssock is None:
+            self._ssock, self._csock = socket.socketpair()
+            self._ssock.setblocking(False)
+            self._csock.setblocking(False)
+            self._add_reader(self._ssock.fileno(), self._read_signals)
+
+    def _close_signal_pipe(self):
+        if self._ssock is not None:
+            self._remove_reader(self._ssock.fileno())
+            self._ssock.close()
+            self._csock.close()
+            self._ssock = self._csock = None
+
+    def _read_signals(self):
+        while True:
+            try:
+                data = self._ssock.recv(4096)
+            except InterruptedError:
+                continue
+            except BlockingIOError:
+                return
+            if not data:
+                return
+            for signum in data:
+                self._handle_signal(signum)
+
+    def _handle_signal(self, sig):
+        handle = self._signal_handlers.get(sig)
+        if handle is None:
+            return
+        if handle._cancelled:
+            self.remove_signal_handler(sig)
+        else:
+            self.call_soon(handle._run)
+
+    def _check_signal(self, sig):
+        if not isinstance(sig, int):
+            raise TypeError(f"sig must be an int, not {sig!r}")
+        if sig not in signal.valid_signals():
+            raise ValueError(f"invalid signal number {sig}")
+
+    def add_signal_handler(self, sig, callback, *args):
+        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+            raise TypeError("coroutines cannot be used with add_signal_handler()")
+        self._check_signal(sig)
+        self._check_closed()
+        self._open_signal_pipe()
+        try:
+            # raises ValueError outside the main thread: a loop on another thread
+            # cannot own signals
+            signal.set_wakeup_fd(self._csock.fileno())
+        except (ValueError, OSError) as exc:
+            raise RuntimeError(str(exc))
+        self._signal_handlers[sig] = events.Handle(callback, args, self, None)
+        try:
+            signal.signal(sig, _noop_handler)
+            signal.siginterrupt(sig, False)
+        except OSError as exc:
+            del self._signal_handlers[sig]
+            if not self._signal_handlers:
+                self._reset_wakeup_fd()
+            if exc.errno == errno.EINVAL:
+                raise RuntimeError(f"sig {sig:d} cannot be caught")
+            raise
+
+    def remove_signal_handler(self, sig):
+        self._check_signal(sig)
+        if self._signal_handlers.pop(sig, None) is None:
+            return False
+        default = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+        try:
+            signal.signal(sig, default)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                raise RuntimeError(f"sig {sig:d} cannot be caught")
+            raise
+        if not self._signal_handlers:
+            self._reset_wakeup_fd()
+        return True
+
+    def _reset_wakeup_fd(self):
+        try:
+            signal.set_wakeup_fd(-1)
+        except (ValueError, OSError) as exc:
+            logger.info("set_wakeup_fd(-1) failed: %s", exc)
+
+    def _signals_close(self):
+        for sig in list(self._signal_handlers):
+            self.remove_signal_handler(sig)
+        self._close_signal_pipe()
