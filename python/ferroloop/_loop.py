@@ -27,6 +27,10 @@ class EventLoop(SockMixin, SignalMixin, DnsMixin, _native.EventLoop, base_events
         base_events.BaseEventLoop.__init__(self)
         self._transports = weakref.WeakValueDictionary()
         self._signal_init()
+        if type(self).call_soon is _native.EventLoop.call_soon:
+            # asyncio's Task looks call_soon up on every step: an instance attribute bound
+            # once skips the bound-method allocation and argument parsing (fastcall.rs)
+            self.call_soon = self._fast_call_soon()
 
     # -- lifecycle -----------------------------------------------------------------------
 

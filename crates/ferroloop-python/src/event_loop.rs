@@ -402,7 +402,7 @@ impl EventLoop {
     }
 
     #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon(
+    pub(crate) fn call_soon(
         slf: &Bound<'_, Self>,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
@@ -468,6 +468,11 @@ impl EventLoop {
         let h = Self::make_handle(slf, callback, args, context, None)?;
         me.inbox.push(h.clone_ref(slf.py()));
         Ok(h)
+    }
+
+    /// `call_soon` as a builtin function bound to this loop (see `fastcall.rs`).
+    fn _fast_call_soon(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        crate::fastcall::bind_call_soon(slf)
     }
 
     /// Wake the loop from any thread (asyncio's self-pipe write).

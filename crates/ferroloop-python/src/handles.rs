@@ -32,7 +32,7 @@ pub struct HandleInner {
     pub repr: Option<Py<PyAny>>,
 }
 
-#[pyclass(module = "ferroloop._native", subclass, frozen, weakref)]
+#[pyclass(module = "ferroloop._native", subclass, frozen, weakref, freelist = 256)]
 pub struct Handle {
     pub inner: GilCell<HandleInner>,
     pub cancelled: AtomicBool,
@@ -109,8 +109,9 @@ impl Handle {
         let (cb, args, ctx) = {
             let inner = slf.get().inner.borrow_mut(py)?;
             match (&inner.callback, &inner.args, &inner.context) {
+                // Bound clones: their drop is a plain decref (a `Py` drop checks a TLS)
                 (Some(cb), Some(args), Some(ctx)) => {
-                    (cb.clone_ref(py), args.clone_ref(py), ctx.clone_ref(py))
+                    (cb.bind(py).clone(), args.bind(py).clone(), ctx.bind(py).clone())
                 }
                 _ => return Ok(()),
             }
@@ -132,16 +133,15 @@ impl Handle {
 /// `context.run(callback, *args)` without building a bound method or an argument tuple.
 fn call_in_context(
     py: Python<'_>,
-    cb: &Py<PyAny>,
-    args: &Py<PyTuple>,
-    ctx: &Py<PyAny>,
+    cb: &Bound<'_, PyAny>,
+    args: &Bound<'_, PyTuple>,
+    ctx: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
     // SAFETY: ctx is a live object (we hold a reference); PyContext_Enter type-checks it and
     // sets an exception on failure (not a Context, or already entered).
     if unsafe { ffi::PyContext_Enter(ctx.as_ptr()) } != 0 {
         return Err(PyErr::fetch(py));
     }
-    let args = args.bind(py);
     let n = args.len();
     let result = {
         // Items of a tuple are contiguous `PyObject*`; `ob_item` is reachable through

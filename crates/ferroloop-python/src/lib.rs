@@ -4,6 +4,7 @@
 
 mod cell;
 mod event_loop;
+mod fastcall;
 mod handles;
 mod py_helpers;
 
@@ -15,5 +16,13 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
     Ok(())
+}
+
+/// Panic inside native code (tests prove a Rust panic surfaces as a Python exception and
+/// leaves the interpreter running).
+#[pyfunction]
+fn _panic_for_tests(message: &str) {
+    panic!("{message}");
 }

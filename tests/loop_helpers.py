@@ -1,0 +1,28 @@
+"""Helpers imported by the test modules (fixtures live in conftest.py)."""
+
+import asyncio
+import sys
+
+import pytest
+
+
+def xfail_on(name, reason, condition=True):
+    """A strict xfail for the ``name`` loop only (asyncio, ferroloop or uvloop; or a tuple
+    of names), applied when ``condition`` is true."""
+    return pytest.mark.xfail_on(name, reason=reason, condition=condition)
+
+
+def run(loop, coro, timeout=5.0):
+    """``loop.run_until_complete(coro)`` with a safety timeout."""
+    return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+
+def run_briefly(loop, turns=1):
+    """Run ``turns`` iterations of the loop (stop() before run_forever runs one turn)."""
+    for _ in range(turns):
+        loop.stop()
+        loop.run_forever()
+
+
+PY311 = sys.version_info < (3, 12)
+UVLOOP_REPR = "uvloop differs: Handle/TimerHandle repr has no arguments, when= or 'cancelled'"

@@ -1,0 +1,281 @@
+"""loop.call_soon: FIFO order, arguments, contexts, handles and their repr."""
+
+import asyncio
+import contextvars
+import functools
+import re
+
+import pytest
+
+from loop_helpers import PY311, UVLOOP_REPR, run_briefly, xfail_on
+
+var = contextvars.ContextVar("var", default="default")
+
+
+def test_fifo_order(loop):
+    out = []
+    for i in range(100):
+        loop.call_soon(out.append, i)
+    run_briefly(loop)
+    assert out == list(range(100))
+
+
+def test_args_passed_positionally(loop):
+    out = []
+    loop.call_soon(lambda *a: out.append(a))
+    loop.call_soon(lambda *a: out.append(a), 1)
+    loop.call_soon(lambda *a: out.append(a), 1, "two", None, 4.0, (5,), [6])
+    run_briefly(loop)
+    assert out == [(), (1,), (1, "two", None, 4.0, (5,), [6])]
+
+
+def test_callable_kinds(loop):
+    out = []
+
+    class C:
+        def meth(self, x):
+            out.append(("meth", x))
+
+        def __call__(self, x):
+            out.append(("call", x))
+
+    loop.call_soon(C().meth, 1)
+    loop.call_soon(C(), 2)
+    loop.call_soon(functools.partial(out.append, ("partial", 3)))
+    run_briefly(loop)
+    assert out == [("meth", 1), ("call", 2), ("partial", 3)]
+
+
+def test_keyword_arguments_rejected(loop):
+    with pytest.raises(TypeError):
+        loop.call_soon(print, end="")
+
+
+def test_returns_handle(loop):
+    h = loop.call_soon(lambda: None)
+    assert isinstance(h, asyncio.Handle) or type(h).__name__ == "Handle"
+    assert not isinstance(h, asyncio.TimerHandle) and type(h).__name__ != "TimerHandle"
+    assert h.cancelled() is False
+    run_briefly(loop)
+
+
+def test_context_argument_honoured(loop):
+    ctx = contextvars.Context()
+    ctx.run(var.set, "in-ctx")
+    seen = []
+    loop.call_soon(lambda: seen.append(var.get()), context=ctx)
+    loop.call_soon(lambda: seen.append(var.get()))
+    run_briefly(loop)
+    assert seen == ["in-ctx", "default"]
+
+
+def test_context_changes_stay_in_given_context(loop):
+    ctx = contextvars.Context()
+    loop.call_soon(var.set, "changed", context=ctx)
+    run_briefly(loop)
+    assert ctx[var] == "changed"
+    assert var.get() == "default"
+
+
+def test_default_context_is_a_copy(loop):
+    token = var.set("at-call-time")
+    seen = []
+
+    def cb():
+        seen.append(var.get())
+        var.set("inside-callback")
+        loop.call_soon(lambda: seen.append(var.get()))
+
+    try:
+        loop.call_soon(cb)
+        var.set("changed-after")
+        run_briefly(loop, 2)
+        # the callback saw the value at call_soon time, its change stayed in its copy
+        # (and the copy was inherited by what it scheduled)
+        assert seen == ["at-call-time", "inside-callback"]
+        assert var.get() == "changed-after"
+    finally:
+        var.reset(token)
+
+
+def test_each_call_gets_its_own_copy(loop):
+    seen = []
+
+    def cb(n):
+        seen.append(var.get())
+        var.set(n)
+
+    loop.call_soon(cb, 1)
+    loop.call_soon(cb, 2)
+    loop.call_soon(cb, 3, context=None)
+    run_briefly(loop)
+    assert seen == ["default", "default", "default"]
+
+
+GET_CONTEXT_311 = "asyncio < 3.12 has no Handle.get_context()"
+
+
+@xfail_on("asyncio", GET_CONTEXT_311, condition=PY311)
+@xfail_on("uvloop", "uvloop differs: Handle has no get_context()")
+def test_get_context_default_copy(loop):
+    token = var.set("x")
+    try:
+        h = loop.call_soon(lambda: None)
+        assert isinstance(h.get_context(), contextvars.Context)
+        assert h.get_context()[var] == "x"
+        var.set("y")
+        assert h.get_context()[var] == "x"
+    finally:
+        var.reset(token)
+    run_briefly(loop)
+
+
+@xfail_on("asyncio", GET_CONTEXT_311, condition=PY311)
+@xfail_on("uvloop", "uvloop differs: Handle has no get_context()")
+def test_get_context_returns_given_context(loop):
+    ctx = contextvars.copy_context()
+    h = loop.call_soon(lambda: None, context=ctx)
+    assert h.get_context() is ctx
+    run_briefly(loop)
+
+
+def test_cancel_before_run(loop):
+    out = []
+    h = loop.call_soon(out.append, 1)
+    loop.call_soon(out.append, 2)
+    assert not h.cancelled()
+    h.cancel()
+    assert h.cancelled()
+    h.cancel()  # idempotent
+    assert h.cancelled()
+    run_briefly(loop)
+    assert out == [2]
+
+
+def test_cancel_from_earlier_callback_same_turn(loop):
+    out = []
+    h2 = None
+
+    def first():
+        out.append(1)
+        h2.cancel()
+
+    loop.call_soon(first)
+    h2 = loop.call_soon(out.append, 2)
+    loop.call_soon(out.append, 3)
+    run_briefly(loop)
+    assert out == [1, 3]
+
+
+def test_cancel_after_run_is_harmless(loop):
+    out = []
+    h = loop.call_soon(out.append, 1)
+    run_briefly(loop)
+    h.cancel()
+    assert h.cancelled()
+    assert out == [1]
+
+
+def test_callbacks_scheduled_during_turn_run_next_turn(loop):
+    out = []
+
+    def cb(n):
+        out.append(n)
+        loop.call_soon(out.append, f"child-{n}")
+
+    loop.call_soon(cb, 1)
+    loop.call_soon(cb, 2)
+    loop.stop()
+    loop.run_forever()
+    assert out == [1, 2]
+    loop.stop()
+    loop.run_forever()
+    assert out == [1, 2, "child-1", "child-2"]
+
+
+def test_stop_in_callback_finishes_the_turn(loop):
+    out = []
+    loop.call_soon(out.append, 1)
+    loop.call_soon(loop.stop)
+    loop.call_soon(out.append, 2)
+    loop.run_forever()
+    # stop() takes effect at the end of the turn: the rest of the turn runs
+    assert out == [1, 2]
+
+
+def _src_name(fn):
+    return fn.__qualname__
+
+
+@xfail_on("uvloop", UVLOOP_REPR)
+def test_handle_repr(loop):
+    def callback(a, b):
+        pass
+
+    h = loop.call_soon(callback, 1, "x")
+    r = repr(h)
+    assert r.startswith("<Handle ")
+    assert "callback(1, 'x')" in r
+    assert "cancelled" not in r
+    if loop.get_debug():
+        assert re.search(r"created at .*test_call_soon\.py:\d+>$", r), r
+    h.cancel()
+    r2 = repr(h)
+    assert r2.startswith("<Handle cancelled")
+    if loop.get_debug():
+        # debug mode keeps the repr of the callback after cancel()
+        assert "callback(1, 'x')" in r2
+    else:
+        assert r2 == "<Handle cancelled>"
+    run_briefly(loop)
+
+
+@xfail_on("uvloop", UVLOOP_REPR)
+def test_timer_handle_repr(loop):
+    def callback():
+        pass
+
+    h = loop.call_later(10, callback)
+    r = repr(h)
+    assert r.startswith(f"<TimerHandle when={h.when()} ")
+    assert "callback()" in r
+    h.cancel()
+    r2 = repr(h)
+    assert r2.startswith(f"<TimerHandle cancelled when={h.when()}")
+    if not loop.get_debug():
+        assert r2 == f"<TimerHandle cancelled when={h.when()}>"
+
+
+def test_handle_repr_debug_created_at(debug_loop):
+    loop = debug_loop
+
+    def callback():
+        pass
+
+    h = loop.call_soon(callback)
+    assert re.search(r"created at .*test_call_soon\.py:\d+>$", repr(h)), repr(h)
+    t = loop.call_later(1, callback)
+    assert re.search(r"created at .*test_call_soon\.py:\d+>$", repr(t)), repr(t)
+    t.cancel()
+    run_briefly(loop)
+
+
+@xfail_on("uvloop", UVLOOP_REPR)
+def test_repr_of_partial_callback(loop):
+    h = loop.call_soon(functools.partial(print, 1), 2)
+    assert "print(1)(2)" in repr(h)
+    h.cancel()
+
+
+@xfail_on(
+    "ferroloop",
+    "ferroloop bug: call_soon_threadsafe() handles go to a separate inbox drained after "
+    "the poll, so they run after call_soon() handles scheduled later (asyncio: one FIFO)",
+)
+def test_call_soon_order_with_threadsafe_from_loop_thread(loop):
+    out = []
+    loop.call_soon(out.append, "a")
+    loop.call_soon_threadsafe(out.append, "b")
+    loop.call_soon(out.append, "c")
+    run_briefly(loop)
+    assert out == ["a", "b", "c"]
