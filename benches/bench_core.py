@@ -247,21 +247,22 @@ def run_all(cases, specs, rounds, scale, timeout, log):
                         log(f"  ERROR {case} on {spec.name}: {type(exc).__name__}: {exc}")
                 finally:
                     faulthandler.cancel_dump_traceback_later()
-                if out is None:
-                    for row in rows.values():
-                        if row["case"] == case:
-                            row["times"][spec.name].append(None)
-                    continue
-                for row_name, per_op in out.items():
+                for row_name, per_op in (out or {}).items():
                     row = rows.setdefault(
                         row_name,
                         {"case": case, "n": n, "times": {s.name: [] for s in specs}},
                     )
-                    times = row["times"][spec.name]
-                    times.extend([None] * (rnd - len(times)))  # earlier failed rounds
-                    times.append(per_op)
+                    _pad(row["times"][spec.name], rnd).append(per_op)
         log(f"round {rnd + 1}/{rounds} done")
+    for row in rows.values():  # failed measurements stay None, so rounds stay paired
+        for times in row["times"].values():
+            _pad(times, rounds)
     return rows, floor, errors
+
+
+def _pad(times, length):
+    times.extend([None] * (length - len(times)))
+    return times
 
 
 def _median(values):

@@ -61,6 +61,7 @@ def run_module(module, module_timeout, test_timeout):
                                       timeout=max(1, deadline - time.monotonic())).returncode
             except subprocess.TimeoutExpired:
                 code = None
+            before = len(results)
             done, running = read_records(out_path, results)
             if done:
                 break
@@ -69,10 +70,10 @@ def run_module(module, module_timeout, test_timeout):
                 results[running] = dict(outcome=outcome, ferro_loops=0, other_loops={},
                                         detail=f"child process ended (exit {code})", seconds=0)
             if code is None or time.monotonic() >= deadline:
-                note = f"module time limit ({module_timeout} s) reached"
+                note = f"module time limit ({module_timeout:.0f} s) reached"
                 break
-            if running is None:
-                note = f"child exited with {code} outside any test (see the log)"
+            if len(results) == before:
+                note = f"child exited with {code} before running a test (see the log)"
                 break
     return results, note
 

@@ -26,3 +26,4 @@ def run_briefly(loop, turns=1):
 
 PY311 = sys.version_info < (3, 12)
 UVLOOP_REPR = "uvloop differs: Handle/TimerHandle repr has no arguments, when= or 'cancelled'"
+UVLOOP_NO_RECVFROM = "uvloop differs: sock_recvfrom/sock_recvfrom_into/sock_sendto raise NotImplementedError"

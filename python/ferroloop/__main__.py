@@ -34,7 +34,8 @@ def _cmd_run(args):
     except (SystemExit, KeyboardInterrupt):
         raise
     except BaseException as exc:
-        sys.excepthook(type(exc), exc, _strip_wrapper_frames(exc.__traceback__))
+        tb = _strip_wrapper_frames(exc.__traceback__)
+        sys.excepthook(type(exc), exc.with_traceback(tb), tb)
         return 1
     return 0
 

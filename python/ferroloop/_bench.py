@@ -159,10 +159,10 @@ def fmt_ratio(stats):
 
 def _table(headers, rows):
     widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()
     out = [line, "  ".join("-" * w for w in widths)]
     for row in rows:
-        out.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+        out.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
     return "\n".join(out)
 
 
