@@ -27,10 +27,13 @@ class EventLoop(SockMixin, SignalMixin, DnsMixin, _native.EventLoop, base_events
         base_events.BaseEventLoop.__init__(self)
         self._transports = weakref.WeakValueDictionary()
         self._signal_init()
-        if type(self).call_soon is _native.EventLoop.call_soon:
-            # asyncio's Task looks call_soon up on every step: an instance attribute bound
-            # once skips the bound-method allocation and argument parsing (fastcall.rs)
-            self.call_soon = self._fast_call_soon()
+        # asyncio's Task looks call_soon up on every step: instance attributes bound once
+        # skip the bound-method allocation and argument parsing (fastcall.rs). A subclass
+        # that overrides one of these methods keeps its own.
+        cls = type(self)
+        for name, function in self._fast_methods():
+            if getattr(cls, name) is getattr(_native.EventLoop, name):
+                setattr(self, name, function)
 
     # -- lifecycle -----------------------------------------------------------------------
 

@@ -420,7 +420,7 @@ impl EventLoop {
     }
 
     #[pyo3(signature = (delay, callback, *args, context=None))]
-    fn call_later(
+    pub(crate) fn call_later(
         slf: &Bound<'_, Self>,
         delay: Option<&Bound<'_, PyAny>>,
         callback: Bound<'_, PyAny>,
@@ -441,7 +441,7 @@ impl EventLoop {
     }
 
     #[pyo3(signature = (when, callback, *args, context=None))]
-    fn call_at(
+    pub(crate) fn call_at(
         slf: &Bound<'_, Self>,
         when: Option<&Bound<'_, PyAny>>,
         callback: Bound<'_, PyAny>,
@@ -456,7 +456,7 @@ impl EventLoop {
     }
 
     #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon_threadsafe(
+    pub(crate) fn call_soon_threadsafe(
         slf: &Bound<'_, Self>,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
@@ -470,9 +470,10 @@ impl EventLoop {
         Ok(h)
     }
 
-    /// `call_soon` as a builtin function bound to this loop (see `fastcall.rs`).
-    fn _fast_call_soon(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        crate::fastcall::bind_call_soon(slf)
+    /// The scheduling methods as builtin functions bound to this loop, `[(name, function)]`
+    /// (see `fastcall.rs`).
+    fn _fast_methods<'py>(slf: &Bound<'py, Self>) -> PyResult<Vec<(&'static str, Bound<'py, PyAny>)>> {
+        crate::fastcall::bind_fast_methods(slf)
     }
 
     /// Wake the loop from any thread (asyncio's self-pipe write).

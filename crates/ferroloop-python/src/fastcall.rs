@@ -1,4 +1,5 @@
-//! A vectorcall entry point for `loop.call_soon`, bound once per loop.
+//! Vectorcall entry points for `call_soon`, `call_soon_threadsafe`, `call_later` and
+//! `call_at`, bound once per loop.
 //!
 //! Decision (measured with callgrind, docs/performance.md): asyncio's C `Task` reaches the
 //! loop through `getattr(loop, "call_soon")(step, context=ctx)` on every step. Through the
@@ -7,7 +8,7 @@
 //! function bound to itself (`PyCFunction_NewEx`, `METH_FASTCALL | METH_KEYWORDS`): the
 //! attribute lookup returns it without allocating and the call lands in `call_soon_fast`
 //! with the arguments still on the caller's stack. The Python side installs it only when
-//! `call_soon` is not overridden by a subclass.
+//! method is not overridden by a subclass.
 //!
 //! Threading: called by CPython with the GIL held, on any thread.
 
@@ -22,36 +23,79 @@ use pyo3::ffi;
 
 use crate::event_loop::EventLoop;
 
-/// The method definition must outlive every function object made from it: leaked once.
+/// The method definitions must outlive every function object made from them: leaked once.
 struct Def(*mut ffi::PyMethodDef);
-// SAFETY: the definition is written once, before publication by OnceLock, and only read
+// SAFETY: each definition is written once, before publication by OnceLock, and only read
 // afterwards (by CPython, under the GIL).
 unsafe impl Send for Def {}
 // SAFETY: as above.
 unsafe impl Sync for Def {}
 
-fn call_soon_def() -> *mut ffi::PyMethodDef {
-    static DEF: OnceLock<Def> = OnceLock::new();
-    DEF.get_or_init(|| {
-        Def(Box::into_raw(Box::new(ffi::PyMethodDef {
-            ml_name: c"call_soon".as_ptr(),
-            ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: call_soon_fast },
-            ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
-            ml_doc: c"Arrange for a callback to be called as soon as possible.".as_ptr(),
-        })))
-    })
-    .0
+type Impl = for<'py> fn(&Bound<'py, EventLoop>, &[Bound<'py, PyAny>], Option<Bound<'py, PyAny>>) -> PyResult<Py<PyAny>>;
+
+/// Parse vectorcall arguments (`required` leading positionals, the rest as `*args`, and an
+/// optional `context=` keyword), then run `f`.
+fn dispatch(
+    py: Python<'_>,
+    name: &str,
+    required: &[&str],
+    f: Impl,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<Py<PyAny>> {
+    // SAFETY: CPython passes the bound `self` (our loop, kept alive by the function).
+    let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
+    let slf = slf.cast::<EventLoop>()?;
+    let nargs = (nargsf as usize) & !ffi::PY_VECTORCALL_ARGUMENTS_OFFSET;
+    let nkw = if kwnames.is_null() {
+        0
+    } else {
+        // SAFETY: kwnames is a tuple when non-NULL (vectorcall protocol).
+        unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize }
+    };
+    let mut context = None;
+    if nkw > 0 {
+        let interned = pyo3::intern!(py, "context");
+        for i in 0..nkw {
+            // SAFETY: kwnames holds nkw borrowed str references; the values follow the
+            // positionals in `args`, borrowed from the caller for the call.
+            let (kname, value) = unsafe {
+                (
+                    Bound::from_borrowed_ptr(py, ffi::PyTuple_GET_ITEM(kwnames, i as ffi::Py_ssize_t)),
+                    Bound::from_borrowed_ptr(py, *args.add(nargs + i)),
+                )
+            };
+            // keyword names are usually interned: compare pointers before text
+            if !kname.is(interned) && kname.cast::<PyString>()?.to_str()? != "context" {
+                return Err(PyTypeError::new_err(format!(
+                    "{name}() got an unexpected keyword argument '{kname}'"
+                )));
+            }
+            context = Some(value);
+        }
+    }
+    if nargs < required.len() {
+        let missing = &required[nargs..];
+        let list = missing.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(" and ");
+        return Err(PyTypeError::new_err(format!(
+            "{name}() missing {} required positional argument{}: {list}",
+            missing.len(),
+            if missing.len() == 1 { "" } else { "s" }
+        )));
+    }
+    // SAFETY: `args` holds `nargs` borrowed positional references.
+    let pos: Vec<Bound<'_, PyAny>> = (0..nargs).map(|i| unsafe { Bound::from_borrowed_ptr(py, *args.add(i)) }).collect();
+    f(slf, &pos, context)
 }
 
-/// `loop.call_soon` bound to `slf` as a builtin function object.
-pub fn bind_call_soon(slf: &Bound<'_, EventLoop>) -> PyResult<Py<PyAny>> {
-    let py = slf.py();
-    // SAFETY: the def is 'static; slf is a live object that the function will own a
-    // reference to; NULL module is allowed. Returns a new reference or NULL + exception.
-    unsafe {
-        Bound::from_owned_ptr_or_err(py, ffi::PyCFunction_NewEx(call_soon_def(), slf.as_ptr(), std::ptr::null_mut()))
+fn rest_tuple<'py>(py: Python<'py>, rest: &[Bound<'py, PyAny>]) -> PyResult<Bound<'py, PyTuple>> {
+    if rest.is_empty() {
+        Ok(PyTuple::empty(py))
+    } else {
+        PyTuple::new(py, rest)
     }
-    .map(Bound::unbind)
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -64,78 +108,87 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-fn call_soon_impl(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargsf: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<Py<PyAny>> {
-    // SAFETY: CPython passes the bound `self` (our loop, kept alive by the function).
-    let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
-    let slf = slf.cast::<EventLoop>()?;
-    let nargs = (nargsf as usize) & !ffi::PY_VECTORCALL_ARGUMENTS_OFFSET;
-    if nargs == 0 {
-        return Err(PyTypeError::new_err(
-            "call_soon() missing 1 required positional argument: 'callback'",
-        ));
-    }
-    // SAFETY: `args` holds `nargs` positional references followed by one per keyword,
-    // all borrowed from the caller for the duration of the call.
-    let argv = unsafe { std::slice::from_raw_parts(args, nargs + kwcount(kwnames)) };
-    // SAFETY: borrowed references valid for the call (see above).
-    let callback = unsafe { Bound::from_borrowed_ptr(py, argv[0]) };
-    let rest = if nargs == 1 {
-        PyTuple::empty(py)
-    } else {
-        // SAFETY: as above.
-        PyTuple::new(py, argv[1..nargs].iter().map(|p| unsafe { Bound::from_borrowed_ptr(py, *p) }))?
-    };
-    let mut context = None;
-    if !kwnames.is_null() {
-        // SAFETY: kwnames is a tuple of str when non-NULL (vectorcall protocol).
-        let names = unsafe { Bound::from_borrowed_ptr(py, kwnames) };
-        let names = names.cast::<PyTuple>()?;
-        let interned = pyo3::intern!(py, "context");
-        for (i, name) in names.iter().enumerate() {
-            let name = name.cast::<PyString>()?;
-            // keyword names are usually interned: compare pointers before text
-            if !name.is(interned) && name.to_str()? != "context" {
-                return Err(PyTypeError::new_err(format!(
-                    "call_soon() got an unexpected keyword argument '{}'",
-                    name.to_str()?
-                )));
-            }
-            // SAFETY: as above.
-            context = Some(unsafe { Bound::from_borrowed_ptr(py, argv[nargs + i]) });
+/// Define a `METH_FASTCALL | METH_KEYWORDS` entry point and its leaked `PyMethodDef`.
+macro_rules! fast_method {
+    ($fname:ident, $defname:ident, $pyname:literal, $doc:literal, [$($req:literal),*], $body:expr) => {
+        unsafe extern "C" fn $fname(
+            slf: *mut ffi::PyObject,
+            args: *const *mut ffi::PyObject,
+            nargsf: ffi::Py_ssize_t,
+            kwnames: *mut ffi::PyObject,
+        ) -> *mut ffi::PyObject {
+            // SAFETY: CPython calls builtin functions with the GIL held.
+            let py = unsafe { Python::assume_attached() };
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                dispatch(py, $pyname, &[$($req),*], $body, slf, args, nargsf, kwnames)
+            }));
+            let err = match result {
+                Ok(Ok(obj)) => return obj.into_ptr(),
+                Ok(Err(e)) => e,
+                Err(payload) => PanicException::new_err(panic_message(&*payload)),
+            };
+            err.restore(py);
+            std::ptr::null_mut()
         }
-    }
-    EventLoop::call_soon(slf, callback, rest, context).map(|h| h.into_any())
-}
 
-fn kwcount(kwnames: *mut ffi::PyObject) -> usize {
-    if kwnames.is_null() {
-        0
-    } else {
-        // SAFETY: kwnames is a tuple when non-NULL.
-        unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize }
-    }
-}
-
-unsafe extern "C" fn call_soon_fast(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargsf: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls builtin functions with the GIL held.
-    let py = unsafe { Python::assume_attached() };
-    let result = catch_unwind(AssertUnwindSafe(|| call_soon_impl(py, slf, args, nargsf, kwnames)));
-    let err = match result {
-        Ok(Ok(obj)) => return obj.into_ptr(),
-        Ok(Err(e)) => e,
-        Err(payload) => PanicException::new_err(panic_message(&*payload)),
+        fn $defname() -> *mut ffi::PyMethodDef {
+            static DEF: OnceLock<Def> = OnceLock::new();
+            DEF.get_or_init(|| {
+                Def(Box::into_raw(Box::new(ffi::PyMethodDef {
+                    ml_name: concat!($pyname, "\0").as_ptr().cast(),
+                    ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: $fname },
+                    ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+                    ml_doc: concat!($doc, "\0").as_ptr().cast(),
+                })))
+            })
+            .0
+        }
     };
-    err.restore(py);
-    std::ptr::null_mut()
+}
+
+fast_method!(call_soon_fast, call_soon_def, "call_soon",
+    "Arrange for a callback to be called as soon as possible.", ["callback"],
+    |slf, pos, ctx| {
+        let rest = rest_tuple(slf.py(), &pos[1..])?;
+        EventLoop::call_soon(slf, pos[0].clone(), rest, ctx).map(Py::into_any)
+    });
+
+fast_method!(call_soon_threadsafe_fast, call_soon_threadsafe_def, "call_soon_threadsafe",
+    "Like call_soon(), but thread-safe.", ["callback"],
+    |slf, pos, ctx| {
+        let rest = rest_tuple(slf.py(), &pos[1..])?;
+        EventLoop::call_soon_threadsafe(slf, pos[0].clone(), rest, ctx).map(Py::into_any)
+    });
+
+fast_method!(call_later_fast, call_later_def, "call_later",
+    "Arrange for a callback to be called at a given time.", ["delay", "callback"],
+    |slf, pos, ctx| {
+        let rest = rest_tuple(slf.py(), &pos[2..])?;
+        EventLoop::call_later(slf, Some(&pos[0]), pos[1].clone(), rest, ctx).map(Py::into_any)
+    });
+
+fast_method!(call_at_fast, call_at_def, "call_at",
+    "Like call_later(), but uses an absolute time.", ["when", "callback"],
+    |slf, pos, ctx| {
+        let rest = rest_tuple(slf.py(), &pos[2..])?;
+        EventLoop::call_at(slf, Some(&pos[0]), pos[1].clone(), rest, ctx).map(Py::into_any)
+    });
+
+/// The scheduling methods bound to `slf` as builtin function objects, by name.
+pub fn bind_fast_methods<'py>(slf: &Bound<'py, EventLoop>) -> PyResult<Vec<(&'static str, Bound<'py, PyAny>)>> {
+    let py = slf.py();
+    let defs: [(&'static str, *mut ffi::PyMethodDef); 4] = [
+        ("call_soon", call_soon_def()),
+        ("call_soon_threadsafe", call_soon_threadsafe_def()),
+        ("call_later", call_later_def()),
+        ("call_at", call_at_def()),
+    ];
+    defs.into_iter()
+        .map(|(name, def)| {
+            // SAFETY: def is 'static; slf is live and the function takes a reference to it;
+            // NULL module is allowed. Returns a new reference or NULL with an exception.
+            let f = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyCFunction_NewEx(def, slf.as_ptr(), std::ptr::null_mut())) }?;
+            Ok((name, f))
+        })
+        .collect()
 }
