@@ -267,11 +267,6 @@ def test_repr_of_partial_callback(loop):
     h.cancel()
 
 
-@xfail_on(
-    "ferroloop",
-    "ferroloop bug: call_soon_threadsafe() handles go to a separate inbox drained after "
-    "the poll, so they run after call_soon() handles scheduled later (asyncio: one FIFO)",
-)
 def test_call_soon_order_with_threadsafe_from_loop_thread(loop):
     out = []
     loop.call_soon(out.append, "a")

@@ -152,18 +152,12 @@ def test_failing_exception_handler_is_logged(loop, caplog):
 # asyncio's call_later() is call_at(), and its messages name call_at()
 _NAME_IN_MESSAGE = {"call_soon": "call_soon", "call_later": "call_at", "call_at": "call_at",
                     "call_soon_threadsafe": "call_soon_threadsafe"}
-_FERRO_NAME = xfail_on(
-    "ferroloop",
-    "ferroloop bug: call_later()'s debug-mode TypeError names call_later() where asyncio's "
-    "names call_at()",
-    condition=True,
-)
 _ARGS = {"call_soon": (), "call_soon_threadsafe": (), "call_later": (0,), "call_at": (0,)}
 
 
 @pytest.mark.parametrize(
     "method",
-    ["call_soon", pytest.param("call_later", marks=_FERRO_NAME), "call_at", "call_soon_threadsafe"],
+    ["call_soon", "call_later", "call_at", "call_soon_threadsafe"],
 )
 @xfail_on("uvloop", "uvloop differs: no debug-mode check of the callback in call_soon/call_later/call_at")
 def test_non_callable_debug_type_error(debug_loop, method):
@@ -187,7 +181,7 @@ def test_non_callable_accepted_without_debug(loop, handler_calls):
 
 @pytest.mark.parametrize(
     "method",
-    ["call_soon", pytest.param("call_later", marks=_FERRO_NAME), "call_at", "call_soon_threadsafe"],
+    ["call_soon", "call_later", "call_at", "call_soon_threadsafe"],
 )
 @xfail_on("uvloop", "uvloop differs: no debug-mode check of the callback in call_soon/call_later/call_at")
 def test_coroutine_function_debug_type_error(debug_loop, method):

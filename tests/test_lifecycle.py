@@ -226,15 +226,19 @@ def test_second_loop_in_same_thread_raises(loop_factory, loop):
 
 def test_loops_on_non_main_threads(loop_factory):
     results = {}
+    barrier = threading.Barrier(4)
 
     def worker(i):
         lp = loop_factory()
         try:
+            barrier.wait(5)  # all alive at once: thread idents are distinct
+
             async def main():
                 await asyncio.sleep(0.01)
                 return threading.get_ident(), asyncio.get_running_loop() is lp
 
             results[i] = lp.run_until_complete(main())
+            barrier.wait(5)
         finally:
             lp.close()
 

@@ -332,6 +332,7 @@ def test_concurrent_recv_and_send_same_socket(loop, pair):
     assert run(loop, main()) == b"in"
 
 
+@xfail_on("uvloop", "uvloop differs: a closed socket raises ValueError (Invalid file descriptor), not OSError")
 def test_sock_recv_closed_socket(loop, pair):
     a, _ = pair
     a.close()

@@ -94,11 +94,6 @@ def test_from_loop_thread_before_run(loop):
     assert out == [1, 2]
 
 
-@xfail_on(
-    "ferroloop",
-    "ferroloop bug: call_soon_threadsafe() handles run after call_soon() handles "
-    "scheduled later (asyncio keeps one FIFO)",
-)
 def test_interleaved_with_call_soon_is_fifo(loop):
     out = []
     for i in range(10):

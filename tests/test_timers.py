@@ -144,22 +144,31 @@ def test_cancel_timer_from_earlier_callback_in_same_turn(loop):
     assert out == [1]
 
 
-def test_when(loop):
+# uvloop keeps call_at() deadlines as a millisecond delay from its cached clock, so its
+# when() is only within a millisecond or two of the requested time (sometimes exact, so
+# this cannot be a strict xfail); asyncio and ferroloop keep the float given.
+def _exact(loop_name):
+    return 0.003 if loop_name == "uvloop" else 0
+
+
+def test_when(loop, loop_name):
     t0 = loop.time()
     h = loop.call_later(10, lambda: None)
     t1 = loop.time()
-    assert t0 + 10 <= h.when() <= t1 + 10
+    # uvloop's clock has millisecond resolution: allow a few ms either side
+    assert t0 + 10 - 0.005 <= h.when() <= t1 + 10 + 0.005
     at = loop.time() + 123.5
     h2 = loop.call_at(at, lambda: None)
-    assert h2.when() == at
+    assert h2.when() == pytest.approx(at, rel=0, abs=_exact(loop_name))
     h.cancel()
     h2.cancel()
-    assert h2.when() == at
+    assert h2.when() == pytest.approx(at, rel=0, abs=_exact(loop_name))
 
 
-def test_call_at_accepts_int(loop):
-    h = loop.call_at(int(loop.time()) + 100, lambda: None)
-    assert h.when() == int(h.when())
+def test_call_at_accepts_int(loop, loop_name):
+    at = int(loop.time()) + 100
+    h = loop.call_at(at, lambda: None)
+    assert h.when() == pytest.approx(at, rel=0, abs=_exact(loop_name))
     h.cancel()
 
 

@@ -6,7 +6,6 @@ asyncio's own ``format_helpers`` and produce exactly asyncio's text.
 
 import sys
 from asyncio import base_events, coroutines, format_helpers
-from asyncio.log import logger
 
 
 def handle_repr(handle):
@@ -46,7 +45,10 @@ def source_traceback():
 
 
 def log_slow_callback(handle, seconds):
-    logger.warning("Executing %s took %.3f seconds", base_events._format_handle(handle), seconds)
+    # looked up at call time, so a test patching asyncio.base_events.logger sees it
+    base_events.logger.warning(
+        "Executing %s took %.3f seconds", base_events._format_handle(handle), seconds
+    )
 
 
 def check_callback(callback, method):

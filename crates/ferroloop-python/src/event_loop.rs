@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ferroloop::timers::Cancellable;
-use ferroloop::{clock, Event, Inbox, Reactor, TimerHeap, Waker};
+use ferroloop::{clock, Event, Reactor, TimerHeap, Waker};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -59,7 +59,10 @@ pub struct EventLoop {
     state: GilCell<State>,
     reactor: GilCell<Option<Reactor>>,
     events: GilCell<Vec<Event>>,
-    inbox: Inbox<Py<Handle>>,
+    /// Interrupts a blocking poll (asyncio's self-pipe).
+    waker: Arc<Waker>,
+    /// True while the loop thread may be blocked in the poll with the GIL released.
+    polling: AtomicBool,
     closed: AtomicBool,
     stopping: AtomicBool,
     debug: AtomicBool,
@@ -286,10 +289,17 @@ impl EventLoop {
                 } else {
                     let ev_out: &mut Vec<Event> = &mut events;
                     let r: &mut Reactor = reactor;
-                    py.detach(move || r.poll(timeout).map(|ev| ev_out.extend_from_slice(ev)))
+                    // set under the GIL: a thread that later takes the GIL to call
+                    // call_soon_threadsafe sees it and wakes us
+                    me.polling.store(true, Ordering::SeqCst);
+                    let res = py.detach(move || r.poll(timeout).map(|ev| ev_out.extend_from_slice(ev)));
+                    me.polling.store(false, Ordering::SeqCst);
+                    res
                 };
                 result.map_err(py_helpers::os_error)?;
-                reactor.take_woken();
+                if reactor.take_woken() {
+                    me.waker.reset();
+                }
                 if !busy {
                     // a signal may have interrupted the wait: run Python's handlers now
                     py.check_signals()?;
@@ -315,13 +325,6 @@ impl EventLoop {
                     }
                 }
             }
-        }
-
-        // the cross-thread inbox
-        if me.inbox.has_pending() {
-            let mut items = Vec::new();
-            me.inbox.drain_into(&mut items);
-            me.state.borrow_mut(py)?.ready.extend(items);
         }
 
         // 4. due timers
@@ -385,7 +388,8 @@ impl EventLoop {
             state: GilCell::new(State::default()),
             reactor: GilCell::new(Some(reactor)),
             events: GilCell::new(Vec::with_capacity(64)),
-            inbox: Inbox::new(waker),
+            waker,
+            polling: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             debug: AtomicBool::new(false),
@@ -437,7 +441,8 @@ impl EventLoop {
                 delay.get_type().name().map(|n| n.to_string()).unwrap_or_default()
             ))
         })?;
-        Self::schedule_at(slf, clock::monotonic() + delay, callback, args, context, "call_later")
+        // asyncio's call_later goes through call_at, and its messages name call_at
+        Self::schedule_at(slf, clock::monotonic() + delay, callback, args, context, "call_at")
     }
 
     #[pyo3(signature = (when, callback, *args, context=None))]
@@ -466,7 +471,13 @@ impl EventLoop {
         me.check_closed()?;
         me.check_callback(&callback, "call_soon_threadsafe")?;
         let h = Self::make_handle(slf, callback, args, context, None)?;
-        me.inbox.push(h.clone_ref(slf.py()));
+        // Every caller holds the GIL, which orders this push with the loop thread's own
+        // use of the queue: the handle joins the one ready queue, in call order, as in
+        // asyncio. Only a loop blocked in its poll needs the wake-up.
+        me.state.borrow_mut(slf.py())?.ready.push_back(h.clone_ref(slf.py()));
+        if me.polling.load(Ordering::SeqCst) {
+            me.waker.wake();
+        }
         Ok(h)
     }
 
@@ -478,7 +489,7 @@ impl EventLoop {
 
     /// Wake the loop from any thread (asyncio's self-pipe write).
     fn _write_to_self(&self) {
-        self.inbox.waker().wake();
+        self.waker.wake();
     }
 
     fn _timer_handle_cancelled(&self, py: Python<'_>, handle: &Bound<'_, Handle>) -> PyResult<()> {
@@ -571,16 +582,13 @@ impl EventLoop {
         for t in &timers {
             t.0.get().scheduled.store(false, Ordering::Relaxed);
         }
-        let mut pending = Vec::new();
-        self.inbox.take_all(&mut pending);
         let reactor = self.reactor.borrow_mut(py)?.take();
         drop(reactor);
-        self.inbox.waker().close();
+        self.waker.close();
         drop(ready);
         timers.clear();
         drop(readers);
         drop(writers);
-        drop(pending);
         Ok(())
     }
 
@@ -642,6 +650,23 @@ impl EventLoop {
         // asyncio's __init__ sets 0; the heap keeps the real count.
     }
 
+    /// asyncio's `loop._ready`: a snapshot list of the ready handles (tests poll it with
+    /// `while loop._ready:`). Assignments (`BaseEventLoop.__init__`) are ignored.
+    #[getter]
+    fn _ready(&self, py: Python<'_>) -> PyResult<Vec<Py<Handle>>> {
+        Ok(self.state.borrow_mut(py)?.ready.iter().map(|h| h.clone_ref(py)).collect())
+    }
+    #[setter(_ready)]
+    fn set_ready(&self, _v: &Bound<'_, PyAny>) {}
+
+    /// asyncio's `loop._scheduled`: a snapshot list of the scheduled timer handles.
+    #[getter]
+    fn _scheduled(&self, py: Python<'_>) -> PyResult<Vec<Py<Handle>>> {
+        Ok(self.state.borrow_mut(py)?.timers.iter().map(|e| e.0.clone_ref(py)).collect())
+    }
+    #[setter(_scheduled)]
+    fn set_scheduled(&self, _v: &Bound<'_, PyAny>) {}
+
     /// Number of scheduled timers (asyncio's `len(loop._scheduled)`), for tests and stats.
     fn _scheduled_count(&self, py: Python<'_>) -> PyResult<usize> {
         Ok(self.state.borrow_mut(py)?.timers.len())
@@ -660,9 +685,9 @@ impl EventLoop {
             for h in st.readers.values().chain(st.writers.values()) {
                 visit.call(h)?;
             }
-        }
-        if let Some(r) = self.inbox.try_visit(|h| visit.call(h)) {
-            r?;
+            for e in st.timers.iter() {
+                visit.call(&e.0)?;
+            }
         }
         Ok(())
     }

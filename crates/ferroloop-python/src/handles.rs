@@ -32,7 +32,9 @@ pub struct HandleInner {
     pub repr: Option<Py<PyAny>>,
 }
 
-#[pyclass(module = "ferroloop._native", subclass, frozen, weakref, freelist = 256)]
+// No `freelist`: PyO3 does not re-track a recycled GC object, so a handle in a cycle
+// (`self.timer = loop.call_later(.., self.cb)`) would never be collected (a test proves it).
+#[pyclass(module = "ferroloop._native", subclass, frozen, weakref)]
 pub struct Handle {
     pub inner: GilCell<HandleInner>,
     pub cancelled: AtomicBool,

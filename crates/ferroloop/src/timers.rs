@@ -104,6 +104,11 @@ impl<T> TimerHeap<T> {
         self.cancelled += 1;
     }
 
+    /// The entries in heap order (not sorted).
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.heap.iter().map(|e| &e.item)
+    }
+
     /// Remove everything, handing the entries to `out`.
     pub fn drain_into(&mut self, out: &mut Vec<T>) {
         out.extend(self.heap.drain().map(|e| e.item));
