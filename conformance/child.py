@@ -5,7 +5,8 @@
 Writes one JSON object per line to ``--out`` (flushed at once, so the runner keeps what was
 recorded when this process hangs or crashes):
 
-* ``{"event": "loaded", "excluded": {id: reason}}`` once, after the tests are collected;
+* ``{"event": "loaded", "excluded": {id: reason}, "tests": [id]}`` once, after the tests
+  are collected (``tests``: the ones this process will run);
 * ``{"event": "start", "id": id}`` before each test;
 * ``{"event": "end", "id", "outcome", "detail", "ferro_loops", "other_loops", "seconds"}``
   after each test; ``outcome`` is passed, failed, error, skipped, excluded or timeout;
@@ -197,7 +198,7 @@ def main():
     parser.add_argument("module")
     parser.add_argument("--out", required=True)
     parser.add_argument("--skip", help="file with the ids already recorded, one a line")
-    parser.add_argument("--test-timeout", type=float, default=120)
+    parser.add_argument("--test-timeout", type=float, default=20)
     args = parser.parse_args()
 
     skip = set()
@@ -215,7 +216,8 @@ def main():
     with open(args.out, "a") as out:
         result = RecordingResult(out, loops)
         suite, excluded_ids = collect(args.module, skip)
-        result.emit(event="loaded", excluded=excluded_ids)
+        result.emit(event="loaded", excluded=excluded_ids,
+                    tests=[short_id(test.id()) for test in suite])
         threading.Thread(target=watchdog, args=(result, args.test_timeout),
                          daemon=True).start()
         suite.run(result)

@@ -37,6 +37,11 @@ EXCLUDED = {
     "test_base_events.BaseEventLoopTests": BASE_LOOP,
     "test_base_events.BaseEventLoopWithSelectorTests": ASYNCIO_LOOPS,
     "test_base_events.BaseLoopSockSendfileTests": "bound to asyncio's BaseSelectorEventLoop; FerroLoopSockSendfileTests runs these tests on ferroloop",
+    "test_events.FerroEventLoopTests.test_timeout_rounding": "asyncio internals: builds its assertion from loop._selector (asyncio's selector object), which a native reactor does not have",
+    "test_events.TestPyGetEventLoop.test_get_event_loop_returns_running_loop2": "the test installs asyncio.DefaultEventLoopPolicy() itself, so its loops are asyncio's",
+    "test_events.TestCGetEventLoop.test_get_event_loop_returns_running_loop2": "the test installs asyncio.DefaultEventLoopPolicy() itself, so its loops are asyncio's",
+    "test_events.TestPyGetEventLoop.test_get_event_loop_returns_running_loop": "the test installs its own subclass of asyncio.DefaultEventLoopPolicy, so its loop is asyncio's",
+    "test_events.TestCGetEventLoop.test_get_event_loop_returns_running_loop": "the test installs its own subclass of asyncio.DefaultEventLoopPolicy, so its loop is asyncio's",
     "test_base_events.BaseEventTests": "tests asyncio's address helpers (_ipaddr_info...), no event loop",
     "test_base_events.TestSelectorUtils": "tests asyncio's _set_nodelay helper, no event loop",
     # test_events

@@ -41,7 +41,7 @@ def run_module(module, module_timeout, test_timeout):
     leaves its current test without an end record (recorded here as a crash); either way
     a new child continues with the tests not yet recorded, while the module's time lasts.
     """
-    results, note = {}, ""
+    results, planned, note = {}, set(), ""
     deadline = time.monotonic() + module_timeout
     log_path = os.path.join(OUT_DIR, "logs", module + ".log")
     with tempfile.TemporaryDirectory() as tmp, open(log_path, "w") as log:
@@ -62,7 +62,7 @@ def run_module(module, module_timeout, test_timeout):
             except subprocess.TimeoutExpired:
                 code = None
             before = len(results)
-            done, running = read_records(out_path, results)
+            done, running = read_records(out_path, results, planned)
             if done:
                 break
             if running is not None:
@@ -75,17 +75,25 @@ def run_module(module, module_timeout, test_timeout):
             if len(results) == before:
                 note = f"child exited with {code} before running a test (see the log)"
                 break
+    for test_id in planned - results.keys():
+        results[test_id] = dict(outcome="timeout", detail=f"not run: {note}",
+                                ferro_loops=0, other_loops={}, seconds=0)
+    if not planned and not done:  # the module could not even be loaded
+        results[module + ".load"] = dict(outcome="crash", detail=note, ferro_loops=0,
+                                         other_loops={}, seconds=0)
     return results, note
 
 
-def read_records(path, results):
-    """Add the child's records to ``results``; (module done?, id of a test left running)."""
+def read_records(path, results, planned):
+    """Add the child's records to ``results`` and the tests it will run to ``planned``;
+    return (module done?, id of a test left running)."""
     done, running = False, None
     with open(path) as f:
         for line in f:
             record = json.loads(line)
             event = record.pop("event")
             if event == "loaded":
+                planned.update(record["tests"])
                 for test_id, reason in record["excluded"].items():
                     results[test_id] = dict(outcome="excluded", detail=reason,
                                             ferro_loops=0, other_loops={}, seconds=0)
@@ -110,8 +118,10 @@ def parse_args():
     parser.add_argument("--markdown", action="store_true", help="print the table in Markdown")
     parser.add_argument("--verbose", action="store_true", help="print every test's outcome")
     parser.add_argument("--jobs", type=int, default=2, help="modules run at once (default 2)")
-    parser.add_argument("--module-timeout", type=float, default=300)
-    parser.add_argument("--test-timeout", type=float, default=60)
+    parser.add_argument("--module-timeout", type=float, default=300,
+                        help="seconds for a whole module, restarts included (default 300)")
+    parser.add_argument("--test-timeout", type=float, default=20,
+                        help="seconds before a test counts as hung (default 20; the slowest passing test takes ~2.5 s)")
     return parser.parse_args()
 
 

@@ -20,8 +20,9 @@ def new_event_loop():
     return EventLoop()
 
 
-class EventLoopPolicy(_events.BaseDefaultEventLoopPolicy):
-    """An event loop policy whose loops are ferroloop's."""
+class EventLoopPolicy(_asyncio.DefaultEventLoopPolicy):
+    """An event loop policy whose loops are ferroloop's (asyncio's default Unix policy
+    otherwise, child watchers included)."""
 
     _loop_factory = EventLoop
 
