@@ -20,6 +20,9 @@ from ._signals import SignalMixin
 from ._sock import SockMixin
 
 
+_FAST_METHODS = ("call_soon", "call_soon_threadsafe", "call_later", "call_at")
+
+
 class EventLoop(SockMixin, SignalMixin, DnsMixin, _native.EventLoop, base_events.BaseEventLoop):
     """An asyncio event loop whose engine is written in Rust."""
 
@@ -73,6 +76,10 @@ class EventLoop(SockMixin, SignalMixin, DnsMixin, _native.EventLoop, base_events
         self._signals_close()
         base_events.BaseEventLoop.close(self)
         self._close_native()
+        # drop the bound fast methods: they reference the loop (a cycle only the GC
+        # would break); the class methods raise "Event loop is closed" just the same
+        for name in _FAST_METHODS:
+            self.__dict__.pop(name, None)
 
     # -- readiness watchers (public API; the native half does the work) ------------------
 

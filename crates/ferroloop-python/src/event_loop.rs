@@ -63,6 +63,9 @@ pub struct EventLoop {
     waker: Arc<Waker>,
     /// True while the loop thread may be blocked in the poll with the GIL released.
     polling: AtomicBool,
+    /// A wake-up was already sent during the current poll: one eventfd write per poll,
+    /// however many threads call `call_soon_threadsafe` meanwhile.
+    woken: AtomicBool,
     closed: AtomicBool,
     stopping: AtomicBool,
     debug: AtomicBool,
@@ -115,6 +118,14 @@ impl EventLoop {
         f64::from_bits(self.clock_resolution_bits.load(Ordering::Relaxed))
     }
 
+    /// A scheduled timer was cancelled: count it for the heap's compaction rule.
+    pub(crate) fn timer_cancelled(&self, py: Python<'_>, handle: &Handle) -> PyResult<()> {
+        if handle.scheduled.load(Ordering::Relaxed) {
+            self.state.borrow_mut(py)?.timers.note_cancelled();
+        }
+        Ok(())
+    }
+
     /// asyncio's `_check_thread` (debug mode).
     fn check_thread(&self) -> PyResult<()> {
         let tid = self.thread_id.load(Ordering::Relaxed);
@@ -142,6 +153,7 @@ impl EventLoop {
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
         when: Option<f64>,
+        oneshot: bool,
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let context = match context {
@@ -156,15 +168,17 @@ impl EventLoop {
             slf.clone().into_any().unbind(),
             tb,
             when.unwrap_or(0.0),
+            oneshot,
         );
-        match when {
-            None => Py::new(py, base),
+        let h = match when {
+            None => Bound::new(py, base)?,
             Some(_) => {
                 let init = PyClassInitializer::from(base).add_subclass(TimerHandle {});
-                let t = Bound::new(py, init)?;
-                Ok(t.into_super().unbind())
+                Bound::new(py, init)?.into_super()
             }
-        }
+        };
+        crate::handles::untrack(&h);
+        Ok(h.unbind())
     }
 
     fn schedule_at(
@@ -181,7 +195,7 @@ impl EventLoop {
             me.check_thread()?;
         }
         me.check_callback(&callback, method)?;
-        let h = Self::make_handle(slf, callback, args, context, Some(when))?;
+        let h = Self::make_handle(slf, callback, args, context, Some(when), true)?;
         h.get().scheduled.store(true, Ordering::Relaxed);
         me.state.borrow_mut(slf.py())?.timers.push(when, TimerEntry(h.clone_ref(slf.py())));
         Ok(h)
@@ -199,7 +213,7 @@ impl EventLoop {
         me.check_closed()?;
         let fd = fileobj_to_fd(fd)?;
         me.check_callback(&callback, if write { "add_writer" } else { "add_reader" })?;
-        let handle = Self::make_handle(slf, callback, args, None, None)?;
+        let handle = Self::make_handle(slf, callback, args, None, None, false)?;
         let old = {
             let mut reactor = me.reactor.borrow_mut(py)?;
             let reactor = reactor.as_mut().ok_or_else(|| PyRuntimeError::new_err("Event loop is closed"))?;
@@ -291,6 +305,7 @@ impl EventLoop {
                     let r: &mut Reactor = reactor;
                     // set under the GIL: a thread that later takes the GIL to call
                     // call_soon_threadsafe sees it and wakes us
+                    me.woken.store(false, Ordering::SeqCst);
                     me.polling.store(true, Ordering::SeqCst);
                     let res = py.detach(move || r.poll(timeout).map(|ev| ev_out.extend_from_slice(ev)));
                     me.polling.store(false, Ordering::SeqCst);
@@ -356,6 +371,7 @@ impl EventLoop {
             } else {
                 Handle::run(&h)?;
             }
+            h.get().release_after_run(py)?;
         }
         Ok(())
     }
@@ -390,6 +406,7 @@ impl EventLoop {
             events: GilCell::new(Vec::with_capacity(64)),
             waker,
             polling: AtomicBool::new(false),
+            woken: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             debug: AtomicBool::new(false),
@@ -418,7 +435,7 @@ impl EventLoop {
             me.check_thread()?;
         }
         me.check_callback(&callback, "call_soon")?;
-        let h = Self::make_handle(slf, callback, args, context, None)?;
+        let h = Self::make_handle(slf, callback, args, context, None, true)?;
         me.state.borrow_mut(slf.py())?.ready.push_back(h.clone_ref(slf.py()));
         Ok(h)
     }
@@ -470,12 +487,12 @@ impl EventLoop {
         let me = slf.get();
         me.check_closed()?;
         me.check_callback(&callback, "call_soon_threadsafe")?;
-        let h = Self::make_handle(slf, callback, args, context, None)?;
+        let h = Self::make_handle(slf, callback, args, context, None, true)?;
         // Every caller holds the GIL, which orders this push with the loop thread's own
         // use of the queue: the handle joins the one ready queue, in call order, as in
         // asyncio. Only a loop blocked in its poll needs the wake-up.
         me.state.borrow_mut(slf.py())?.ready.push_back(h.clone_ref(slf.py()));
-        if me.polling.load(Ordering::SeqCst) {
+        if me.polling.load(Ordering::SeqCst) && !me.woken.swap(true, Ordering::SeqCst) {
             me.waker.wake();
         }
         Ok(h)
@@ -493,10 +510,7 @@ impl EventLoop {
     }
 
     fn _timer_handle_cancelled(&self, py: Python<'_>, handle: &Bound<'_, Handle>) -> PyResult<()> {
-        if handle.get().scheduled.load(Ordering::Relaxed) {
-            self.state.borrow_mut(py)?.timers.note_cancelled();
-        }
-        Ok(())
+        self.timer_cancelled(py, handle.get())
     }
 
     fn _run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -677,16 +691,29 @@ impl EventLoop {
         Ok(self.state.borrow_mut(py)?.ready.len())
     }
 
+    /// Handles are untracked (handles.rs, "GC"): the loop visits the contents of each
+    /// handle it owns exclusively, i.e. whose every reference is one of the loop's. That
+    /// attributes the handle's references to the loop, which is exact for such a handle.
+    /// A handle also held elsewhere is skipped: conservative (a cycle through it survives
+    /// until the loop is closed), never an over-count.
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Some(st) = self.state.try_borrow_for_gc() {
-            for h in st.ready.iter() {
-                visit.call(h)?;
+            let mut owned: HashMap<*mut pyo3::ffi::PyObject, (usize, &Py<Handle>)> = HashMap::new();
+            let all = st
+                .ready
+                .iter()
+                .chain(st.readers.values())
+                .chain(st.writers.values())
+                .chain(st.timers.iter().map(|e| &e.0));
+            for h in all {
+                owned.entry(h.as_ptr()).or_insert((0, h)).0 += 1;
             }
-            for h in st.readers.values().chain(st.writers.values()) {
-                visit.call(h)?;
-            }
-            for e in st.timers.iter() {
-                visit.call(&e.0)?;
+            for (ptr, (refs, h)) in owned {
+                // SAFETY: ptr is a live object (we hold `refs` references to it).
+                let refcnt = unsafe { pyo3::ffi::Py_REFCNT(ptr) } as usize;
+                if refcnt == refs {
+                    h.get().traverse_contents(&visit)?;
+                }
             }
         }
         Ok(())

@@ -31,7 +31,38 @@ unsafe impl Send for Def {}
 // SAFETY: as above.
 unsafe impl Sync for Def {}
 
-type Impl = for<'py> fn(&Bound<'py, EventLoop>, &[Bound<'py, PyAny>], Option<Bound<'py, PyAny>>) -> PyResult<Py<PyAny>>;
+type Impl = for<'py> fn(&Bound<'py, EventLoop>, Args<'_>, Option<Bound<'py, PyAny>>) -> PyResult<Py<PyAny>>;
+
+/// The positional arguments of a vectorcall, borrowed from the caller's stack.
+#[derive(Clone, Copy)]
+struct Args<'a>(&'a [*mut ffi::PyObject]);
+
+impl<'a> Args<'a> {
+    /// Argument `i` as an owned reference (callers checked the count).
+    fn get<'py>(self, py: Python<'py>, i: usize) -> Bound<'py, PyAny> {
+        // SAFETY: a borrowed reference valid for the call; from_borrowed_ptr increfs it.
+        unsafe { Bound::from_borrowed_ptr(py, self.0[i]) }
+    }
+
+    /// Arguments `from..` as a tuple (`*args`); the empty tuple is CPython's singleton.
+    fn rest<'py>(self, py: Python<'py>, from: usize) -> PyResult<Bound<'py, PyTuple>> {
+        let items = &self.0[from..];
+        if items.is_empty() {
+            return Ok(PyTuple::empty(py));
+        }
+        // SAFETY: PyTuple_New returns a new tuple or NULL with an exception; each slot gets
+        // a new reference to a live argument (PyTuple_SET_ITEM steals it).
+        unsafe {
+            let t = ffi::PyTuple_New(items.len() as ffi::Py_ssize_t);
+            let t = Bound::from_owned_ptr_or_err(py, t)?;
+            for (i, p) in items.iter().enumerate() {
+                ffi::Py_INCREF(*p);
+                ffi::PyTuple_SET_ITEM(t.as_ptr(), i as ffi::Py_ssize_t, *p);
+            }
+            Ok(t.cast_into_unchecked())
+        }
+    }
+}
 
 /// Parse vectorcall arguments (`required` leading positionals, the rest as `*args`, and an
 /// optional `context=` keyword), then run `f`.
@@ -85,17 +116,9 @@ fn dispatch(
             if missing.len() == 1 { "" } else { "s" }
         )));
     }
-    // SAFETY: `args` holds `nargs` borrowed positional references.
-    let pos: Vec<Bound<'_, PyAny>> = (0..nargs).map(|i| unsafe { Bound::from_borrowed_ptr(py, *args.add(i)) }).collect();
-    f(slf, &pos, context)
-}
-
-fn rest_tuple<'py>(py: Python<'py>, rest: &[Bound<'py, PyAny>]) -> PyResult<Bound<'py, PyTuple>> {
-    if rest.is_empty() {
-        Ok(PyTuple::empty(py))
-    } else {
-        PyTuple::new(py, rest)
-    }
+    // SAFETY: `args` holds `nargs` borrowed positional references, valid for the call.
+    let raw = unsafe { std::slice::from_raw_parts(args, nargs) };
+    f(slf, Args(raw), context)
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -149,29 +172,29 @@ macro_rules! fast_method {
 fast_method!(call_soon_fast, call_soon_def, "call_soon",
     "Arrange for a callback to be called as soon as possible.", ["callback"],
     |slf, pos, ctx| {
-        let rest = rest_tuple(slf.py(), &pos[1..])?;
-        EventLoop::call_soon(slf, pos[0].clone(), rest, ctx).map(Py::into_any)
+        let py = slf.py();
+        EventLoop::call_soon(slf, pos.get(py, 0), pos.rest(py, 1)?, ctx).map(Py::into_any)
     });
 
 fast_method!(call_soon_threadsafe_fast, call_soon_threadsafe_def, "call_soon_threadsafe",
     "Like call_soon(), but thread-safe.", ["callback"],
     |slf, pos, ctx| {
-        let rest = rest_tuple(slf.py(), &pos[1..])?;
-        EventLoop::call_soon_threadsafe(slf, pos[0].clone(), rest, ctx).map(Py::into_any)
+        let py = slf.py();
+        EventLoop::call_soon_threadsafe(slf, pos.get(py, 0), pos.rest(py, 1)?, ctx).map(Py::into_any)
     });
 
 fast_method!(call_later_fast, call_later_def, "call_later",
     "Arrange for a callback to be called at a given time.", ["delay", "callback"],
     |slf, pos, ctx| {
-        let rest = rest_tuple(slf.py(), &pos[2..])?;
-        EventLoop::call_later(slf, Some(&pos[0]), pos[1].clone(), rest, ctx).map(Py::into_any)
+        let py = slf.py();
+        EventLoop::call_later(slf, Some(&pos.get(py, 0)), pos.get(py, 1), pos.rest(py, 2)?, ctx).map(Py::into_any)
     });
 
 fast_method!(call_at_fast, call_at_def, "call_at",
     "Like call_later(), but uses an absolute time.", ["when", "callback"],
     |slf, pos, ctx| {
-        let rest = rest_tuple(slf.py(), &pos[2..])?;
-        EventLoop::call_at(slf, Some(&pos[0]), pos[1].clone(), rest, ctx).map(Py::into_any)
+        let py = slf.py();
+        EventLoop::call_at(slf, Some(&pos.get(py, 0)), pos.get(py, 1), pos.rest(py, 2)?, ctx).map(Py::into_any)
     });
 
 /// The scheduling methods bound to `slf` as builtin function objects, by name.
