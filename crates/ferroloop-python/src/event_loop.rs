@@ -692,13 +692,13 @@ impl EventLoop {
     }
 
     /// Handles are untracked (handles.rs, "GC"): the loop visits the contents of each
-    /// handle it owns exclusively, i.e. whose every reference is one of the loop's. That
-    /// attributes the handle's references to the loop, which is exact for such a handle.
-    /// A handle also held elsewhere is skipped: conservative (a cycle through it survives
-    /// until the loop is closed), never an over-count.
+    /// handle it owns exclusively, i.e. whose only reference is the one in this container
+    /// slot (refcount 1). That attributes the handle's references to the loop, which is
+    /// exact for such a handle. A handle held anywhere else, or twice by the loop (a reader
+    /// also queued to run), is skipped: conservative (a cycle through it survives until it
+    /// runs or the loop closes), never an over-count. O(1) per handle, no allocation.
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Some(st) = self.state.try_borrow_for_gc() {
-            let mut owned: HashMap<*mut pyo3::ffi::PyObject, (usize, &Py<Handle>)> = HashMap::new();
             let all = st
                 .ready
                 .iter()
@@ -706,12 +706,8 @@ impl EventLoop {
                 .chain(st.writers.values())
                 .chain(st.timers.iter().map(|e| &e.0));
             for h in all {
-                owned.entry(h.as_ptr()).or_insert((0, h)).0 += 1;
-            }
-            for (ptr, (refs, h)) in owned {
-                // SAFETY: ptr is a live object (we hold `refs` references to it).
-                let refcnt = unsafe { pyo3::ffi::Py_REFCNT(ptr) } as usize;
-                if refcnt == refs {
+                // SAFETY: h is a live object (we hold a reference to it).
+                if unsafe { pyo3::ffi::Py_REFCNT(h.as_ptr()) } == 1 {
                     h.get().traverse_contents(&visit)?;
                 }
             }
