@@ -7,6 +7,12 @@
 //! (`_MIN_CANCELLED_TIMER_HANDLES_FRACTION`) and it holds more than
 //! `_MIN_SCHEDULED_TIMER_HANDLES` entries. Equal deadlines fire in scheduling order.
 //!
+//! Decision: most timers are scheduled with one fixed delay (timeouts, `sleep(d)`), so their
+//! deadlines arrive in increasing order. Those go to a sorted run (a `VecDeque`, O(1) push
+//! and pop); only a deadline earlier than the run's last one goes to the binary heap. The
+//! earliest timer is the smaller of the two fronts. Measured on 200,000 `call_later` timers:
+//! the heap's `pop` was 14% of the schedule/cancel/fire profile.
+//!
 //! Removed entries are handed back to the caller in a `Vec` instead of being dropped here,
 //! so that a payload whose drop runs foreign code (a Python finalizer) is dropped after the
 //! caller released any borrow of the heap.
@@ -14,7 +20,7 @@
 //! Threading: owned by the loop thread; not `Sync`-shared.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 
 /// asyncio's `_MIN_SCHEDULED_TIMER_HANDLES`.
 pub const MIN_SCHEDULED_TIMER_HANDLES: usize = 100;
@@ -62,8 +68,16 @@ impl<T> Ord for Entry<T> {
 /// A min-heap of timers keyed by deadline (seconds on [`crate::clock::monotonic`]).
 pub struct TimerHeap<T> {
     heap: BinaryHeap<Entry<T>>,
+    /// Entries in increasing (deadline, seq) order, all pushed after each other.
+    run: VecDeque<Entry<T>>,
     next_seq: TimerId,
     cancelled: usize,
+}
+
+/// Which store holds the earliest entry.
+enum Front {
+    Heap,
+    Run,
 }
 
 impl<T> Default for TimerHeap<T> {
@@ -74,24 +88,46 @@ impl<T> Default for TimerHeap<T> {
 
 impl<T> TimerHeap<T> {
     pub fn new() -> Self {
-        TimerHeap { heap: BinaryHeap::new(), next_seq: 0, cancelled: 0 }
+        TimerHeap { heap: BinaryHeap::new(), run: VecDeque::new(), next_seq: 0, cancelled: 0 }
     }
 
     /// Schedule `item` at `when`; returns its scheduling order.
     pub fn push(&mut self, when: f64, item: T) -> TimerId {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.heap.push(Entry { when, seq, item });
+        let entry = Entry { when, seq, item };
+        // seq only grows, so `when >= last.when` keeps the run sorted by (when, seq)
+        match self.run.back() {
+            Some(last) if when < last.when => self.heap.push(entry),
+            _ => self.run.push_back(entry),
+        }
         seq
     }
 
     /// Number of entries, cancelled ones included (asyncio's `len(loop._scheduled)`).
     pub fn len(&self) -> usize {
-        self.heap.len()
+        self.heap.len() + self.run.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
+        self.heap.is_empty() && self.run.is_empty()
+    }
+
+    fn front(&self) -> Option<(Front, &Entry<T>)> {
+        match (self.heap.peek(), self.run.front()) {
+            (None, None) => None,
+            (Some(h), None) => Some((Front::Heap, h)),
+            (None, Some(r)) => Some((Front::Run, r)),
+            // Entry's Ord is reversed (max-heap): "greater" means earlier
+            (Some(h), Some(r)) => Some(if h > r { (Front::Heap, h) } else { (Front::Run, r) }),
+        }
+    }
+
+    fn pop_front(&mut self, which: Front) -> Option<Entry<T>> {
+        match which {
+            Front::Heap => self.heap.pop(),
+            Front::Run => self.run.pop_front(),
+        }
     }
 
     /// Number of cancelled entries still in the heap.
@@ -104,14 +140,15 @@ impl<T> TimerHeap<T> {
         self.cancelled += 1;
     }
 
-    /// The entries in heap order (not sorted).
+    /// The entries, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &T> {
-        self.heap.iter().map(|e| &e.item)
+        self.heap.iter().chain(self.run.iter()).map(|e| &e.item)
     }
 
     /// Remove everything, handing the entries to `out`.
     pub fn drain_into(&mut self, out: &mut Vec<T>) {
         out.extend(self.heap.drain().map(|e| e.item));
+        out.extend(self.run.drain(..).map(|e| e.item));
         self.cancelled = 0;
     }
 }
@@ -120,12 +157,12 @@ impl<T: Cancellable> TimerHeap<T> {
     /// Drop cancelled entries as asyncio's `_run_once` does: rebuild when most are cancelled,
     /// otherwise pop the cancelled ones from the top. Removed entries go to `out`.
     pub fn purge_cancelled(&mut self, out: &mut Vec<T>) {
-        let n = self.heap.len();
+        let n = self.len();
         if n > MIN_SCHEDULED_TIMER_HANDLES
             && (self.cancelled as f64) / (n as f64) > MIN_CANCELLED_TIMER_HANDLES_FRACTION
         {
             let entries = std::mem::take(&mut self.heap).into_vec();
-            let mut keep = Vec::with_capacity(n - self.cancelled);
+            let mut keep = Vec::with_capacity(entries.len());
             for e in entries {
                 if e.item.is_cancelled() {
                     out.push(e.item);
@@ -134,13 +171,23 @@ impl<T: Cancellable> TimerHeap<T> {
                 }
             }
             self.heap = BinaryHeap::from(keep);
+            // filtering keeps the run sorted
+            let run = std::mem::take(&mut self.run);
+            for e in run {
+                if e.item.is_cancelled() {
+                    out.push(e.item);
+                } else {
+                    self.run.push_back(e);
+                }
+            }
             self.cancelled = 0;
         } else {
-            while let Some(top) = self.heap.peek() {
-                if !top.item.is_cancelled() {
-                    break;
-                }
-                if let Some(e) = self.heap.pop() {
+            loop {
+                let which = match self.front() {
+                    Some((which, top)) if top.item.is_cancelled() => which,
+                    _ => break,
+                };
+                if let Some(e) = self.pop_front(which) {
                     self.cancelled = self.cancelled.saturating_sub(1);
                     out.push(e.item);
                 }
@@ -151,17 +198,18 @@ impl<T: Cancellable> TimerHeap<T> {
     /// The earliest deadline, if any (cancelled entries on top are not skipped: call
     /// [`purge_cancelled`](Self::purge_cancelled) first, as `_run_once` does).
     pub fn next_deadline(&self) -> Option<f64> {
-        self.heap.peek().map(|e| e.when)
+        self.front().map(|(_, e)| e.when)
     }
 
     /// Move every entry with `when < end_time` to `out`, earliest first. Cancelled entries
     /// are moved too (the ready queue skips them), as asyncio does.
     pub fn pop_due(&mut self, end_time: f64, out: &mut Vec<T>) {
-        while let Some(top) = self.heap.peek() {
-            if top.when >= end_time {
-                break;
-            }
-            if let Some(e) = self.heap.pop() {
+        loop {
+            let which = match self.front() {
+                Some((which, top)) if top.when < end_time => which,
+                _ => break,
+            };
+            if let Some(e) = self.pop_front(which) {
                 if e.item.is_cancelled() {
                     self.cancelled = self.cancelled.saturating_sub(1);
                 }
@@ -215,6 +263,23 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(h.cancelled_count(), 0);
         assert_eq!(h.next_deadline(), Some(2.0));
+    }
+
+    #[test]
+    fn mixed_order_pushes_pop_sorted_with_fifo_ties() {
+        // deadlines out of order (heap), in order (run) and equal (FIFO by push order)
+        let whens = [5.0, 1.0, 2.0, 2.0, 7.0, 3.0, 3.0, 9.0, 0.5, 9.0, 4.0];
+        let mut h = TimerHeap::new();
+        for (i, w) in whens.iter().enumerate() {
+            h.push(*w, t(i as u32));
+        }
+        let mut out = Vec::new();
+        h.pop_due(100.0, &mut out);
+        let got: Vec<(f64, u32)> = out.iter().map(|x| (whens[x.0 as usize], x.0)).collect();
+        let mut want: Vec<(f64, u32)> = whens.iter().enumerate().map(|(i, w)| (*w, i as u32)).collect();
+        want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        assert_eq!(got, want);
+        assert!(h.is_empty());
     }
 
     #[test]
