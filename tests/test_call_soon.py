@@ -274,3 +274,29 @@ def test_call_soon_order_with_threadsafe_from_loop_thread(loop):
     loop.call_soon(out.append, "c")
     run_briefly(loop)
     assert out == ["a", "b", "c"]
+
+
+_var = contextvars.ContextVar("isolation_probe", default="unset")
+
+
+def test_each_callback_runs_in_its_own_copy_of_the_context(loop):
+    # consecutive call_soon() calls capture the same variables; what one callback sets
+    # must be seen neither by the next one nor by the scheduling code
+    seen = []
+
+    def setter(tag):
+        seen.append((tag, _var.get()))
+        _var.set(tag)
+
+    for tag in ("a", "b", "c"):
+        loop.call_soon(setter, tag)
+    loop.call_later(0, setter, "timer")
+    _var.set("after-scheduling")
+    loop.call_soon(setter, "d")
+    run_briefly(loop)
+    run_briefly(loop)
+    assert sorted(seen) == sorted(
+        [("a", "unset"), ("b", "unset"), ("c", "unset"), ("timer", "unset"), ("d", "after-scheduling")]
+    )
+    assert _var.get() == "after-scheduling"
+    _var.set("unset")

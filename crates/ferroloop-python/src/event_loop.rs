@@ -59,6 +59,9 @@ pub struct EventLoop {
     state: GilCell<State>,
     reactor: GilCell<Option<Reactor>>,
     events: GilCell<Vec<Event>>,
+    /// The last `copy_context()` snapshot, shared by handles while nothing changes
+    /// (context.rs).
+    snapshot: GilCell<Option<Py<PyAny>>>,
     /// Interrupts a blocking poll (asyncio's self-pipe).
     waker: Arc<Waker>,
     /// True while the loop thread may be blocked in the poll with the GIL released.
@@ -156,9 +159,16 @@ impl EventLoop {
         oneshot: bool,
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
-        let context = match context {
-            Some(c) if !c.is_none() => c.unbind(),
-            _ => py_helpers::copy_context(py)?,
+        let (context, snapshot_context) = match context {
+            Some(c) if !c.is_none() => (c.unbind(), false),
+            _ => {
+                let (ctx, dropped) = {
+                    let mut snap = slf.get().snapshot.borrow_mut(py)?;
+                    crate::context::snapshot(py, &mut snap)?
+                };
+                drop(dropped); // after the borrow: a context's weakref callbacks may run
+                (ctx, true)
+            }
         };
         let tb = if slf.get().is_debug() { Some(py_helpers::source_traceback(py)?) } else { None };
         let base = Handle::new_inner(
@@ -169,6 +179,7 @@ impl EventLoop {
             tb,
             when.unwrap_or(0.0),
             oneshot,
+            snapshot_context,
         );
         let h = match when {
             None => Bound::new(py, base)?,
@@ -177,7 +188,6 @@ impl EventLoop {
                 Bound::new(py, init)?.into_super()
             }
         };
-        crate::handles::untrack(&h);
         Ok(h.unbind())
     }
 
@@ -404,6 +414,7 @@ impl EventLoop {
             state: GilCell::new(State::default()),
             reactor: GilCell::new(Some(reactor)),
             events: GilCell::new(Vec::with_capacity(64)),
+            snapshot: GilCell::new(None),
             waker,
             polling: AtomicBool::new(false),
             woken: AtomicBool::new(false),
@@ -596,6 +607,8 @@ impl EventLoop {
         for t in &timers {
             t.0.get().scheduled.store(false, Ordering::Relaxed);
         }
+        let snapshot = self.snapshot.borrow_mut(py)?.take();
+        drop(snapshot);
         let reactor = self.reactor.borrow_mut(py)?.take();
         drop(reactor);
         self.waker.close();
@@ -698,6 +711,11 @@ impl EventLoop {
     /// also queued to run), is skipped: conservative (a cycle through it survives until it
     /// runs or the loop closes), never an over-count. O(1) per handle, no allocation.
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(snap) = self.snapshot.try_borrow_for_gc() {
+            if let Some(s) = snap.as_ref() {
+                visit.call(s)?;
+            }
+        }
         if let Some(st) = self.state.try_borrow_for_gc() {
             let all = st
                 .ready
@@ -717,6 +735,8 @@ impl EventLoop {
 
     fn __clear__(&self) {
         Python::attach(|py| {
+            let snap = self.snapshot.borrow_mut(py).ok().and_then(|mut s| s.take());
+            drop(snap);
             let taken = match self.state.borrow_mut(py) {
                 Ok(mut st) => {
                     let mut timers = Vec::new();

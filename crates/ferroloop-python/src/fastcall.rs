@@ -140,18 +140,22 @@ macro_rules! fast_method {
             nargsf: ffi::Py_ssize_t,
             kwnames: *mut ffi::PyObject,
         ) -> *mut ffi::PyObject {
-            // SAFETY: CPython calls builtin functions with the GIL held.
-            let py = unsafe { Python::assume_attached() };
-            let result = catch_unwind(AssertUnwindSafe(|| {
-                dispatch(py, $pyname, &[$($req),*], $body, slf, args, nargsf, kwnames)
-            }));
-            let err = match result {
-                Ok(Ok(obj)) => return obj.into_ptr(),
-                Ok(Err(e)) => e,
-                Err(payload) => PanicException::new_err(panic_message(&*payload)),
-            };
-            err.restore(py);
-            std::ptr::null_mut()
+            // CPython calls builtin functions with the GIL held; `attach` records that in
+            // PyO3's thread state (cheap when attached), so that dropping a `Py` inside
+            // decrefs at once instead of deferring to PyO3's pool (which kept dropped
+            // objects alive until later and fed the cycle collector).
+            Python::attach(|py| {
+                let result = catch_unwind(AssertUnwindSafe(|| {
+                    dispatch(py, $pyname, &[$($req),*], $body, slf, args, nargsf, kwnames)
+                }));
+                let err = match result {
+                    Ok(Ok(obj)) => return obj.into_ptr(),
+                    Ok(Err(e)) => e,
+                    Err(payload) => PanicException::new_err(panic_message(&*payload)),
+                };
+                err.restore(py);
+                std::ptr::null_mut()
+            })
         }
 
         fn $defname() -> *mut ffi::PyMethodDef {

@@ -46,26 +46,20 @@ pub struct Handle {
     /// runs on every readiness event. The loop drops a one-shot handle's callback and
     /// arguments after running it (see "GC" below).
     pub oneshot: bool,
+    /// The context is a loop-made snapshot that other handles may share (context.rs):
+    /// run in a private copy of it.
+    pub snapshot_context: bool,
 }
 
-// GC: handles are not tracked by the cycle collector (`untrack` right after creation).
-// Tracking one object per `call_soon` made every burst of pending callbacks feed gen-0
-// collections: measured 553 -> 458 ns per `call_soon` + run (docs/performance.md).
-// Cycles through a handle stay collectable because:
+// GC: handles are not GC objects at all (no `__traverse__`: no GC header, no tracking, and
+// they do not count toward the collector's allocation thresholds). One tracked object per
+// `call_soon` made every burst of pending callbacks feed the collector: measured 553 -> 458
+// ns per `call_soon` + run just by untracking, more by leaving the GC type (the allocation
+// still counted). Cycles through a handle stay collectable because:
 // - a pending handle is owned by its loop, and the loop's `__traverse__` visits the contents
-//   of every handle it exclusively owns (its refcount equals the loop's references);
+//   of every handle it exclusively owns (refcount 1);
 // - a handle that ran (one-shot) or was cancelled no longer holds its callback or arguments,
 //   so `obj -> handle -> obj.method` is no longer a cycle.
-// (Contexts cannot be treated the same way: CPython 3.11's context dealloc unlinks the
-// object from the GC list unconditionally, so an untracked context crashes when freed.)
-
-/// Stop the cycle collector from tracking a handle (see "GC" above). Only for objects whose
-/// dealloc untracks conditionally: PyO3's pyclasses do (`PyObject_GC_UnTrack`).
-pub fn untrack(h: &Bound<'_, Handle>) {
-    // SAFETY: h is a live pyclass object of a GC type; untracking is allowed at any time,
-    // and PyO3's dealloc calls PyObject_GC_UnTrack, which checks whether it is tracked.
-    unsafe { ffi::PyObject_GC_UnTrack(h.as_ptr().cast()) };
-}
 
 impl Handle {
     pub fn new_inner(
@@ -76,6 +70,7 @@ impl Handle {
         source_traceback: Option<Py<PyAny>>,
         when: f64,
         oneshot: bool,
+        snapshot_context: bool,
     ) -> Handle {
         Handle {
             inner: GilCell::new(HandleInner {
@@ -90,18 +85,20 @@ impl Handle {
             scheduled: AtomicBool::new(false),
             when,
             oneshot,
+            snapshot_context,
         }
     }
 
-    /// After the loop ran a one-shot handle: drop what it called (see "GC" above). The
-    /// context and the creation traceback stay, as `get_context()` still answers.
+    /// After the loop ran a one-shot handle: drop what it called (see "GC" above), and a
+    /// shared snapshot context. A caller's context and the creation traceback stay.
     pub fn release_after_run(&self, py: Python<'_>) -> PyResult<()> {
         if !self.oneshot {
             return Ok(());
         }
         let taken = {
             let mut inner = self.inner.borrow_mut(py)?;
-            (inner.callback.take(), inner.args.take(), inner.loop_.take())
+            let snapshot = if self.snapshot_context { inner.context.take() } else { None };
+            (inner.callback.take(), inner.args.take(), inner.loop_.take(), snapshot)
         };
         drop(taken);
         Ok(())
@@ -168,7 +165,11 @@ impl Handle {
             match (&inner.callback, &inner.args, &inner.context) {
                 // Bound clones: their drop is a plain decref (a `Py` drop checks a TLS)
                 (Some(cb), Some(args), Some(ctx)) => {
-                    (cb.bind(py).clone(), args.bind(py).clone(), ctx.bind(py).clone())
+                    // a snapshot held by anything besides this handle is shared: a private
+                    // copy keeps what the callback sets to itself (context.rs)
+                    // SAFETY: ctx is live (the handle holds it).
+                    let shared = slf.get().snapshot_context && unsafe { ffi::Py_REFCNT(ctx.as_ptr()) } > 1;
+                    (cb.bind(py).clone(), args.bind(py).clone(), crate::context::for_run(ctx.bind(py), shared)?)
                 }
                 _ => return Ok(()),
             }
@@ -331,27 +332,6 @@ impl Handle {
             Some(r) => Ok(r),
             None => Ok(py_helpers::handle_repr(slf.as_any())?.unbind()),
         }
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        // reached through gc.get_referents(); the collector itself never calls it (untracked)
-        self.traverse_contents(&visit)
-    }
-
-    fn __clear__(&self) {
-        Python::attach(|py| {
-            let taken = match self.inner.borrow_mut(py) {
-                Ok(mut inner) => Some((
-                    inner.callback.take(),
-                    inner.args.take(),
-                    inner.context.take(),
-                    inner.loop_.take(),
-                    inner.source_traceback.take(),
-                )),
-                Err(_) => None,
-            };
-            drop(taken);
-        })
     }
 }
 

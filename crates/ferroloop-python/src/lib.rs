@@ -3,6 +3,7 @@
 //! Threading: module init runs once, under the GIL.
 
 mod cell;
+mod context;
 mod event_loop;
 mod fastcall;
 mod handles;
@@ -12,6 +13,7 @@ use pyo3::prelude::*;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    context::init(m.py())?;
     m.add_class::<event_loop::EventLoop>()?;
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
