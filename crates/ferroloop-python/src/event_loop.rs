@@ -288,17 +288,21 @@ impl EventLoop {
         // 1. purge cancelled timers, compute the timeout
         let timeout = {
             let mut st = me.state.borrow_mut(py)?;
-            st.timers.purge_cancelled(&mut dropped);
+            if st.timers.cancelled_count() > 0 {
+                st.timers.purge_cancelled(&mut dropped);
+            }
             if !st.ready.is_empty() || me.stopping.load(Ordering::Relaxed) {
                 Some(0.0)
             } else {
                 st.timers.next_deadline().map(|when| (when - clock::monotonic()).max(0.0))
             }
         };
-        for e in &dropped {
-            e.0.get().scheduled.store(false, Ordering::Relaxed);
+        if !dropped.is_empty() {
+            for e in &dropped {
+                e.0.get().scheduled.store(false, Ordering::Relaxed);
+            }
+            drop(dropped);
         }
-        drop(dropped);
 
         // 2. poll, 3. events to ready
         {
@@ -378,10 +382,10 @@ impl EventLoop {
             let h = h.into_bound(py);
             if debug {
                 Self::run_debug(slf, &h)?;
+                h.get().release_after_run(py)?;
             } else {
-                Handle::run(&h)?;
+                Handle::run_from_loop(&h)?;
             }
-            h.get().release_after_run(py)?;
         }
         Ok(())
     }

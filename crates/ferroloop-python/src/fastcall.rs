@@ -13,6 +13,7 @@
 //! Threading: called by CPython with the GIL held, on any thread.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::OnceLock;
 
 use pyo3::exceptions::PyTypeError;
@@ -22,6 +23,10 @@ use pyo3::types::{PyString, PyTuple};
 use pyo3::ffi;
 
 use crate::event_loop::EventLoop;
+
+/// The last keyword-name object seen to spell "context" (see `dispatch`); holds a strong
+/// reference to it.
+static KNOWN_CONTEXT_NAME: AtomicPtr<ffi::PyObject> = AtomicPtr::new(std::ptr::null_mut());
 
 /// The method definitions must outlive every function object made from them: leaked once.
 struct Def(*mut ffi::PyMethodDef);
@@ -98,11 +103,26 @@ fn dispatch(
                     Bound::from_borrowed_ptr(py, *args.add(nargs + i)),
                 )
             };
-            // keyword names are usually interned: compare pointers before text
-            if !kname.is(interned) && kname.cast::<PyString>()?.to_str()? != "context" {
-                return Err(PyTypeError::new_err(format!(
-                    "{name}() got an unexpected keyword argument '{kname}'"
-                )));
+            // compare pointers before text: the interned "context", or the last string that
+            // matched (asyncio's C Task passes the same non-interned one on every step)
+            let kptr = kname.as_ptr();
+            if !kname.is(interned) && kptr != KNOWN_CONTEXT_NAME.load(Ordering::Relaxed) {
+                if kname.cast::<PyString>()?.to_str()? != "context" {
+                    return Err(PyTypeError::new_err(format!(
+                        "{name}() got an unexpected keyword argument '{kname}'"
+                    )));
+                }
+                // the cache owns a reference, so the address cannot be reused by another
+                // string while it is cached
+                // SAFETY: kptr is live (borrowed from the caller); we take a new reference
+                // for the cache and release the one of the object it replaces (under the GIL).
+                unsafe {
+                    ffi::Py_INCREF(kptr);
+                    let old = KNOWN_CONTEXT_NAME.swap(kptr, Ordering::Relaxed);
+                    if !old.is_null() {
+                        ffi::Py_DECREF(old);
+                    }
+                }
             }
             context = Some(value);
         }

@@ -156,6 +156,50 @@ impl Handle {
         Ok(())
     }
 
+    /// The loop's way to run a handle it popped from its queue: a one-shot handle that
+    /// nobody else references gives its callback and arguments up instead of lending them
+    /// (no clones, nothing to release afterwards); any other handle runs as `run` and is
+    /// released after.
+    pub fn run_from_loop(slf: &Bound<'_, Handle>) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        // SAFETY: slf is live; a refcount of 1 means our reference is the only one.
+        let exclusive = me.oneshot && !me.snapshot_context && unsafe { ffi::Py_REFCNT(slf.as_ptr()) } == 1;
+        if !exclusive {
+            let r = Handle::run(slf);
+            me.release_after_run(py)?;
+            return r;
+        }
+        let (cb, args, ctx) = {
+            let mut inner = me.inner.borrow_mut(py)?;
+            match (inner.callback.take(), inner.args.take(), &inner.context) {
+                (Some(cb), Some(args), Some(ctx)) => (cb.into_bound(py), args.into_bound(py), ctx.bind(py).clone()),
+                (cb, args, _) => {
+                    inner.callback = cb;
+                    inner.args = args;
+                    return Ok(());
+                }
+            }
+        };
+        match call_in_context(py, &cb, &args, &ctx) {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                // the report names the callback: give it back first
+                {
+                    let mut inner = me.inner.borrow_mut(py)?;
+                    inner.callback = Some(cb.unbind());
+                    inner.args = Some(args.unbind());
+                }
+                if err.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
+                    || err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
+                {
+                    return Err(err);
+                }
+                py_helpers::report_callback_error(slf.as_any(), err)
+            }
+        }
+    }
+
     /// Run the callback in its context. Errors other than `SystemExit`/`KeyboardInterrupt`
     /// go to the loop's exception handler; those two are returned to propagate.
     pub fn run(slf: &Bound<'_, Handle>) -> PyResult<()> {
