@@ -24,6 +24,7 @@
 
 pub mod clock;
 pub mod inbox;
+pub mod quad_heap;
 pub mod reactor;
 pub mod timers;
 
