@@ -14,6 +14,7 @@
 import asyncio
 import gc
 import os
+import socket
 import threading
 
 import pytest
@@ -168,3 +169,12 @@ def other_thread():
         assert not t.is_alive(), "a helper thread did not finish"
 
 
+@pytest.fixture
+def pair():
+    """A connected non-blocking socket pair, closed after the test."""
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    yield a, b
+    a.close()
+    b.close()

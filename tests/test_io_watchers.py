@@ -8,16 +8,6 @@ import pytest
 from loop_helpers import run_briefly, xfail_on
 
 
-@pytest.fixture
-def pair():
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    b.setblocking(False)
-    yield a, b
-    a.close()
-    b.close()
-
-
 def _run_until(loop, predicate, timeout=2.0):
     deadline = loop.time() + timeout
     while not predicate() and loop.time() < deadline:
