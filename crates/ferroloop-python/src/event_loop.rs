@@ -585,15 +585,6 @@ impl EventLoop {
         Self::unwatch(slf, fd, true)
     }
 
-    /// Whether `fd` has a reader (or writer) registered: `(reader, writer)` handles or None.
-    fn _get_watchers(&self, py: Python<'_>, fd: RawFd) -> PyResult<(Option<Py<Handle>>, Option<Py<Handle>>)> {
-        let st = self.state.borrow_mut(py)?;
-        Ok((
-            st.readers.get(&fd).map(|h| h.clone_ref(py)),
-            st.writers.get(&fd).map(|h| h.clone_ref(py)),
-        ))
-    }
-
     /// Release everything the loop holds: handles, timers, watchers, the epoll and eventfd
     /// descriptors. Called by `close()` after asyncio's checks.
     fn _close_native(&self, py: Python<'_>) -> PyResult<()> {
@@ -698,17 +689,7 @@ impl EventLoop {
     #[setter(_scheduled)]
     fn set_scheduled(&self, _v: &Bound<'_, PyAny>) {}
 
-    /// Number of scheduled timers (asyncio's `len(loop._scheduled)`), for tests and stats.
-    fn _scheduled_count(&self, py: Python<'_>) -> PyResult<usize> {
-        Ok(self.state.borrow_mut(py)?.timers.len())
-    }
-
-    /// Number of ready handles (asyncio's `len(loop._ready)`).
-    fn _ready_count(&self, py: Python<'_>) -> PyResult<usize> {
-        Ok(self.state.borrow_mut(py)?.ready.len())
-    }
-
-    /// Handles are untracked (handles.rs, "GC"): the loop visits the contents of each
+    /// Handles are not GC objects (handles.rs, "GC"): the loop visits the contents of each
     /// handle it owns exclusively, i.e. whose only reference is the one in this container
     /// slot (refcount 1). That attributes the handle's references to the loop, which is
     /// exact for such a handle. A handle held anywhere else, or twice by the loop (a reader
