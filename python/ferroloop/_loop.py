@@ -18,12 +18,15 @@ from . import _native
 from ._dns import DnsMixin
 from ._signals import SignalMixin
 from ._sock import SockMixin
+from ._streams import StreamsMixin
 
 
 _FAST_METHODS = ("call_soon", "call_soon_threadsafe", "call_later", "call_at")
 
 
-class EventLoop(SockMixin, SignalMixin, DnsMixin, _native.EventLoop, base_events.BaseEventLoop):
+class EventLoop(
+    StreamsMixin, SockMixin, SignalMixin, DnsMixin, _native.EventLoop, base_events.BaseEventLoop
+):
     """An asyncio event loop whose engine is written in Rust."""
 
     def __init__(self):

@@ -35,6 +35,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::cell::GilCell;
 use crate::handles::{Handle, TimerHandle};
+use crate::transport::SocketTransportCore;
 use crate::py_helpers;
 
 /// A timer in the heap: the handle whose `cancelled` flag the heap reads.
@@ -52,6 +53,9 @@ struct State {
     timers: TimerHeap<TimerEntry>,
     readers: HashMap<RawFd, Py<Handle>>,
     writers: HashMap<RawFd, Py<Handle>>,
+    /// Transports that queued writes during this turn's run phase: flushed together when
+    /// the phase ends (transport.rs, "Write batching").
+    flush: Vec<Py<SocketTransportCore>>,
 }
 
 #[pyclass(module = "ferroloop._native", name = "EventLoop", subclass, frozen)]
@@ -73,6 +77,9 @@ pub struct EventLoop {
     stopping: AtomicBool,
     debug: AtomicBool,
     running: AtomicBool,
+    /// True while the run phase of a turn runs callbacks: transport writes made now may
+    /// wait for the end of the phase and leave together.
+    batching: AtomicBool,
     /// `threading.get_ident()` of the running thread; 0 when not running.
     thread_id: AtomicU64,
     clock_resolution_bits: AtomicU64,
@@ -218,11 +225,23 @@ impl EventLoop {
         args: Bound<'_, PyTuple>,
         write: bool,
     ) -> PyResult<Py<Handle>> {
+        slf.get().check_closed()?;
+        let fd = fileobj_to_fd(fd)?;
+        slf.get().check_callback(&callback, if write { "add_writer" } else { "add_reader" })?;
+        Self::watch_fd(slf, fd, callback, args, write)
+    }
+
+    /// Watch a descriptor for a native caller (a transport): no argument checks.
+    pub(crate) fn watch_fd(
+        slf: &Bound<'_, Self>,
+        fd: RawFd,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        write: bool,
+    ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let me = slf.get();
         me.check_closed()?;
-        let fd = fileobj_to_fd(fd)?;
-        me.check_callback(&callback, if write { "add_writer" } else { "add_reader" })?;
         let handle = Self::make_handle(slf, callback, args, None, None, false)?;
         let old = {
             let mut reactor = me.reactor.borrow_mut(py)?;
@@ -248,12 +267,20 @@ impl EventLoop {
     }
 
     fn unwatch(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, write: bool) -> PyResult<bool> {
+        if slf.get().closed.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let fd = fileobj_to_fd(fd)?;
+        Self::unwatch_fd(slf, fd, write)
+    }
+
+    /// Stop watching a descriptor for a native caller; true if it was watched.
+    pub(crate) fn unwatch_fd(slf: &Bound<'_, Self>, fd: RawFd, write: bool) -> PyResult<bool> {
         let py = slf.py();
         let me = slf.get();
         if me.closed.load(Ordering::Relaxed) {
             return Ok(false);
         }
-        let fd = fileobj_to_fd(fd)?;
         let old = {
             let mut reactor = me.reactor.borrow_mut(py)?;
             let Some(reactor) = reactor.as_mut() else { return Ok(false) };
@@ -374,6 +401,17 @@ impl EventLoop {
 
         // 5. run what was ready when this phase began
         let debug = me.is_debug();
+        me.batching.store(true, Ordering::Relaxed);
+        let ran = Self::run_ready(slf, ntodo, debug);
+        me.batching.store(false, Ordering::Relaxed);
+        // 6. the writes queued meanwhile leave, one vectored send per transport
+        let flushed = Self::flush_writes(slf);
+        ran.and(flushed)
+    }
+
+    fn run_ready(slf: &Bound<'_, Self>, ntodo: usize, debug: bool) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
         for _ in 0..ntodo {
             let Some(h) = me.state.borrow_mut(py)?.ready.pop_front() else { break };
             if h.get().is_cancelled() {
@@ -388,6 +426,35 @@ impl EventLoop {
             }
         }
         Ok(())
+    }
+
+    fn flush_writes(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let pending = {
+            let mut st = slf.get().state.borrow_mut(py)?;
+            if st.flush.is_empty() {
+                return Ok(());
+            }
+            std::mem::take(&mut st.flush)
+        };
+        let mut result = Ok(());
+        for core in pending {
+            let r = SocketTransportCore::flush_batch(core.bind(py));
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    }
+
+    /// A transport's write during the run phase: queue it for the end-of-phase flush.
+    /// False when no phase is running (the transport then sends at once).
+    pub(crate) fn defer_flush(&self, py: Python<'_>, core: &Bound<'_, SocketTransportCore>) -> PyResult<bool> {
+        if !self.batching.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        self.state.borrow_mut(py)?.flush.push(core.clone().unbind());
+        Ok(true)
     }
 
     /// Run one handle in debug mode: `_current_handle` and the slow-callback warning.
@@ -426,6 +493,7 @@ impl EventLoop {
             stopping: AtomicBool::new(false),
             debug: AtomicBool::new(false),
             running: AtomicBool::new(false),
+            batching: AtomicBool::new(false),
             thread_id: AtomicU64::new(0),
             clock_resolution_bits: AtomicU64::new(clock::resolution().to_bits()),
             // SAFETY: getpid never fails.
@@ -588,11 +656,12 @@ impl EventLoop {
     /// Release everything the loop holds: handles, timers, watchers, the epoll and eventfd
     /// descriptors. Called by `close()` after asyncio's checks.
     fn _close_native(&self, py: Python<'_>) -> PyResult<()> {
-        let (ready, mut timers, readers, writers) = {
+        let (flush, ready, mut timers, readers, writers) = {
             let mut st = self.state.borrow_mut(py)?;
             let mut timers = Vec::new();
             st.timers.drain_into(&mut timers);
             (
+                std::mem::take(&mut st.flush),
                 std::mem::take(&mut st.ready),
                 timers,
                 std::mem::take(&mut st.readers),
@@ -611,6 +680,7 @@ impl EventLoop {
         timers.clear();
         drop(readers);
         drop(writers);
+        drop(flush);
         Ok(())
     }
 
@@ -708,6 +778,9 @@ impl EventLoop {
                 .chain(st.readers.values())
                 .chain(st.writers.values())
                 .chain(st.timers.iter().map(|e| &e.0));
+            for core in &st.flush {
+                visit.call(core)?;
+            }
             for h in all {
                 // SAFETY: h is a live object (we hold a reference to it).
                 if unsafe { pyo3::ffi::Py_REFCNT(h.as_ptr()) } == 1 {
@@ -727,6 +800,7 @@ impl EventLoop {
                     let mut timers = Vec::new();
                     st.timers.drain_into(&mut timers);
                     Some((
+                        std::mem::take(&mut st.flush),
                         std::mem::take(&mut st.ready),
                         timers,
                         std::mem::take(&mut st.readers),

@@ -1,4 +1,5 @@
-//! `ferroloop._native`: the PyO3 extension. Registers the native event loop and handles.
+//! `ferroloop._native`: the PyO3 extension. Registers the native event loop, handles and
+//! the stream transport core.
 //!
 //! Threading: module init runs once, under the GIL.
 
@@ -8,6 +9,7 @@ mod event_loop;
 mod fastcall;
 mod handles;
 mod py_helpers;
+mod transport;
 
 use pyo3::prelude::*;
 
@@ -17,6 +19,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::EventLoop>()?;
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
+    m.add_class::<transport::SocketTransportCore>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
     Ok(())

@@ -1,4 +1,5 @@
-//! Calls from the extension into `ferroloop._handles`: the rare paths written in Python.
+//! Calls from the extension into `ferroloop._handles` and `ferroloop._transports`: the rare
+//! paths written in Python.
 //!
 //! Formatting a handle, reporting a callback's exception, capturing a debug-mode source
 //! traceback, logging a slow callback and the debug-mode callback check run once per error
@@ -12,11 +13,15 @@ use pyo3::sync::PyOnceLock;
 use pyo3::ffi;
 
 const MODULE: &str = "ferroloop._handles";
+const TRANSPORTS: &str = "ferroloop._transports";
 
 macro_rules! helper {
-    ($py:expr, $name:literal) => {{
+    ($py:expr, $name:literal) => {
+        helper!($py, MODULE, $name)
+    };
+    ($py:expr, $module:expr, $name:literal) => {{
         static F: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-        F.import($py, MODULE, $name)
+        F.import($py, $module, $name)
     }};
 }
 
@@ -48,6 +53,19 @@ pub fn log_slow_callback(handle: &Bound<'_, PyAny>, seconds: f64) -> PyResult<()
 pub fn check_callback(callback: &Bound<'_, PyAny>, method: &str) -> PyResult<()> {
     let py = callback.py();
     helper!(py, "check_callback")?.call1((callback, method))?;
+    Ok(())
+}
+
+/// `logger.debug(fmt, transport)` on asyncio's logger (debug mode only).
+pub fn transport_debug(transport: &Bound<'_, PyAny>, fmt: &str) -> PyResult<()> {
+    let py = transport.py();
+    helper!(py, TRANSPORTS, "debug")?.call1((fmt, transport))?;
+    Ok(())
+}
+
+/// asyncio's warning for repeated writes to a transport whose connection is lost.
+pub fn send_after_lost_warning(py: Python<'_>) -> PyResult<()> {
+    helper!(py, TRANSPORTS, "warn_send_after_lost")?.call0()?;
     Ok(())
 }
 

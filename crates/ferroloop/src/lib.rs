@@ -1,7 +1,8 @@
 //! # ferroloop: the engine of an asyncio event loop
 //!
 //! This crate owns the parts of the loop that never touch Python: the clock, the epoll
-//! reactor, the timer heap and the cross-thread inbox with its waker. The PyO3 extension
+//! reactor, the timer heap, the cross-thread inbox with its waker, and the socket calls and write
+//! queue of stream transports. The PyO3 extension
 //! (`ferroloop-python`) builds asyncio's `_run_once` out of these pieces; Rust code can use
 //! them directly.
 //!
@@ -26,8 +27,11 @@ pub mod clock;
 pub mod inbox;
 pub mod quad_heap;
 pub mod reactor;
+pub mod sock;
 pub mod timers;
+pub mod write_queue;
 
 pub use inbox::{Inbox, Waker};
 pub use reactor::{Event, Interest, Reactor};
 pub use timers::{TimerHeap, TimerId};
+pub use write_queue::WriteQueue;

@@ -1,0 +1,214 @@
+"""``SocketTransport``: the ``asyncio.Transport`` of TCP and Unix stream connections.
+
+A real ``asyncio.Transport`` subclass whose work is done by a native core
+(``_native.SocketTransportCore``, crates/ferroloop-python/src/transport.rs). The methods a
+protocol calls per message (``write``, ``writelines``, ``is_closing``, ``pause_reading``,
+``resume_reading``, ``get_write_buffer_size``) are the core's own methods, bound into the
+instance dict once per connection: ``transport.write(data)`` is then one native call with
+no Python frame. The rest (construction, ``repr``, error reports, buffer limits) runs once
+per connection or per error and stays here.
+
+asyncio's private attributes that other parts of asyncio read (``_sock``, ``_sock_fd``,
+``_loop``, ``_protocol``, ``_closing``, ``_conn_lost``, ``_protocol_paused``, ...) are
+properties reading the core, so there is one state.
+"""
+
+import warnings
+from asyncio import base_events, constants, futures, log, transports, trsock
+
+from . import _native
+
+logger = log.logger
+
+_HOT_METHODS = (
+    "write",
+    "writelines",
+    "is_closing",
+    "pause_reading",
+    "resume_reading",
+    "get_write_buffer_size",
+)
+
+
+def debug(fmt, transport):
+    """Debug-mode log line about a transport (called by the core)."""
+    logger.debug(fmt, transport)
+
+
+def warn_send_after_lost():
+    """asyncio's warning for writes to a transport whose connection is lost."""
+    logger.warning("socket.send() raised exception.")
+
+
+def _core_property(name, doc):
+    return property(lambda self: getattr(self._core, name), doc=doc)
+
+
+class SocketTransport(transports._FlowControlMixin, transports.Transport):
+    """A TCP or Unix stream transport (asyncio's ``_SelectorSocketTransport``).
+
+    ``_FlowControlMixin`` is a base for ``isinstance`` checks only (asyncio's sendfile
+    fallback demands it); its state and methods are the core's, overridden below.
+    """
+
+    _start_tls_compatible = True
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+    max_size = 256 * 1024
+    _core = None
+
+    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+        # BaseTransport's __init__ only: the flow-control state lives in the core
+        transports.BaseTransport.__init__(self, extra)
+        self._extra["socket"] = trsock.TransportSocket(sock)
+        try:
+            self._extra["sockname"] = sock.getsockname()
+        except OSError:
+            self._extra["sockname"] = None
+        if "peername" not in self._extra:
+            try:
+                self._extra["peername"] = sock.getpeername()
+            except OSError:
+                self._extra["peername"] = None
+        core = _native.SocketTransportCore(loop, sock, protocol, self, server)
+        self._core = core
+        namespace = self.__dict__
+        for name in _HOT_METHODS:
+            namespace[name] = getattr(core, name)
+        if server is not None:
+            server._attach()
+        loop._transports[core._sock_fd] = self
+        # asyncio disables Nagle's algorithm on TCP: small writes leave at once
+        base_events._set_nodelay(sock)
+        loop.call_soon(protocol.connection_made, self)
+        # only start reading once connection_made() has run
+        loop.call_soon(core._start_reading)
+        if waiter is not None:
+            # only wake the waiter once connection_made() has run
+            loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+
+    _sock = _core_property("_sock", "The socket; None once the connection is lost.")
+    _sock_fd = _core_property("_sock_fd", "The socket's descriptor number.")
+    _loop = _core_property("_loop", "The loop; None once the connection is lost.")
+    _protocol = _core_property("_protocol", "The protocol; None once the connection is lost.")
+    _server = _core_property("_server", "The Server that accepted the connection, if any.")
+    _closing = _core_property("_closing", "close() or a fatal error happened.")
+    _conn_lost = _core_property("_conn_lost", "Non-zero once connection_lost is scheduled.")
+    _eof = _core_property("_eof", "write_eof() was called.")
+    _paused = _core_property("_paused", "pause_reading() is in effect.")
+    _empty_waiter = _core_property("_empty_waiter", "sendfile's wait for an empty buffer.")
+    _protocol_connected = _core_property("_protocol_connected", "A protocol is set.")
+
+    @property
+    def _protocol_paused(self):
+        return self._core._protocol_paused
+
+    @_protocol_paused.setter
+    def _protocol_paused(self, value):
+        self._core._protocol_paused = value
+
+    @property
+    def _low_water(self):
+        return self._core.get_write_buffer_limits()[0]
+
+    @property
+    def _high_water(self):
+        return self._core.get_write_buffer_limits()[1]
+
+    def __repr__(self):
+        info = [self.__class__.__name__]
+        core = self._core
+        if core is None or core._sock is None:
+            info.append("closed")
+        elif core._closing:
+            info.append("closing")
+        if core is not None:
+            info.append(f"fd={core._sock_fd}")
+            loop = core._loop
+            if loop is not None and not loop.is_closed():
+                info.append("read=polling" if core._read_polling else "read=idle")
+                state = "polling" if core._write_polling else "idle"
+                info.append(f"write=<{state}, bufsize={core.get_write_buffer_size()}>")
+        return "<{}>".format(" ".join(info))
+
+    def __del__(self, _warn=warnings.warn):
+        core = self._core
+        if core is not None and core._sock is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            sock = core._detach_sock()
+            if sock is not None:
+                sock.close()
+
+    # -- the rest of the Transport API (once per connection) ------------------------------
+
+    def close(self):
+        self._core.close()
+
+    def abort(self):
+        self._core.abort()
+
+    def write_eof(self):
+        self._core.write_eof()
+
+    def can_write_eof(self):
+        return True
+
+    def is_reading(self):
+        return self._core.is_reading()
+
+    def set_protocol(self, protocol):
+        self._core.set_protocol(protocol)
+
+    def get_protocol(self):
+        return self._core.get_protocol()
+
+    def get_write_buffer_limits(self):
+        return self._core.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        self._set_write_buffer_limits(high=high, low=low)
+        self._core._maybe_pause_protocol()
+
+    def _set_write_buffer_limits(self, high=None, low=None):
+        if high is None:
+            high = 64 * 1024 if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        self._core._set_limits(high, low)
+
+    def _maybe_pause_protocol(self):
+        self._core._maybe_pause_protocol()
+
+    def _maybe_resume_protocol(self):
+        self._core._maybe_resume_protocol()
+
+    # -- asyncio internals other parts of asyncio call ------------------------------------
+
+    def _fatal_error(self, exc, message="Fatal error on transport"):
+        if isinstance(exc, OSError):
+            loop = self._core._loop
+            if loop is not None and loop.get_debug():
+                logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._core._loop.call_exception_handler(
+                {
+                    "message": message,
+                    "exception": exc,
+                    "transport": self,
+                    "protocol": self._core._protocol,
+                }
+            )
+        self._core._force_close(exc)
+
+    def _force_close(self, exc):
+        self._core._force_close(exc)
+
+    def _call_connection_lost(self, exc):
+        self._core._call_connection_lost(exc)
+
+    def _make_empty_waiter(self):
+        return self._core._make_empty_waiter()
+
+    def _reset_empty_waiter(self):
+        self._core._reset_empty_waiter()
