@@ -25,8 +25,9 @@ test-python:     ## the pytest suite on asyncio, ferroloop (and uvloop), normal 
 conformance:     ## CPython's test_asyncio against ferroloop (fails on unexpected results)
 	$(PY) conformance/run.py
 
-soak:            ## short soak: loop lifecycles, fd count and memory flat
+soak:            ## short soaks: loop lifecycles and short connections, fd count and memory flat
 	$(PY) scripts/soak.py --short
+	$(PY) scripts/soak_connections.py --short
 
 bench: setup     ## the benchmark table: asyncio, uvloop, rloop, ferroloop interleaved
 	$(PY) benches/bench_core.py
