@@ -14,9 +14,9 @@ asyncio's behaviour, kept in step with the interpreter. The functions are listed
 name; none is copied.
 """
 
-from asyncio import constants, selector_events, sslproto, unix_events
+from asyncio import base_events, constants, selector_events, sslproto, unix_events
 
-from ._transports import SocketTransport
+from ._transports import Server, SocketTransport
 
 _selector_loop = selector_events.BaseSelectorEventLoop
 _unix_loop = unix_events._UnixSelectorEventLoop
@@ -56,6 +56,16 @@ class StreamsMixin:
         SocketTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
         return ssl_protocol._app_transport
 
+    async def create_server(self, *args, **kwargs):
+        server = await base_events.BaseEventLoop.create_server(self, *args, **kwargs)
+        server.__class__ = Server  # adds close_clients/abort_clients (no state of its own)
+        return server
+
+    async def create_unix_server(self, *args, **kwargs):
+        server = await _unix_loop.create_unix_server(self, *args, **kwargs)
+        server.__class__ = Server
+        return server
+
     # accepting connections: a reader on the listening socket, one transport per accept
     _start_serving = _selector_loop._start_serving
     _accept_connection = _selector_loop._accept_connection
@@ -64,7 +74,6 @@ class StreamsMixin:
 
     # Unix sockets
     create_unix_connection = _unix_loop.create_unix_connection
-    create_unix_server = _unix_loop.create_unix_server
 
     # zero-copy sendfile: os.sendfile driven by writability, asyncio's fallback otherwise
     _sendfile_native = _selector_loop._sendfile_native

@@ -14,6 +14,7 @@ properties reading the core, so there is one state.
 """
 
 import warnings
+import weakref
 from asyncio import base_events, constants, futures, log, transports, trsock
 
 from . import _native
@@ -38,6 +39,37 @@ def debug(fmt, transport):
 def warn_send_after_lost():
     """asyncio's warning for writes to a transport whose connection is lost."""
     logger.warning("socket.send() raised exception.")
+
+
+def attach(server, transport):
+    """Count a new connection of ``server`` and remember it for ``close_clients``."""
+    server._attach()
+    clients = server.__dict__.get("_clients")
+    if clients is None:
+        clients = server._clients = weakref.WeakSet()
+    clients.add(transport)
+
+
+def detach(server, transport):
+    """The connection is lost (called by the core once per connection)."""
+    clients = server.__dict__.get("_clients")
+    if clients is not None:
+        clients.discard(transport)
+    server._detach()
+
+
+class Server(base_events.Server):
+    """asyncio's ``Server``, with ``close_clients`` and ``abort_clients`` of Python 3.13."""
+
+    def close_clients(self):
+        """Close every connection this server accepted that is still open."""
+        for transport in list(self.__dict__.get("_clients", ())):
+            transport.close()
+
+    def abort_clients(self):
+        """Abort every connection this server accepted that is still open."""
+        for transport in list(self.__dict__.get("_clients", ())):
+            transport.abort()
 
 
 def _core_property(name, doc):
@@ -75,7 +107,7 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
         for name in _HOT_METHODS:
             namespace[name] = getattr(core, name)
         if server is not None:
-            server._attach()
+            attach(server, self)
         loop._transports[core._sock_fd] = self
         # asyncio disables Nagle's algorithm on TCP: small writes leave at once
         base_events._set_nodelay(sock)

@@ -69,6 +69,13 @@ pub fn send_after_lost_warning(py: Python<'_>) -> PyResult<()> {
     Ok(())
 }
 
+/// A server's connection is lost: `ferroloop._transports.detach(server, transport)`.
+pub fn detach_from_server(server: &Bound<'_, PyAny>, transport: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    let py = server.py();
+    helper!(py, TRANSPORTS, "detach")?.call1((server, transport))?;
+    Ok(())
+}
+
 /// `contextvars.copy_context()`.
 pub fn copy_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
     // SAFETY: returns a new reference or NULL with an exception set.

@@ -716,15 +716,16 @@ impl SocketTransportCore {
             Some(s) => s.bind(py).call_method0(intern!(py, "close")).map(|_| ()),
             None => Ok(()),
         };
-        drop((sock, protocol, lp, read_cb, write_cb, transport));
+        drop((sock, protocol, lp, read_cb, write_cb));
         let detached = match server {
-            Some(s) => s.bind(py).call_method0(intern!(py, "_detach")).map(|_| ()),
+            Some(s) => py_helpers::detach_from_server(s.bind(py), transport.as_ref().map(|t| t.bind(py))),
             None => Ok(()),
         };
         if let Some(w) = waiter {
             let err = pyo3::exceptions::PyConnectionError::new_err("Connection is closed by peer");
             w.bind(py).call_method1(intern!(py, "set_exception"), (err.into_value(py),))?;
         }
+        drop(transport);
         result.and(closed).and(detached)
     }
 
