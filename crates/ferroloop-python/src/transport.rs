@@ -765,6 +765,11 @@ impl SocketTransportCore {
     }
 
     #[getter]
+    fn _protocol(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        Ok(self.protocol(py)?.map(Bound::unbind))
+    }
+
+    #[getter]
     fn _loop(&self, py: Python<'_>) -> PyResult<Option<Py<EventLoop>>> {
         Ok(self.loop_(py)?.map(Bound::unbind))
     }
