@@ -66,6 +66,9 @@ pub struct EventLoop {
     /// The last `copy_context()` snapshot, shared by handles while nothing changes
     /// (context.rs).
     snapshot: GilCell<Option<Py<PyAny>>>,
+    /// The read buffer of this loop's stream transports: a `bytes` of `MAX_READ` bytes that a
+    /// read fills and then either hands over, shrunk, or copies from (transport.rs).
+    read_spare: GilCell<Option<Py<pyo3::types::PyBytes>>>,
     /// Interrupts a blocking poll (asyncio's self-pipe).
     waker: Arc<Waker>,
     /// True while the loop thread may be blocked in the poll with the GIL released.
@@ -447,6 +450,18 @@ impl EventLoop {
         result
     }
 
+    /// Take the loop's spare read buffer (None if a transport holds it or none was made).
+    pub(crate) fn take_read_spare(&self, py: Python<'_>) -> PyResult<Option<Py<pyo3::types::PyBytes>>> {
+        Ok(self.read_spare.borrow_mut(py)?.take())
+    }
+
+    /// Give the spare read buffer back for the next read.
+    pub(crate) fn put_read_spare(&self, py: Python<'_>, spare: Py<pyo3::types::PyBytes>) -> PyResult<()> {
+        let old = self.read_spare.borrow_mut(py)?.replace(spare);
+        drop(old);
+        Ok(())
+    }
+
     /// A transport's write during the run phase: queue it for the end-of-phase flush.
     /// False when no phase is running (the transport then sends at once).
     pub(crate) fn defer_flush(&self, py: Python<'_>, core: &Bound<'_, SocketTransportCore>) -> PyResult<bool> {
@@ -486,6 +501,7 @@ impl EventLoop {
             reactor: GilCell::new(Some(reactor)),
             events: GilCell::new(Vec::with_capacity(64)),
             snapshot: GilCell::new(None),
+            read_spare: GilCell::new(None),
             waker,
             polling: AtomicBool::new(false),
             woken: AtomicBool::new(false),
@@ -673,6 +689,8 @@ impl EventLoop {
         }
         let snapshot = self.snapshot.borrow_mut(py)?.take();
         drop(snapshot);
+        let spare = self.read_spare.borrow_mut(py)?.take();
+        drop(spare);
         let reactor = self.reactor.borrow_mut(py)?.take();
         drop(reactor);
         self.waker.close();

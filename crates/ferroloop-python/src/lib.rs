@@ -9,6 +9,7 @@ mod event_loop;
 mod fastcall;
 mod handles;
 mod py_helpers;
+mod sock_ops;
 mod transport;
 
 use pyo3::prelude::*;
@@ -21,6 +22,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handles::TimerHandle>()?;
     m.add_class::<transport::SocketTransportCore>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<sock_ops::SockWaiter>()?;
+    m.add_function(wrap_pyfunction!(sock_ops::sock_call, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_ops::sock_sendall, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_ops::sock_accept, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_ops::sock_connect_wait, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
     Ok(())
 }
