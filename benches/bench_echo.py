@@ -536,6 +536,40 @@ def build_latency_table(rows, specs):
     return headers, body
 
 
+def _server_cost(r, kind):
+    """Server CPU time per echoed message (us) or per MB received (us): robust against the
+    scheduling noise of a shared machine, where throughput swings 2-4x between runs."""
+    if r is None or r.get("server_cpu") is None:
+        return None
+    if kind == "echo":
+        return r["server_cpu"] * r["elapsed"] / r["count"] * 1e6 if r["count"] else None
+    return r["server_cpu"] / r["mbps"] * 1e6 if r["mbps"] else None
+
+
+def build_cost_table(rows, specs):
+    """Server CPU cost per unit of work, and best baseline / ferroloop per round (> 1:
+    ferroloop spends less CPU)."""
+    names = [s.name for s in specs]
+    with_ratio = REFERENCE in names and len(baselines(names)) > 0
+    headers = ["case", "unit"] + [f"{n} us" for n in names]
+    if with_ratio:
+        headers.append(f"best of {','.join(baselines(names))} / {REFERENCE}")
+    body = []
+    for case, row in rows.items():
+        kind = CASES[case].kind
+        costs = {n: [_server_cost(r, kind) for r in row[n]] for n in names}
+        line = [case, "message" if kind == "echo" else "MB"]
+        line += [_fmt_rate(_median(costs[n]), 1) for n in names]
+        if with_ratio:
+            ratios = []
+            for rnd, ref in enumerate(costs[REFERENCE]):
+                others = [costs[b][rnd] for b in baselines(names) if costs[b][rnd] is not None]
+                ratios.append(min(others) / ref if ref and others else None)
+            line.append(_bench.fmt_ratio(_bench.ratio_stats(ratios)))
+        body.append(line)
+    return headers, body
+
+
 def build_bulk_table(rows, specs):
     names = [s.name for s in specs]
     with_ratio = REFERENCE in names and len(baselines(names)) > 0
@@ -690,6 +724,12 @@ def main(argv=None):
         print("bulk: client -> server throughput, MB/s = 1e6 bytes/s, 4-byte ack per transfer "
               "(median of rounds)")
         print(render(*bulk_table, args.markdown))
+    cost_table = build_cost_table(rows, specs)
+    if cost_table[1]:
+        print()
+        print("server CPU time per message (echo) or per MB received (bulk), median of rounds; "
+              "the ratio is per round, > 1: ferroloop spends less CPU")
+        print(render(*cost_table, args.markdown))
     for note in busy_client_notes(rows):
         print(note)
     for (case, loop), message in errors.items():

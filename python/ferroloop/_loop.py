@@ -12,7 +12,7 @@ so there is one state.
 import sys
 import threading
 import weakref
-from asyncio import base_events, events
+from asyncio import base_events, events, futures
 
 from . import _native
 from ._dns import DnsMixin
@@ -37,6 +37,8 @@ class EventLoop(
         # skip the bound-method allocation and argument parsing (fastcall.rs). A subclass
         # that overrides one of these methods keeps its own.
         cls = type(self)
+        if cls.create_future is base_events.BaseEventLoop.create_future:
+            self._set_future_type(futures.Future)
         for name, function in self._fast_methods():
             if getattr(cls, name) is getattr(_native.EventLoop, name):
                 setattr(self, name, function)

@@ -39,7 +39,7 @@ class SockMixin:
             )
 
     async def sock_recv(self, sock, n):
-        return await _sock_call(self, sock, False, "recv", n)
+        return await _native.sock_recv(self, sock, n)
 
     async def sock_recv_into(self, sock, buf):
         return await _sock_call(self, sock, False, "recv_into", buf)

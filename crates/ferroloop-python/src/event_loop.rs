@@ -56,6 +56,9 @@ struct State {
     /// Transports that queued writes during this turn's run phase: flushed together when
     /// the phase ends (transport.rs, "Write batching").
     flush: Vec<Py<SocketTransportCore>>,
+    /// Descriptors of this loop's transports, counted (a superset of the keys of the Python
+    /// `_transports` map): `sock_*` ask Python's `_ensure_fd_no_transport` only for these.
+    transport_fds: HashMap<RawFd, usize>,
 }
 
 #[pyclass(module = "ferroloop._native", name = "EventLoop", subclass, frozen)]
@@ -67,8 +70,11 @@ pub struct EventLoop {
     /// (context.rs).
     snapshot: GilCell<Option<Py<PyAny>>>,
     /// The read buffer of this loop's stream transports: a `bytes` of `MAX_READ` bytes that a
-    /// read fills and then either hands over, shrunk, or copies from (transport.rs).
+    /// read fills and copies from (transport.rs); never seen by Python code.
     read_spare: GilCell<Option<Py<pyo3::types::PyBytes>>>,
+    /// `asyncio.Future` when the loop's class keeps `BaseEventLoop.create_future` (set by
+    /// the Python `__init__`): native code then makes futures without a Python frame.
+    future_type: GilCell<Option<Py<PyAny>>>,
     /// Interrupts a blocking poll (asyncio's self-pipe).
     waker: Arc<Waker>,
     /// True while the loop thread may be blocked in the poll with the GIL released.
@@ -450,6 +456,42 @@ impl EventLoop {
         result
     }
 
+    /// A transport now owns `fd` (until `transport_fd_released`).
+    pub(crate) fn transport_fd_taken(&self, py: Python<'_>, fd: RawFd) -> PyResult<()> {
+        *self.state.borrow_mut(py)?.transport_fds.entry(fd).or_insert(0) += 1;
+        Ok(())
+    }
+
+    pub(crate) fn transport_fd_released(&self, py: Python<'_>, fd: RawFd) -> PyResult<()> {
+        let mut st = self.state.borrow_mut(py)?;
+        if let Some(n) = st.transport_fds.get_mut(&fd) {
+            *n -= 1;
+            if *n == 0 {
+                st.transport_fds.remove(&fd);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a transport may own `fd` (then the Python `_transports` map decides).
+    pub(crate) fn maybe_transport_fd(&self, py: Python<'_>, fd: RawFd) -> PyResult<bool> {
+        Ok(self.state.borrow_mut(py)?.transport_fds.contains_key(&fd))
+    }
+
+    /// The future type `create_future` makes, when the loop's class does not override it.
+    pub(crate) fn new_future<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let direct = slf.get().future_type.borrow_mut(py)?.as_ref().map(|t| t.clone_ref(py));
+        match direct {
+            Some(t) => {
+                let kwargs = pyo3::types::PyDict::new(py);
+                kwargs.set_item(pyo3::intern!(py, "loop"), slf)?;
+                t.bind(py).call((), Some(&kwargs))
+            }
+            None => slf.call_method0(pyo3::intern!(py, "create_future")),
+        }
+    }
+
     /// Take the loop's spare read buffer (None if a transport holds it or none was made).
     pub(crate) fn take_read_spare(&self, py: Python<'_>) -> PyResult<Option<Py<pyo3::types::PyBytes>>> {
         Ok(self.read_spare.borrow_mut(py)?.take())
@@ -502,6 +544,7 @@ impl EventLoop {
             events: GilCell::new(Vec::with_capacity(64)),
             snapshot: GilCell::new(None),
             read_spare: GilCell::new(None),
+            future_type: GilCell::new(None),
             waker,
             polling: AtomicBool::new(false),
             woken: AtomicBool::new(false),
@@ -601,6 +644,13 @@ impl EventLoop {
     /// (see `fastcall.rs`).
     fn _fast_methods<'py>(slf: &Bound<'py, Self>) -> PyResult<Vec<(&'static str, Bound<'py, PyAny>)>> {
         crate::fastcall::bind_fast_methods(slf)
+    }
+
+    /// Set (or clear, with None) the future type native code may make directly.
+    fn _set_future_type(&self, py: Python<'_>, t: Option<Py<PyAny>>) -> PyResult<()> {
+        let old = std::mem::replace(&mut *self.future_type.borrow_mut(py)?, t);
+        drop(old);
+        Ok(())
     }
 
     /// Wake the loop from any thread (asyncio's self-pipe write).
@@ -787,6 +837,11 @@ impl EventLoop {
         if let Some(snap) = self.snapshot.try_borrow_for_gc() {
             if let Some(s) = snap.as_ref() {
                 visit.call(s)?;
+            }
+        }
+        if let Some(t) = self.future_type.try_borrow_for_gc() {
+            if let Some(t) = t.as_ref() {
+                visit.call(t)?;
             }
         }
         if let Some(st) = self.state.try_borrow_for_gc() {

@@ -24,6 +24,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<sock_ops::SockWaiter>()?;
     m.add_function(wrap_pyfunction!(sock_ops::sock_call, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_ops::sock_recv, m)?)?;
     m.add_function(wrap_pyfunction!(sock_ops::sock_sendall, m)?)?;
     m.add_function(wrap_pyfunction!(sock_ops::sock_accept, m)?)?;
     m.add_function(wrap_pyfunction!(sock_ops::sock_connect_wait, m)?)?;

@@ -29,6 +29,8 @@ use crate::handles::Handle;
 use crate::py_helpers;
 
 enum Op {
+    /// `sock.recv(n)` done natively (no exception object for each would-block).
+    Recv { n: usize },
     /// `sock.<method>(*args)`; the result is the future's.
     Call { method: Py<PyString>, args: Py<PyTuple> },
     /// Send all of `data` (a bytes-like object) from offset `pos`.
@@ -98,8 +100,16 @@ pub fn check_socket(sock: &Bound<'_, PyAny>) -> PyResult<()> {
     Ok(())
 }
 
-fn attempt(py: Python<'_>, sock: &Bound<'_, PyAny>, fd: RawFd, op: &mut Op) -> Attempt {
+fn attempt(lp: &EventLoop, py: Python<'_>, sock: &Bound<'_, PyAny>, fd: RawFd, op: &mut Op) -> Attempt {
     let result = match op {
+        Op::Recv { n } => {
+            return match crate::transport::recv_bytes(lp, py, fd, *n) {
+                Ok(Ok(data)) => Attempt::Done(data.into_any().unbind()),
+                Ok(Err(e)) if ferroloop::sock::would_block(&e) => Attempt::WouldBlock,
+                Ok(Err(e)) => Attempt::Failed(py_helpers::os_error(e)),
+                Err(e) => Attempt::Failed(e),
+            }
+        }
         Op::Call { method, args } => sock.call_method1(method.bind(py), args.bind(py).clone()).map(Bound::unbind),
         Op::Accept => sock.call_method0(intern!(py, "accept")).and_then(|pair| {
             let conn = pair.get_item(0)?;
@@ -179,9 +189,9 @@ impl SockWaiter {
         let py = lp.py();
         check_socket(sock)?;
         let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
-        let fut = lp.call_method0(intern!(py, "create_future"))?;
+        let fut = EventLoop::new_future(lp)?;
         if first_try {
-            match attempt(py, sock, fd, &mut op) {
+            match attempt(lp.get(), py, sock, fd, &mut op) {
                 Attempt::WouldBlock => {}
                 Attempt::Failed(e) if is_exit(py, &e) => return Err(e),
                 outcome => {
@@ -190,8 +200,11 @@ impl SockWaiter {
                 }
             }
         }
-        // asyncio's _ensure_fd_no_transport, then the watcher
-        lp.call_method1(intern!(py, "_ensure_fd_no_transport"), (fd,))?;
+        // asyncio's _ensure_fd_no_transport (asked only when a transport may own fd), then
+        // the watcher
+        if lp.get().maybe_transport_fd(py, fd)? {
+            lp.call_method1(intern!(py, "_ensure_fd_no_transport"), (fd,))?;
+        }
         let waiter = Bound::new(
             py,
             SockWaiter {
@@ -220,7 +233,7 @@ impl SockWaiter {
             return Ok(());
         }
         let mut op = std::mem::replace(&mut *self.op.borrow_mut(py)?, Op::Accept);
-        let outcome = attempt(py, self.sock.bind(py), self.fd, &mut op);
+        let outcome = attempt(self.loop_.get(), py, self.sock.bind(py), self.fd, &mut op);
         *self.op.borrow_mut(py)? = op;
         match outcome {
             Attempt::WouldBlock => Ok(()),
@@ -249,7 +262,7 @@ impl SockWaiter {
                 Op::Call { args, .. } => visit.call(args)?,
                 Op::SendAll { data, .. } => visit.call(data)?,
                 Op::Connect { address } => visit.call(address)?,
-                Op::Accept => {}
+                Op::Accept | Op::Recv { .. } => {}
             }
         }
         Ok(())
@@ -267,6 +280,17 @@ pub fn sock_call(
     args: Bound<'_, PyTuple>,
 ) -> PyResult<Py<PyAny>> {
     SockWaiter::start(loop_, sock, write, Op::Call { method: method.unbind(), args: args.unbind() }, true)
+}
+
+/// `sock_recv(sock, n)`: natively when `0 < n <= 256 KiB`, else through `sock.recv`.
+#[pyfunction]
+pub fn sock_recv(loop_: &Bound<'_, EventLoop>, sock: &Bound<'_, PyAny>, n: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let py = sock.py();
+    let op = match n.extract::<isize>() {
+        Ok(k) if k > 0 && k as usize <= crate::transport::MAX_READ => Op::Recv { n: k as usize },
+        _ => Op::Call { method: intern!(py, "recv").clone().unbind(), args: PyTuple::new(py, [n])?.unbind() },
+    };
+    SockWaiter::start(loop_, sock, false, op, true)
 }
 
 /// `sock_sendall`: send everything, waiting for writability as often as needed.
