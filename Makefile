@@ -1,7 +1,7 @@
 # ferroloop: `make help` lists the targets.
 PY := .venv/bin/python
 
-.PHONY: help setup build demo test test-rust test-python conformance soak bench
+.PHONY: help setup build demo test test-rust test-python conformance soak bench bench-net
 help:            ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
 
@@ -31,3 +31,7 @@ soak:            ## short soaks: loop lifecycles and short connections, fd count
 
 bench: setup     ## the benchmark table: asyncio, uvloop, rloop, ferroloop interleaved
 	$(PY) benches/bench_core.py
+
+bench-net: setup ## the network benchmarks: echo servers, bulk transfer, uvicorn under wrk
+	$(PY) benches/bench_echo.py
+	$(PY) benches/bench_http.py
