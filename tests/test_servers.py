@@ -461,6 +461,40 @@ def test_server_close_with_live_clients(loop):
     assert run(loop, main()) == 1
 
 
+_CLIENTS_API = "Server.close_clients()/abort_clients() are Python 3.13's API"
+
+
+@pytest.mark.parametrize("method", ["close_clients", "abort_clients"])
+@xfail_on("asyncio", f"asyncio 3.11 differs: {_CLIENTS_API}", condition=sys.version_info < (3, 13))
+@xfail_on("uvloop", f"uvloop differs: {_CLIENTS_API} are missing")
+def test_server_close_clients_and_abort_clients(loop, method):
+    registry = []
+
+    async def main():
+        server = await loop.create_server(echo_factory(loop, registry), "127.0.0.1", 0)
+        addr = server.sockets[0].getsockname()
+        clients = [await open_client(loop, *addr) for _ in range(3)]
+        try:
+            for c in clients:
+                assert await c.echo(b"hi") == b"hi"
+            server.close()
+            getattr(server, method)()
+            excs = [await asyncio.wait_for(p.lost, 1) for p in registry]
+        finally:
+            server.close()
+            for c in clients:
+                await c.close()
+            for p in registry:
+                if p.transport is not None:
+                    p.transport.abort()
+            await asyncio.sleep(0.01)
+        return len(registry), excs
+
+    count, excs = run(loop, main())
+    assert count == 3
+    assert excs == [None, None, None]
+
+
 # -- create_connection ------------------------------------------------------------------
 
 
