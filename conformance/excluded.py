@@ -82,6 +82,7 @@ EXCLUDED = {
     "test_runners.RunTests": BASE_LOOP,
     "test_runners.RunnerTests": BASE_LOOP,
     # test_subprocess
+    "test_subprocess.GenericWatcherTests.test_create_subprocess_fails_with_inactive_watcher": "asserts that subprocess creation asks the policy's child watcher; ferroloop watches its children itself with a pidfd per child (docs/compatibility.md)",
     "test_subprocess.SubprocessTransportTests": "tests asyncio's BaseSubprocessTransport with a mocked process",
     "test_subprocess.SubprocessSafeWatcherTests": WATCHER_VARIANTS,
     "test_subprocess.SubprocessFastWatcherTests": WATCHER_VARIANTS,

@@ -15,17 +15,28 @@ import weakref
 from asyncio import base_events, events, futures
 
 from . import _native
+from ._datagram import DatagramMixin
 from ._dns import DnsMixin
+from ._pipes import PipesMixin
 from ._signals import SignalMixin
 from ._sock import SockMixin
 from ._streams import StreamsMixin
+from ._subprocess import SubprocessMixin
 
 
 _FAST_METHODS = ("call_soon", "call_soon_threadsafe", "call_later", "call_at")
 
 
 class EventLoop(
-    StreamsMixin, SockMixin, SignalMixin, DnsMixin, _native.EventLoop, base_events.BaseEventLoop
+    StreamsMixin,
+    DatagramMixin,
+    PipesMixin,
+    SubprocessMixin,
+    SockMixin,
+    SignalMixin,
+    DnsMixin,
+    _native.EventLoop,
+    base_events.BaseEventLoop,
 ):
     """An asyncio event loop whose engine is written in Rust."""
 
@@ -33,6 +44,7 @@ class EventLoop(
         base_events.BaseEventLoop.__init__(self)
         self._transports = weakref.WeakValueDictionary()
         self._signal_init()
+        self._subprocess_init()
         # asyncio's Task looks call_soon up on every step: instance attributes bound once
         # skip the bound-method allocation and argument parsing (fastcall.rs). A subclass
         # that overrides one of these methods keeps its own.
@@ -79,6 +91,7 @@ class EventLoop(
         if self.is_closed():
             return
         self._signals_close()
+        self._subprocess_close()
         base_events.BaseEventLoop.close(self)
         self._close_native()
         # drop the bound fast methods: they reference the loop (a cycle only the GC

@@ -646,6 +646,15 @@ impl EventLoop {
         crate::fastcall::bind_fast_methods(slf)
     }
 
+    /// A Python transport (datagram, pipe) owns `fd`: `sock_*` must ask `_transports`.
+    fn _transport_fd_taken(&self, py: Python<'_>, fd: RawFd) -> PyResult<()> {
+        self.transport_fd_taken(py, fd)
+    }
+
+    fn _transport_fd_released(&self, py: Python<'_>, fd: RawFd) -> PyResult<()> {
+        self.transport_fd_released(py, fd)
+    }
+
     /// Set (or clear, with None) the future type native code may make directly.
     fn _set_future_type(&self, py: Python<'_>, t: Option<Py<PyAny>>) -> PyResult<()> {
         let old = std::mem::replace(&mut *self.future_type.borrow_mut(py)?, t);
