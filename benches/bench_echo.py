@@ -201,7 +201,26 @@ async def serve_proto(addr, bulk_bytes):
     await _forever()
 
 
-SERVERS = OrderedDict([("sock", serve_sock), ("streams", serve_streams), ("proto", serve_proto)])
+class DatagramEcho(asyncio.DatagramProtocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.transport.sendto(data, addr)
+
+
+async def serve_udp(addr, bulk_bytes):
+    """A DatagramProtocol that sends every datagram back to where it came from."""
+    if isinstance(addr, str):
+        raise ValueError("the udp case runs over 127.0.0.1 only")
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(DatagramEcho, local_addr=addr)
+    _announce(transport.get_extra_info("socket"))
+    await _forever()
+
+
+SERVERS = OrderedDict([("sock", serve_sock), ("streams", serve_streams), ("proto", serve_proto),
+                       ("udp", serve_udp)])
 
 
 def _describe(exc):
@@ -255,11 +274,13 @@ ECHO_SIZES = (("1k", 1 * KiB), ("10k", 10 * KiB), ("100k", 100 * KiB))
 BULK_SIZE = 64 * MiB
 
 CASES = OrderedDict()
-for _style in SERVERS:
+for _style in ("sock", "streams", "proto"):
     for _label, _size in ECHO_SIZES:
         CASES[f"{_style}_{_label}"] = Case(_style, "echo", _size, ECHO_CONNS)
 for _style in ("streams", "proto"):
     CASES[f"bulk_{_style}"] = Case(_style, "bulk", BULK_SIZE, BULK_CONNS)
+# UDP echo of 100-byte datagrams, 10 connected client sockets (echo_client.c -D)
+CASES["udp_100"] = Case("udp", "echo", 100, ECHO_CONNS)
 
 
 def _fmt_size(n):
@@ -404,6 +425,8 @@ def run_cell(case, loop_name, client, opts, unix_path):
             client_cmd += ["-c", str(case.conns), "-n", str(case.size), "-r", str(case.reply),
                            "-w", str(opts.warmup), "-d", str(opts.duration),
                            "-t", str(opts.stall)]
+            if case.style == "udp":
+                client_cmd.append("-D")
             cpu0, t0 = _cpu_seconds(server.pid), time.monotonic()
             try:
                 done = subprocess.run(client_cmd, stdin=subprocess.DEVNULL, capture_output=True,
@@ -441,7 +464,8 @@ def run_all(cases, specs, rounds, client, opts, log):
         for rnd in range(rounds):
             for case in cases:
                 for spec in _bench.rotated(specs, rnd):
-                    unix_path = os.path.join(tmpdir, "echo.sock") if tmpdir else None
+                    unix_path = (os.path.join(tmpdir, "echo.sock")
+                                 if tmpdir and CASES[case].style != "udp" else None)
                     try:
                         result = run_cell(CASES[case], spec.name, client, opts, unix_path)
                     except CellError as exc:  # one loop failing must not stop the others

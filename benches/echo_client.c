@@ -20,7 +20,12 @@
  * On failure a message on stderr and exit 1.
  *
  *   echo_client (-a HOST -p PORT | -u PATH) [-c CONNS] [-n SIZE] [-r REPLY]
- *               [-w WARMUP_S] [-d DURATION_S] [-t STALL_S]
+ *               [-w WARMUP_S] [-d DURATION_S] [-t STALL_S] [-D]
+ *
+ * -D: UDP. Each "connection" is a connected UDP socket with one datagram of SIZE bytes in
+ * flight; the reply must be the same datagram. A datagram without reply after 100 ms is
+ * sent again (counted in resent=; stale replies are ignored), so a lost datagram costs
+ * latency, never a stall.
  */
 
 #define _GNU_SOURCE
@@ -59,11 +64,14 @@ struct conn {
     size_t recvd;     /* bytes of the current reply received */
     uint64_t t_start; /* ns, when the current message started */
     uint64_t seq;     /* message number, stamped into echo messages */
+    uint64_t t_sent;  /* ns, last (re)send of the current datagram (UDP) */
     unsigned char *sbuf, *rbuf;
 };
 
 static size_t g_size, g_reply, g_sbuf_len;
 static int g_echo; /* reply is the message itself (else an ack) */
+static int g_udp;  /* -D: datagrams */
+static size_t g_resent;
 static int g_memfd = -1; /* bulk: the pattern in a memfd, sent with sendfile() (no copy
                             from user space: the client stays cheap at several GB/s) */
 
@@ -111,14 +119,15 @@ static int connect_to(const char *host, const char *port, const char *path) {
         int rc = getaddrinfo(host, port, &hints, &res);
         if (rc != 0)
             die("getaddrinfo %s:%s: %s", host, port, gai_strerror(rc));
-        fd = socket(res->ai_family, SOCK_STREAM, 0);
+        fd = socket(res->ai_family, g_udp ? SOCK_DGRAM : SOCK_STREAM, 0);
         if (fd < 0)
             die("socket: %s", strerror(errno));
         if (connect(fd, res->ai_addr, res->ai_addrlen) < 0)
             die("connect %s:%s: %s", host, port, strerror(errno));
         freeaddrinfo(res);
         int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (!g_udp)
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
     if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
         die("fcntl: %s", strerror(errno));
@@ -134,8 +143,47 @@ static void set_events(int ep, struct conn *c, uint32_t events) {
     c->events = events;
 }
 
+/* UDP: send the whole datagram; 0 when sent. */
+static int send_datagram(struct conn *c) {
+    for (;;) {
+        ssize_t k = send(c->fd, c->sbuf, g_size, 0);
+        if (k >= 0) {
+            c->sent = g_size;
+            c->t_sent = now_ns();
+            return 0;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return 1;
+        if (errno == EINTR)
+            continue;
+        if (errno == ECONNREFUSED) /* an ICMP error of an earlier datagram: resend later */
+            return 0;
+        die("send: %s", strerror(errno));
+    }
+}
+
+/* UDP: read datagrams until the reply to the current one; 0 when it came. */
+static int recv_datagram(struct conn *c) {
+    for (;;) {
+        ssize_t k = recv(c->fd, c->rbuf, g_reply, MSG_TRUNC);
+        if (k < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 1;
+            if (errno == EINTR || errno == ECONNREFUSED)
+                continue;
+            die("recv: %s", strerror(errno));
+        }
+        if ((size_t)k == g_reply && memcmp(c->rbuf, c->sbuf, g_reply) == 0) {
+            c->recvd = g_reply;
+            return 0;
+        } /* else a stale or foreign datagram: ignore it */
+    }
+}
+
 /* Send what the socket takes; 0 when the message is fully sent. */
 static int pump_send(struct conn *c) {
+    if (g_udp)
+        return send_datagram(c);
     while (c->sent < g_size) {
         size_t left = g_size - c->sent;
         size_t off = g_echo ? c->sent : c->sent % g_sbuf_len; /* bulk: repeat the pattern */
@@ -167,6 +215,8 @@ static int pump_send(struct conn *c) {
 
 /* Read what has arrived (never past the expected reply); 0 when the reply is complete. */
 static int pump_recv(struct conn *c) {
+    if (g_udp)
+        return recv_datagram(c);
     while (c->recvd < g_reply) {
         size_t left = g_reply - c->recvd;
         ssize_t k = recv(c->fd, c->rbuf + c->recvd, left < MAX_CHUNK ? left : MAX_CHUNK, 0);
@@ -218,7 +268,7 @@ int main(int argc, char **argv) {
     double warmup = 0.2, duration = 1.0, stall = 10.0;
     long long size = 1024, reply = -1;
     int opt;
-    while ((opt = getopt(argc, argv, "a:p:u:c:n:r:w:d:t:")) != -1) {
+    while ((opt = getopt(argc, argv, "a:p:u:c:n:r:w:d:t:D")) != -1) {
         switch (opt) {
         case 'a': host = optarg; break;
         case 'p': port = optarg; break;
@@ -229,11 +279,14 @@ int main(int argc, char **argv) {
         case 'w': warmup = atof(optarg); break;
         case 'd': duration = atof(optarg); break;
         case 't': stall = atof(optarg); break;
+        case 'D': g_udp = 1; break;
         default: usage();
         }
     }
     if ((!port && !path) || nconns < 1 || size < 1 || duration <= 0 || stall <= 0)
         usage();
+    if (g_udp && (path || size > 65507))
+        die("-D needs -a/-p and a datagram of at most 65507 bytes");
 #ifdef __linux__
     prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the benchmark */
 #endif
@@ -246,7 +299,7 @@ int main(int argc, char **argv) {
         die("reply must be the message size (echo) or %zu (bulk ack)", strlen(ACK));
     g_sbuf_len = g_echo ? g_size : (g_size < (1u << 20) ? g_size : (1u << 20));
 
-    if (!g_echo)
+    if (!g_echo && !g_udp)
         g_memfd = memfd_create("echo_client", 0); /* -1: send() instead */
     int ep = epoll_create1(0);
     if (ep < 0)
@@ -289,13 +342,23 @@ int main(int argc, char **argv) {
 
     struct epoll_event events[64];
     while (!done) {
-        int n = epoll_wait(ep, events, 64, 1000);
+        int n = epoll_wait(ep, events, 64, g_udp ? 20 : 1000);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             die("epoll_wait: %s", strerror(errno));
         }
         uint64_t now = now_ns();
+        if (g_udp) { /* resend datagrams whose reply is 100 ms late */
+            for (int i = 0; i < nconns; i++) {
+                struct conn *c = &conns[i];
+                if (c->recvd < g_reply && c->sent == g_size && now - c->t_sent > 100000000u) {
+                    g_resent++;
+                    c->sent = 0;
+                    send_datagram(c);
+                }
+            }
+        }
         if (n == 0) {
             if ((now - last_progress) / 1e9 > stall)
                 die("no reply completed for %.1f s (%zu messages measured)", stall, count);
@@ -349,11 +412,11 @@ int main(int argc, char **argv) {
     qsort(lat, count, sizeof *lat, cmp_u64);
     double rate = count / elapsed;
     printf("RESULT conns=%d size=%zu reply=%zu count=%zu elapsed=%.6f rate=%.1f mbps=%.2f "
-           "mean_us=%.1f p50_us=%.1f p90_us=%.1f p99_us=%.1f max_us=%.1f cpu=%.3f\n",
+           "mean_us=%.1f p50_us=%.1f p90_us=%.1f p99_us=%.1f max_us=%.1f cpu=%.3f resent=%zu\n",
            nconns, g_size, g_reply, count, elapsed, rate, rate * (double)g_size / 1e6,
            count ? lat_sum / 1e3 / (double)count : 0.0,
            pct_us(lat, count, 0.50), pct_us(lat, count, 0.90), pct_us(lat, count, 0.99),
-           pct_us(lat, count, 1.0), cpu);
+           pct_us(lat, count, 1.0), cpu, g_resent);
     fflush(stdout);
     for (int i = 0; i < nconns; i++)
         close(conns[i].fd);

@@ -1,19 +1,36 @@
 """Datagram endpoints: the transport ``BaseEventLoop.create_datagram_endpoint`` asks for.
 
-Interim decision (the datagram issue makes this native): the transport is asyncio's own
-``_SelectorDatagramTransport`` from the installed interpreter, which works on any loop with
-``_add_reader``/``_add_writer``; this subclass only replaces what reads asyncio's selector
+The transport is asyncio's own ``_SelectorDatagramTransport`` from the installed
+interpreter for everything that happens once per endpoint or on an unusual path (buffering
+when the socket is full, errors, close); for IPv4 and IPv6 sockets its per-datagram methods
+``_read_ready`` and ``sendto`` are a native object's (``_native.DatagramFast``,
+crates/ferroloop-python/src/datagram.rs), bound into the instance dict before asyncio's
+``__init__`` registers the reader. The subclass also replaces what reads asyncio's selector
 (``repr``) and tells the native loop which descriptors transports own (the fast
 ``_ensure_fd_no_transport`` pre-check of ``sock_*``).
 """
 
+import socket
 from asyncio import selector_events
+
+from . import _native
 
 
 class DatagramTransport(selector_events._SelectorDatagramTransport):
     """asyncio's datagram transport on a ferroloop loop."""
 
+    _fast = None
+
     def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                connected = sock.getpeername() is not None
+            except OSError:
+                connected = False
+            fast = _native.DatagramFast(self, loop, sock.fileno(), connected, sock.family)
+            self._fast = fast
+            self.__dict__["_read_ready"] = fast._read_ready
+            self.__dict__["sendto"] = fast.sendto
         super().__init__(loop, sock, protocol, address, waiter, extra)
         self._fd_loop = loop
         loop._transport_fd_taken(self._sock_fd)
@@ -33,6 +50,11 @@ class DatagramTransport(selector_events._SelectorDatagramTransport):
         try:
             super()._call_connection_lost(exc)
         finally:
+            fast, self._fast = self._fast, None
+            if fast is not None:
+                fast._detach()
+                self.__dict__.pop("_read_ready", None)
+                self.__dict__.pop("sendto", None)
             loop, self._fd_loop = self._fd_loop, None
             if loop is not None:
                 loop._transport_fd_released(self._sock_fd)

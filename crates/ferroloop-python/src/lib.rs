@@ -5,6 +5,7 @@
 
 mod cell;
 mod context;
+mod datagram;
 mod event_loop;
 mod fastcall;
 mod handles;
@@ -23,6 +24,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<transport::SocketTransportCore>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<sock_ops::SockWaiter>()?;
+    m.add_class::<datagram::DatagramFast>()?;
     m.add_function(wrap_pyfunction!(sock_ops::sock_call, m)?)?;
     m.add_function(wrap_pyfunction!(sock_ops::sock_recv, m)?)?;
     m.add_function(wrap_pyfunction!(sock_ops::sock_sendall, m)?)?;
