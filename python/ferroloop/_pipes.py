@@ -1,18 +1,68 @@
 """Pipes: ``connect_read_pipe``/``connect_write_pipe`` (``BaseEventLoop``) need these factories.
 
-Interim decision (the pipes issue makes them native): the transports are asyncio's own Unix
-pipe transports from the installed interpreter. They use only the loop's public and
-``_add_reader``/``_add_writer`` API, so they behave on ferroloop exactly as on asyncio
-(pipes, sockets and character devices accepted; regular files refused with asyncio's
-``ValueError``).
+The transports are asyncio's own Unix pipe transports from the installed interpreter for
+everything that happens once per pipe or on an unusual path (they use only the loop API
+ferroloop has: pipes, sockets and character devices accepted, regular files refused with
+asyncio's ``ValueError``). Their per-chunk methods, ``_read_ready`` of a read pipe and
+``write`` of a write pipe, are a native object's (``_native.PipeFast``,
+crates/ferroloop-python/src/pipe.rs), bound into the instance dict before asyncio's
+``__init__`` registers the reader; the native methods hand every unusual case back to
+asyncio's.
 """
 
 from asyncio import unix_events
 
+from . import _native
+
+
+def _fileno(pipe):
+    try:
+        return pipe.fileno()
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+class _FastPipeMixin:
+    _fast = None
+
+    def _bind_fast(self, loop, pipe, name):
+        fd = _fileno(pipe)
+        if fd is None:
+            return
+        fast = _native.PipeFast(self, loop, fd)
+        self._fast = fast
+        self.__dict__[name] = getattr(fast, name)
+
+    def _call_connection_lost(self, exc):
+        try:
+            super()._call_connection_lost(exc)
+        finally:
+            fast, self._fast = self._fast, None
+            if fast is not None:
+                fast._detach()
+                self.__dict__.pop("_read_ready", None)
+                self.__dict__.pop("write", None)
+
+
+class ReadPipeTransport(_FastPipeMixin, unix_events._UnixReadPipeTransport):
+    """asyncio's read pipe transport with a native read path."""
+
+    def __init__(self, loop, pipe, protocol, waiter=None, extra=None):
+        self._bind_fast(loop, pipe, "_read_ready")
+        super().__init__(loop, pipe, protocol, waiter, extra)
+
+
+class WritePipeTransport(_FastPipeMixin, unix_events._UnixWritePipeTransport):
+    """asyncio's write pipe transport with a native immediate write."""
+
+    def __init__(self, loop, pipe, protocol, waiter=None, extra=None):
+        self._bind_fast(loop, pipe, "write")
+        super().__init__(loop, pipe, protocol, waiter, extra)
+
 
 class PipesMixin:
     def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
-        return unix_events._UnixReadPipeTransport(self, pipe, protocol, waiter, extra)
+        return ReadPipeTransport(self, pipe, protocol, waiter, extra)
 
     def _make_write_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
-        return unix_events._UnixWritePipeTransport(self, pipe, protocol, waiter, extra)
+        return WritePipeTransport(self, pipe, protocol, waiter, extra)

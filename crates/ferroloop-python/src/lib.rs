@@ -9,6 +9,7 @@ mod datagram;
 mod event_loop;
 mod fastcall;
 mod handles;
+mod pipe;
 mod py_helpers;
 mod sock_ops;
 mod transport;
@@ -25,6 +26,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<sock_ops::SockWaiter>()?;
     m.add_class::<datagram::DatagramFast>()?;
+    m.add_class::<pipe::PipeFast>()?;
     m.add_function(wrap_pyfunction!(sock_ops::sock_call, m)?)?;
     m.add_function(wrap_pyfunction!(sock_ops::sock_recv, m)?)?;
     m.add_function(wrap_pyfunction!(sock_ops::sock_sendall, m)?)?;
