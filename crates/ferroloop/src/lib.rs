@@ -25,11 +25,20 @@
 
 pub mod clock;
 pub mod inbox;
+pub mod net;
 pub mod quad_heap;
 pub mod reactor;
+mod runtime;
 pub mod sock;
+pub mod sync;
 pub mod timers;
 pub mod write_queue;
+
+pub use runtime::{
+    gather, handle, interval, oneshot, run, select, signal, sleep, sleep_until, spawn, spawn_blocking,
+    timeout, timeout_at, yield_now, BlockingTask, Either, Elapsed, Gather, Interval, JoinError, Loop,
+    LoopGuard, LoopHandle, RemoteTask, Select, Sleep, Task, Timeout, YieldNow,
+};
 
 pub use inbox::{Inbox, Waker};
 pub use reactor::{Event, Interest, Reactor};

@@ -149,6 +149,16 @@ impl Reactor {
         Ok(())
     }
 
+    /// Watch `fd` edge-triggered for both directions and peer hang-up (`EPOLLET`): one
+    /// report per change of readiness, for users that try the syscall first and wait only
+    /// after `EWOULDBLOCK` (the Rust runtime's I/O). Removed with `set_interest(fd, default)`.
+    pub fn add_edge(&mut self, fd: RawFd) -> io::Result<()> {
+        let bits = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+        self.ctl(libc::EPOLL_CTL_ADD, fd, bits, fd as u64)?;
+        self.interests.insert(fd, Interest { read: true, write: true });
+        Ok(())
+    }
+
     /// Wait up to `timeout` seconds (`None`: forever) and return the ready descriptors.
     /// The timeout is rounded up to whole milliseconds, as `selectors.EpollSelector` does.
     /// An interrupted wait (`EINTR`) returns no events, so the caller can run signal handlers.

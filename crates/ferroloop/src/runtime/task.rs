@@ -1,0 +1,345 @@
+//! Tasks: a spawned future, its waker and the [`Task`] handle that awaits or cancels it.
+//!
+//! Decision: a task is two allocations. The future, its output and the join state live in
+//! one `Rc` (`TaskCell`, loop-thread only, reached through the loop's slab); the waker is an
+//! `Arc<Header>` holding only what another thread may touch: the "notified" flag, the task's
+//! key and the loop's shared half. A wake on the loop thread pushes the key to the local ready
+//! queue; from another thread it goes through the loop's inbox and wakes the reactor.
+//!
+//! Exactly once: a task is queued only when its flag goes from clear to set, and the flag is
+//! cleared just before the poll, so any number of wakes before a poll cause one poll, and a
+//! wake during the poll causes one more. The future is dropped exactly once, on the loop
+//! thread: when it completes, when it is cancelled, or when the loop is dropped.
+//!
+//! Threading: `TaskCell` and [`Task`] are `!Send` (loop thread); `Header` is `Send + Sync`.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
+use super::core::{Remote, Shared};
+
+/// A task's slot in the loop's slab and the slot's generation, packed (`gen << 32 | slot`).
+pub(crate) type TaskKey = u64;
+
+/// The key of the future given to `block_on`: polled in place, never in the slab.
+pub(crate) const MAIN_KEY: TaskKey = u64::MAX;
+
+/// The part of a task other threads may see: what a [`Waker`] holds.
+pub(crate) struct Header {
+    pub(crate) notified: AtomicBool,
+    pub(crate) key: TaskKey,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Header {
+    pub(crate) fn new(key: TaskKey, shared: Arc<Shared>) -> Arc<Header> {
+        Arc::new(Header { notified: AtomicBool::new(false), key, shared })
+    }
+
+    fn schedule(&self) {
+        if self.notified.swap(true, Ordering::AcqRel) {
+            return; // already queued
+        }
+        if !super::core::push_local_if_current(&self.shared, self.key) {
+            self.shared.inbox.push(Remote::Wake(self.key));
+        }
+    }
+}
+
+impl Wake for Header {
+    fn wake(self: Arc<Self>) {
+        self.schedule();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.schedule();
+    }
+}
+
+/// Why a [`Task`] produced no value.
+pub enum JoinError {
+    /// The task was cancelled ([`Task::cancel`], or its loop was dropped) and its future dropped.
+    Cancelled,
+    /// The task's future panicked; the payload is kept for [`JoinError::into_panic`].
+    Panic(Box<dyn Any + Send + 'static>),
+}
+
+impl JoinError {
+    /// Whether the task was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, JoinError::Cancelled)
+    }
+
+    /// Whether the task panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self, JoinError::Panic(_))
+    }
+
+    /// The panic payload (resume it with `std::panic::resume_unwind`); panics if the task
+    /// was cancelled instead.
+    pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
+        match self {
+            JoinError::Panic(p) => p,
+            JoinError::Cancelled => panic!("the task was cancelled, it did not panic"),
+        }
+    }
+}
+
+impl fmt::Debug for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinError::Cancelled => f.write_str("JoinError::Cancelled"),
+            JoinError::Panic(p) => write!(f, "JoinError::Panic({:?})", panic_message(p.as_ref())),
+        }
+    }
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinError::Cancelled => f.write_str("task was cancelled"),
+            JoinError::Panic(p) => write!(f, "task panicked: {}", panic_message(p.as_ref())),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {}
+
+pub(crate) fn panic_message(p: &(dyn Any + Send)) -> &str {
+    if let Some(s) = p.downcast_ref::<&'static str>() {
+        s
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s
+    } else {
+        "<non-string panic payload>"
+    }
+}
+
+const RUNNING: u8 = 1;
+const CANCEL_REQUESTED: u8 = 2;
+const DONE: u8 = 4;
+const DETACHED: u8 = 8;
+
+/// What the loop's slab holds: something it can poll and drop.
+pub(crate) trait Runnable {
+    /// Poll the future once (if it is still there). Returns true when the task is finished
+    /// and its slot can be freed.
+    fn run(&self) -> bool;
+    /// Drop the future without completing it (the loop is going away).
+    fn abandon(&self);
+}
+
+/// A spawned future with its output and its awaiting handle's waker.
+pub(crate) struct TaskCell<F: Future> {
+    /// Pinned in place: the `Rc` allocation never moves and the future is only ever dropped
+    /// in place (set to `None`).
+    future: RefCell<Option<F>>,
+    output: RefCell<Option<Result<F::Output, JoinError>>>,
+    join_waker: RefCell<Option<Waker>>,
+    header: Arc<Header>,
+    waker: Waker,
+    state: Cell<u8>,
+}
+
+impl<F: Future> TaskCell<F> {
+    pub(crate) fn new(future: F, header: Arc<Header>) -> Rc<Self> {
+        let waker = Waker::from(header.clone());
+        Rc::new(TaskCell {
+            future: RefCell::new(Some(future)),
+            output: RefCell::new(None),
+            join_waker: RefCell::new(None),
+            header,
+            waker,
+            state: Cell::new(0),
+        })
+    }
+
+    fn has(&self, flag: u8) -> bool {
+        self.state.get() & flag != 0
+    }
+
+    fn set(&self, flag: u8) {
+        self.state.set(self.state.get() | flag);
+    }
+
+    fn finish(&self, result: Result<F::Output, JoinError>) {
+        self.set(DONE);
+        if !self.has(DETACHED) {
+            *self.output.borrow_mut() = Some(result);
+        } else {
+            drop(result);
+        }
+        let waker = self.join_waker.borrow_mut().take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Drop the future now; its drop may run arbitrary code, so no borrow is held meanwhile.
+    fn drop_future(&self) {
+        let fut = self.future.borrow_mut().take();
+        drop(fut);
+    }
+}
+
+impl<F: Future> Runnable for TaskCell<F> {
+    fn run(&self) -> bool {
+        if self.has(DONE) {
+            return true;
+        }
+        self.header.notified.store(false, Ordering::Release);
+        let mut slot = match self.future.try_borrow_mut() {
+            Ok(s) => s,
+            Err(_) => return false, // polled re-entrantly: cannot happen, be safe anyway
+        };
+        let Some(fut) = slot.as_mut() else { return true };
+        self.set(RUNNING);
+        // SAFETY: the future lives inside the task's `Rc` allocation, which never moves, and
+        // it is only dropped in place (the `Option` set to `None`); it is never moved out.
+        let pinned = unsafe { Pin::new_unchecked(fut) };
+        let mut cx = Context::from_waker(&self.waker);
+        let polled = catch_unwind(AssertUnwindSafe(|| pinned.poll(&mut cx)));
+        drop(slot);
+        self.state.set(self.state.get() & !RUNNING);
+        match polled {
+            Ok(Poll::Ready(v)) => {
+                self.drop_future();
+                self.finish(Ok(v));
+                true
+            }
+            Ok(Poll::Pending) => {
+                if self.has(CANCEL_REQUESTED) {
+                    self.drop_future();
+                    self.finish(Err(JoinError::Cancelled));
+                    true
+                } else {
+                    false
+                }
+            }
+            Err(payload) => {
+                self.drop_future();
+                self.finish(Err(JoinError::Panic(payload)));
+                true
+            }
+        }
+    }
+
+    fn abandon(&self) {
+        if !self.has(DONE) {
+            self.drop_future();
+            self.finish(Err(JoinError::Cancelled));
+        }
+    }
+}
+
+/// The typed side of a task, seen by its [`Task`] handle.
+trait JoinState<T> {
+    fn poll_join(&self, cx: &mut Context<'_>) -> Poll<Result<T, JoinError>>;
+    fn cancel(&self) -> bool;
+    fn is_finished(&self) -> bool;
+    fn detach(&self);
+}
+
+impl<F: Future> JoinState<F::Output> for TaskCell<F> {
+    fn poll_join(&self, cx: &mut Context<'_>) -> Poll<Result<F::Output, JoinError>> {
+        if let Some(out) = self.output.borrow_mut().take() {
+            return Poll::Ready(out);
+        }
+        if self.has(DONE) {
+            // the output was already taken: awaiting a finished task twice
+            return Poll::Ready(Err(JoinError::Cancelled));
+        }
+        let mut w = self.join_waker.borrow_mut();
+        match w.as_ref() {
+            Some(old) if old.will_wake(cx.waker()) => {}
+            _ => *w = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    fn cancel(&self) -> bool {
+        if self.has(DONE) {
+            return false;
+        }
+        if self.has(RUNNING) {
+            // cancelled from inside its own poll: finished when the poll returns
+            self.set(CANCEL_REQUESTED);
+            return true;
+        }
+        self.drop_future();
+        self.finish(Err(JoinError::Cancelled));
+        // let the loop free the slot on its next turn
+        self.waker.wake_by_ref();
+        true
+    }
+
+    fn is_finished(&self) -> bool {
+        self.has(DONE)
+    }
+
+    fn detach(&self) {
+        self.set(DETACHED);
+        let out = self.output.borrow_mut().take();
+        drop(out);
+    }
+}
+
+/// A handle to a task spawned on a loop: await it for the task's result, or cancel it.
+///
+/// Awaiting yields `Ok(value)`, or `Err(JoinError::Cancelled)` if the task was cancelled,
+/// or `Err(JoinError::Panic(_))` if its future panicked (the loop goes on running).
+/// Dropping the handle detaches the task: it keeps running, as an asyncio task does.
+///
+/// `Task` is `!Send`: it belongs to the loop thread, like the task itself.
+pub struct Task<T> {
+    state: Rc<dyn JoinState<T>>,
+}
+
+impl<T> Task<T> {
+    pub(crate) fn new<F: Future<Output = T> + 'static>(cell: Rc<TaskCell<F>>) -> Task<T> {
+        Task { state: cell }
+    }
+
+    /// Cancel the task: its future is dropped (at once, or when its current poll returns
+    /// if it cancels itself) and awaiting the handle yields [`JoinError::Cancelled`].
+    /// Returns false if the task had already finished.
+    pub fn cancel(&self) -> bool {
+        self.state.cancel()
+    }
+
+    /// Whether the task has finished (completed, panicked or been cancelled).
+    pub fn is_finished(&self) -> bool {
+        self.state.is_finished()
+    }
+
+    /// Let the task run on with nobody waiting for it (what dropping the handle does).
+    pub fn detach(self) {}
+}
+
+impl<T> Future for Task<T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.state.poll_join(cx)
+    }
+}
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        self.state.detach();
+    }
+}
+
+impl<T> fmt::Debug for Task<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task").field("finished", &self.is_finished()).finish()
+    }
+}

@@ -1,0 +1,217 @@
+//! Time: [`sleep`], [`sleep_until`], [`timeout`], [`interval`] and [`yield_now`].
+//!
+//! Deadlines are kept as seconds on the loop's monotonic clock (`clock.rs`), the same clock
+//! the Python loop's `time()` reads; `Instant`s are converted once, at creation. A sleep
+//! registers with the loop's timer heap on its first poll and is cancelled (lazily, as
+//! asyncio's timer handles) when dropped before it fires.
+//!
+//! Threading: these futures are `!Send`; they belong to the loop they were first polled on.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use super::core::{current, Core, TimerSlot};
+use crate::clock;
+
+fn to_clock(deadline: Instant) -> f64 {
+    let (now_i, now_f) = (Instant::now(), clock::monotonic());
+    if deadline >= now_i {
+        now_f + (deadline - now_i).as_secs_f64()
+    } else {
+        now_f - (now_i - deadline).as_secs_f64()
+    }
+}
+
+/// The future of [`sleep`] and [`sleep_until`].
+pub struct Sleep {
+    when: f64,
+    timer: Option<(Rc<Core>, Rc<TimerSlot>)>,
+}
+
+/// Wait for `duration` (asyncio's `asyncio.sleep`). A zero duration completes at once.
+pub fn sleep(duration: Duration) -> Sleep {
+    Sleep { when: clock::monotonic() + duration.as_secs_f64(), timer: None }
+}
+
+/// Wait until `deadline`.
+pub fn sleep_until(deadline: Instant) -> Sleep {
+    Sleep { when: to_clock(deadline), timer: None }
+}
+
+impl Sleep {
+    /// Whether the deadline has passed.
+    pub fn is_elapsed(&self) -> bool {
+        match &self.timer {
+            Some((_, slot)) => slot.fired.get(),
+            None => clock::monotonic() >= self.when,
+        }
+    }
+
+    /// Move the deadline (re-arming the timer if it was armed).
+    pub fn reset(&mut self, deadline: Instant) {
+        self.disarm();
+        self.when = to_clock(deadline);
+    }
+
+    fn disarm(&mut self) {
+        if let Some((core, slot)) = self.timer.take() {
+            core.cancel_timer(&slot);
+        }
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match &self.timer {
+            None => {
+                if clock::monotonic() >= self.when {
+                    return Poll::Ready(());
+                }
+                let core = current();
+                let slot = core.add_timer(self.when, cx.waker().clone());
+                self.timer = Some((core, slot));
+                Poll::Pending
+            }
+            Some((_, slot)) => {
+                if slot.fired.get() {
+                    return Poll::Ready(());
+                }
+                let mut w = slot.waker.borrow_mut();
+                match w.as_ref() {
+                    Some(old) if old.will_wake(cx.waker()) => {}
+                    _ => *w = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        self.disarm();
+    }
+}
+
+impl fmt::Debug for Sleep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sleep").field("elapsed", &self.is_elapsed()).finish()
+    }
+}
+
+/// The error of [`timeout`]: the deadline passed first (asyncio's `TimeoutError`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed;
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("deadline has elapsed")
+    }
+}
+
+impl std::error::Error for Elapsed {}
+
+impl From<Elapsed> for std::io::Error {
+    fn from(_: Elapsed) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::TimedOut, Elapsed)
+    }
+}
+
+/// The future of [`timeout`].
+pub struct Timeout<F> {
+    future: Pin<Box<F>>,
+    sleep: Sleep,
+}
+
+/// Run `future` for at most `duration` (asyncio's `wait_for` / `asyncio.timeout`): its
+/// output, or [`Elapsed`] after the future was dropped (cancelled).
+pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
+    Timeout { future: Box::pin(future), sleep: sleep(duration) }
+}
+
+/// As [`timeout`], with a deadline.
+pub fn timeout_at<F: Future>(deadline: Instant, future: F) -> Timeout<F> {
+    Timeout { future: Box::pin(future), sleep: sleep_until(deadline) }
+}
+
+impl<F: Future> Future for Timeout<F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Poll::Ready(v) = self.future.as_mut().poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        match Pin::new(&mut self.sleep).poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Elapsed)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Ticks every `period`: see [`interval`].
+#[derive(Debug)]
+pub struct Interval {
+    next: Instant,
+    period: Duration,
+}
+
+/// A ticker: the first [`tick`](Interval::tick) completes at once, then one every `period`.
+/// A tick that is late by more than a period skips the missed ones (no burst of catch-up
+/// ticks): the next tick is the first one of the schedule still in the future.
+///
+/// Panics if `period` is zero.
+pub fn interval(period: Duration) -> Interval {
+    assert!(!period.is_zero(), "interval: the period must be non-zero");
+    Interval { next: Instant::now(), period }
+}
+
+impl Interval {
+    /// Wait for the next tick; returns its scheduled time.
+    pub async fn tick(&mut self) -> Instant {
+        let at = self.next;
+        sleep_until(at).await;
+        let now = Instant::now();
+        let mut next = at + self.period;
+        if next <= now {
+            let behind = (now - at).as_nanos() / self.period.as_nanos().max(1);
+            next = at + self.period * (behind as u32 + 1);
+        }
+        self.next = next;
+        at
+    }
+
+    /// The period.
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+}
+
+/// Let the other ready tasks run before going on (asyncio's `await asyncio.sleep(0)`).
+pub fn yield_now() -> YieldNow {
+    YieldNow { yielded: false }
+}
+
+/// The future of [`yield_now`].
+#[derive(Debug)]
+pub struct YieldNow {
+    yielded: bool,
+}
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.yielded {
+            return Poll::Ready(());
+        }
+        self.yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
