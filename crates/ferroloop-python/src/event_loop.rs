@@ -35,6 +35,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::cell::GilCell;
 use crate::handles::{Handle, TimerHandle};
+use crate::rust_tasks::EmbeddedLoop;
 use crate::transport::SocketTransportCore;
 use crate::py_helpers;
 
@@ -75,6 +76,9 @@ pub struct EventLoop {
     /// `asyncio.Future` when the loop's class keeps `BaseEventLoop.create_future` (set by
     /// the Python `__init__`): native code then makes futures without a Python frame.
     future_type: GilCell<Option<Py<PyAny>>>,
+    /// The engine's loop for Rust futures, created on first use (rust_tasks.rs); its epoll
+    /// descriptor is watched by `reactor`, and one of its turns runs in each of ours.
+    rust: GilCell<Option<EmbeddedLoop>>,
     /// Interrupts a blocking poll (asyncio's self-pipe).
     waker: Arc<Waker>,
     /// True while the loop thread may be blocked in the poll with the GIL released.
@@ -333,6 +337,12 @@ impl EventLoop {
                 st.timers.next_deadline().map(|when| (when - clock::monotonic()).max(0.0))
             }
         };
+        let rust = me.rust.borrow_mut(py)?.as_ref().map(|r| r.0.clone());
+        let timeout = match rust.as_ref().and_then(|r| r.timeout_hint()) {
+            Some(hint) => Some(timeout.map_or(hint, |t: f64| t.min(hint))),
+            None => timeout,
+        };
+        let mut rust_due = false;
         if !dropped.is_empty() {
             for e in &dropped {
                 e.0.get().scheduled.store(false, Ordering::Relaxed);
@@ -368,6 +378,10 @@ impl EventLoop {
                 if !busy {
                     // a signal may have interrupted the wait: run Python's handlers now
                     py.check_signals()?;
+                }
+                if let Some(r) = rust.as_ref() {
+                    let fd = r.as_raw_fd();
+                    rust_due = events.iter().any(|ev| ev.fd == fd);
                 }
                 if !events.is_empty() {
                     let mut st = me.state.borrow_mut(py)?;
@@ -411,7 +425,14 @@ impl EventLoop {
         // 5. run what was ready when this phase began
         let debug = me.is_debug();
         me.batching.store(true, Ordering::Relaxed);
-        let ran = Self::run_ready(slf, ntodo, debug);
+        let mut ran = Self::run_ready(slf, ntodo, debug);
+        // then one turn of the Rust loop, if it has anything to do
+        if let Some(r) = rust {
+            if rust_due || r.timeout_hint() == Some(0.0) {
+                let turned = r.run_once().map_err(py_helpers::os_error);
+                ran = ran.and(turned);
+            }
+        }
         me.batching.store(false, Ordering::Relaxed);
         // 6. the writes queued meanwhile leave, one vectored send per transport
         let flushed = Self::flush_writes(slf);
@@ -454,6 +475,30 @@ impl EventLoop {
             }
         }
         result
+    }
+
+    /// Run `f` with this loop's Rust loop (created and watched on first use), entered so
+    /// that what `f` creates belongs to it.
+    pub(crate) fn with_rust_loop<R>(slf: &Bound<'_, Self>, f: impl FnOnce(&ferroloop::Loop) -> R) -> PyResult<R> {
+        let py = slf.py();
+        let me = slf.get();
+        me.check_closed()?;
+        let existing = me.rust.borrow_mut(py)?.as_ref().map(|r| r.0.clone());
+        let lp = match existing {
+            Some(lp) => lp,
+            None => {
+                let lp = std::rc::Rc::new(ferroloop::Loop::new().map_err(py_helpers::os_error)?);
+                let mut reactor = me.reactor.borrow_mut(py)?;
+                let reactor = reactor.as_mut().ok_or_else(|| PyRuntimeError::new_err("Event loop is closed"))?;
+                reactor
+                    .set_interest(lp.as_raw_fd(), ferroloop::Interest { read: true, write: false })
+                    .map_err(py_helpers::os_error)?;
+                *me.rust.borrow_mut(py)? = Some(EmbeddedLoop(lp.clone()));
+                lp
+            }
+        };
+        let _enter = lp.enter();
+        Ok(f(&lp))
     }
 
     /// A transport now owns `fd` (until `transport_fd_released`).
@@ -545,6 +590,7 @@ impl EventLoop {
             snapshot: GilCell::new(None),
             read_spare: GilCell::new(None),
             future_type: GilCell::new(None),
+            rust: GilCell::new(None),
             waker,
             polling: AtomicBool::new(false),
             woken: AtomicBool::new(false),
@@ -750,6 +796,9 @@ impl EventLoop {
         drop(snapshot);
         let spare = self.read_spare.borrow_mut(py)?.take();
         drop(spare);
+        // the Rust tasks' futures are dropped now (a bridged asyncio future is cancelled)
+        let rust = self.rust.borrow_mut(py)?.take();
+        drop(rust);
         let reactor = self.reactor.borrow_mut(py)?.take();
         drop(reactor);
         self.waker.close();
@@ -759,6 +808,11 @@ impl EventLoop {
         drop(writers);
         drop(flush);
         Ok(())
+    }
+
+    /// Number of unfinished Rust tasks on this loop's Rust loop (0 before its first use).
+    fn _rust_task_count(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.rust.borrow_mut(py)?.as_ref().map_or(0, |r| r.0.task_count()))
     }
 
     #[getter]

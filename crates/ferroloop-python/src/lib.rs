@@ -11,6 +11,7 @@ mod fastcall;
 mod handles;
 mod pipe;
 mod py_helpers;
+mod rust_tasks;
 mod sock_ops;
 mod transport;
 
@@ -33,6 +34,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sock_ops::sock_accept, m)?)?;
     m.add_function(wrap_pyfunction!(sock_ops::sock_connect_wait, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
+    m.add_class::<rust_tasks::RustTaskCanceller>()?;
+    m.add_function(wrap_pyfunction!(rust_tasks::rust_sleep, m)?)?;
+    m.add_function(wrap_pyfunction!(rust_tasks::rust_echo, m)?)?;
     Ok(())
 }
 

@@ -1,27 +1,60 @@
-//! # ferroloop: the engine of an asyncio event loop
+//! # ferroloop: asyncio's event loop, for Rust and for Python
 //!
-//! This crate owns the parts of the loop that never touch Python: the clock, the epoll
-//! reactor, the timer heap, the cross-thread inbox with its waker, and the socket calls and write
-//! queue of stream transports. The PyO3 extension
-//! (`ferroloop-python`) builds asyncio's `_run_once` out of these pieces; Rust code can use
-//! them directly.
-//!
-//! Threading: [`Reactor`], [`TimerHeap`] and the ready queue belong to the thread that runs
-//! the loop and are not shared. [`Inbox`] is the one cross-thread entry: any thread may push
-//! into it, and pushing wakes the reactor through its [`Waker`].
+//! One engine runs Python's coroutines (through the `ferroloop._native` extension) and Rust
+//! futures, on the same thread and the same epoll. For Rust programs it is a small
+//! single-threaded async runtime with asyncio's model: a loop, tasks you can await and
+//! cancel, `sleep`/`timeout`, `gather`, queues and locks, TCP/UDP/Unix sockets, a thread pool
+//! for blocking work.
 //!
 //! ```
-//! use ferroloop::{clock, Reactor, TimerHeap};
-//! let mut reactor = Reactor::new().unwrap();
-//! let mut timers: TimerHeap<&str> = TimerHeap::new();
-//! let now = clock::monotonic();
-//! timers.push(now + 0.001, "tick");
-//! let timeout = timers.next_deadline().map(|when| (when - clock::monotonic()).max(0.0));
-//! reactor.poll(timeout).unwrap();
-//! let mut due = Vec::new();
-//! timers.pop_due(clock::monotonic() + 1e-9, &mut due);
-//! assert_eq!(due, vec!["tick"]);
+//! use std::time::Duration;
+//!
+//! let total = ferroloop::run(async {
+//!     // three tasks, concurrently (asyncio.create_task)
+//!     let tasks: Vec<_> = (1..=3u64)
+//!         .map(|i| ferroloop::spawn(async move {
+//!             ferroloop::sleep(Duration::from_millis(10 * i)).await;
+//!             i
+//!         }))
+//!         .collect();
+//!     // awaited together (asyncio.gather): the first error would cancel the rest
+//!     let values = ferroloop::gather(tasks).await.unwrap();
+//!     // blocking work off the loop thread (run_in_executor)
+//!     let doubled = ferroloop::spawn_blocking(move || values.iter().sum::<u64>() * 2).await.unwrap();
+//!     // a deadline (asyncio.wait_for)
+//!     ferroloop::timeout(Duration::from_secs(1), async { doubled }).await.unwrap()
+//! });
+//! assert_eq!(total, 12);
 //! ```
+//!
+//! ## The Rust API
+//!
+//! - Loop and tasks: [`run`], [`Loop`] (`block_on`, `spawn`, `handle`), [`spawn`] returning a
+//!   [`Task`] (await it for `Result<T, JoinError>`, [`Task::cancel`] drops its future),
+//!   [`LoopHandle`] (`Send`: `call`, `spawn`, `spawn_with` from other threads, giving a
+//!   [`RemoteTask`]).
+//! - Time: [`sleep`], [`sleep_until`], [`timeout`], [`timeout_at`], [`interval`], [`yield_now`].
+//! - Composition: [`gather`] (ordered results, first error cancels the rest), [`select`].
+//! - Synchronisation with asyncio's semantics: [`sync`] (`Queue`, `Lock`, `Event`,
+//!   `Condition`, `Semaphore`, `BoundedSemaphore`), and [`oneshot`] channels.
+//! - Networking on the loop's reactor: [`net`] (`TcpListener`, `TcpStream`, `UdpSocket`,
+//!   `UnixListener`, `UnixStream`, `lookup_host`), implementing `futures-io`'s traits.
+//! - [`spawn_blocking`] (a thread pool), [`signal`] (Unix signals).
+//!
+//! Tasks are `!Send` futures polled on the loop's thread; a task woken from another thread
+//! goes through the loop's inbox and eventfd. Ready tasks run in turns, as asyncio's
+//! callbacks do: each turn polls the tasks that were ready when it began.
+//!
+//! ## The engine pieces
+//!
+//! The Python loop (`crates/ferroloop-python`) builds asyncio's `_run_once` from the same
+//! parts, which are public too: the clock, the epoll [`Reactor`], the [`TimerHeap`], the
+//! cross-thread [`Inbox`] with its [`Waker`], and the socket calls and [`WriteQueue`] of
+//! stream transports. The Python loop embeds a [`Loop`] for Rust futures
+//! ([`Loop::as_raw_fd`], [`Loop::timeout_hint`], [`Loop::run_once`]).
+//!
+//! Threading: [`Reactor`], [`TimerHeap`], [`Loop`] and the tasks belong to the thread that
+//! runs the loop. [`Inbox`], [`LoopHandle`], [`RemoteTask`] and [`oneshot`] cross threads.
 
 pub mod clock;
 pub mod inbox;
@@ -34,6 +67,7 @@ pub mod sync;
 pub mod timers;
 pub mod write_queue;
 
+pub use net::{lookup_host, TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream};
 pub use runtime::{
     gather, handle, interval, oneshot, run, select, signal, sleep, sleep_until, spawn, spawn_blocking,
     timeout, timeout_at, yield_now, BlockingTask, Either, Elapsed, Gather, Interval, JoinError, Loop,

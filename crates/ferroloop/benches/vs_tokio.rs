@@ -1,0 +1,263 @@
+//! ferroloop's Rust runtime against tokio's current-thread runtime, interleaved in one run.
+//!
+//! `cargo bench -p ferroloop --bench vs_tokio -- [--rounds N] [--quick]`
+//!
+//! Each round runs every case once on each runtime, alternating which goes first; the table
+//! shows the median time per operation and the paired per-round ratio tokio/ferroloop
+//! (median [min-max]; above 1 means ferroloop is faster). A fresh runtime per measurement.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use futures::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+fn tokio_rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
+}
+
+fn time_ferro<F: Future<Output = ()>>(f: impl FnOnce() -> F) -> Duration {
+    let lp = ferroloop::Loop::new().expect("loop");
+    let fut = f();
+    let t0 = Instant::now();
+    lp.block_on(fut);
+    t0.elapsed()
+}
+
+fn time_tokio<F: Future<Output = ()>>(f: impl FnOnce() -> F) -> Duration {
+    let rt = tokio_rt();
+    let local = tokio::task::LocalSet::new();
+    let fut = f();
+    let t0 = Instant::now();
+    local.block_on(&rt, fut);
+    t0.elapsed()
+}
+
+// -- cases ----------------------------------------------------------------------------------
+
+async fn ferro_spawn(n: usize) {
+    let tasks: Vec<_> = (0..n).map(|i| ferroloop::spawn(async move { i })).collect();
+    let mut sum = 0;
+    for t in tasks {
+        sum += t.await.expect("task");
+    }
+    assert_eq!(sum, n * (n - 1) / 2);
+}
+
+async fn tokio_spawn(n: usize) {
+    let tasks: Vec<_> = (0..n).map(|i| tokio::task::spawn_local(async move { i })).collect();
+    let mut sum = 0;
+    for t in tasks {
+        sum += t.await.expect("task");
+    }
+    assert_eq!(sum, n * (n - 1) / 2);
+}
+
+async fn ferro_yield(n: usize) {
+    for _ in 0..n {
+        ferroloop::yield_now().await;
+    }
+}
+
+async fn tokio_yield(n: usize) {
+    for _ in 0..n {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// n tasks each sleeping a distinct 0..10 ms, half of them cancelled by a timeout first.
+async fn ferro_timers(n: usize) {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            ferroloop::spawn(async move {
+                let d = Duration::from_micros((i % 10_000) as u64);
+                if i % 2 == 0 {
+                    ferroloop::sleep(d).await;
+                } else {
+                    let r = ferroloop::timeout(Duration::ZERO, ferroloop::sleep(d + Duration::from_secs(1))).await;
+                    assert!(r.is_err());
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task");
+    }
+}
+
+async fn tokio_timers(n: usize) {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            tokio::task::spawn_local(async move {
+                let d = Duration::from_micros((i % 10_000) as u64);
+                if i % 2 == 0 {
+                    tokio::time::sleep(d).await;
+                } else {
+                    let r = tokio::time::timeout(Duration::ZERO, tokio::time::sleep(d + Duration::from_secs(1))).await;
+                    assert!(r.is_err());
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task");
+    }
+}
+
+const ECHO_CLIENTS: usize = 10;
+
+/// 10 clients each sending `msgs` 1 KiB messages and reading each echo back.
+async fn ferro_echo(msgs: usize) {
+    let listener = ferroloop::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = ferroloop::spawn(async move {
+        for _ in 0..ECHO_CLIENTS {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            ferroloop::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = s.read(&mut buf).await.expect("read");
+                    if n == 0 {
+                        break;
+                    }
+                    s.write_all(&buf[..n]).await.expect("write");
+                }
+            })
+            .detach();
+        }
+    });
+    let clients: Vec<_> = (0..ECHO_CLIENTS)
+        .map(|_| {
+            ferroloop::spawn(async move {
+                let mut c = ferroloop::TcpStream::connect(addr).await.expect("connect");
+                let msg = vec![7u8; 1024];
+                let mut back = vec![0u8; 1024];
+                for _ in 0..msgs {
+                    c.write_all(&msg).await.expect("write");
+                    c.read_exact(&mut back).await.expect("read");
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.await.expect("client");
+    }
+    server.await.expect("server");
+}
+
+async fn tokio_echo(msgs: usize) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::task::spawn_local(async move {
+        for _ in 0..ECHO_CLIENTS {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            s.set_nodelay(true).expect("nodelay");
+            tokio::task::spawn_local(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = s.read(&mut buf).await.expect("read");
+                    if n == 0 {
+                        break;
+                    }
+                    s.write_all(&buf[..n]).await.expect("write");
+                }
+            });
+        }
+    });
+    let clients: Vec<_> = (0..ECHO_CLIENTS)
+        .map(|_| {
+            tokio::task::spawn_local(async move {
+                let mut c = tokio::net::TcpStream::connect(addr).await.expect("connect");
+                c.set_nodelay(true).expect("nodelay");
+                let msg = vec![7u8; 1024];
+                let mut back = vec![0u8; 1024];
+                for _ in 0..msgs {
+                    c.write_all(&msg).await.expect("write");
+                    c.read_exact(&mut back).await.expect("read");
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.await.expect("client");
+    }
+    server.await.expect("server");
+}
+
+// -- harness --------------------------------------------------------------------------------
+
+struct Case {
+    name: &'static str,
+    ops: usize,
+    ferro: fn(usize) -> Duration,
+    tokio: fn(usize) -> Duration,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn fmt_ns(ns: f64) -> String {
+    if ns >= 1000.0 {
+        format!("{:.2} us", ns / 1000.0)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let rounds = args
+        .iter()
+        .position(|a| a == "--rounds")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if quick { 1 } else { 5 });
+    let scale = if quick { 100 } else { 1 };
+    let cases = [
+        Case { name: "spawn + await", ops: 1_000_000 / scale, ferro: |n| time_ferro(|| ferro_spawn(n)), tokio: |n| time_tokio(|| tokio_spawn(n)) },
+        Case { name: "yield_now", ops: 1_000_000 / scale, ferro: |n| time_ferro(|| ferro_yield(n)), tokio: |n| time_tokio(|| tokio_yield(n)) },
+        Case { name: "timers: sleep + timeout (per task)", ops: 200_000 / scale, ferro: |n| time_ferro(|| ferro_timers(n)), tokio: |n| time_tokio(|| tokio_timers(n)) },
+        Case { name: "TCP echo 1 KiB, 10 conns (per msg)", ops: 20_000 / scale, ferro: |n| time_ferro(|| ferro_echo(n / ECHO_CLIENTS)), tokio: |n| time_tokio(|| tokio_echo(n / ECHO_CLIENTS)) },
+    ];
+    let mut per: Vec<(Vec<f64>, Vec<f64>)> = cases.iter().map(|_| (Vec::new(), Vec::new())).collect();
+    for r in 0..rounds {
+        for (i, c) in cases.iter().enumerate() {
+            let (f, t) = if r % 2 == 0 {
+                let f = (c.ferro)(c.ops);
+                (f, (c.tokio)(c.ops))
+            } else {
+                let t = (c.tokio)(c.ops);
+                ((c.ferro)(c.ops), t)
+            };
+            per[i].0.push(f.as_nanos() as f64 / c.ops as f64);
+            per[i].1.push(t.as_nanos() as f64 / c.ops as f64);
+        }
+        eprintln!("round {}/{} done", r + 1, rounds);
+    }
+    println!("| case | N | tokio /op | ferroloop /op | ferroloop vs tokio |");
+    println!("|---|---|---|---|---|");
+    for (i, c) in cases.iter().enumerate() {
+        let (f, t) = &per[i];
+        let mut ratios: Vec<f64> = f.iter().zip(t).map(|(f, t)| t / f).collect();
+        let (lo, hi) = ratios.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        let (mut f, mut t) = (f.clone(), t.clone());
+        println!(
+            "| {} | {} | {} | {} | {:.2}x [{:.2}-{:.2}] |",
+            c.name,
+            c.ops,
+            fmt_ns(median(&mut t)),
+            fmt_ns(median(&mut f)),
+            median(&mut ratios),
+            lo,
+            hi
+        );
+    }
+}

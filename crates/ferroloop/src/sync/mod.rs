@@ -1,0 +1,69 @@
+//! asyncio's synchronisation primitives for Rust futures: [`Lock`], [`Event`], [`Condition`],
+//! [`Semaphore`], [`BoundedSemaphore`], [`Queue`], [`LifoQueue`] and [`PriorityQueue`].
+//!
+//! | asyncio                       | here                                                  | file             |
+//! |-------------------------------|-------------------------------------------------------|------------------|
+//! | `Lock`                        | [`Lock`], [`LockGuard`] released on drop              | `lock.rs`        |
+//! | `Event`                       | [`Event`]                                             | `event.rs`       |
+//! | `Condition`                   | [`Condition`], wait/notify on [`ConditionGuard`]      | `condition.rs`   |
+//! | `Semaphore`, `BoundedSemaphore` | [`Semaphore`], [`BoundedSemaphore`], [`SemaphorePermit`] | `semaphore.rs` |
+//! | `Queue`, `LifoQueue`, `PriorityQueue` | [`GenericQueue`] over a [`QueueStorage`]      | `queue.rs`       |
+//! | the `_waiters` deques         | `WaiterList` (crate-private)                          | `waiters.rs`     |
+//!
+//! Semantics are CPython 3.11.7's (FIFO fairness, no barging past queued waiters, the
+//! 3.11.x semaphore fairness fix); each file documents the details and the few places where
+//! Rust differs. asyncio's exceptions become `Result`s whose errors print asyncio's messages
+//! ([`TaskDoneError`], [`BoundedSemaphoreError`], [`QueueFull`], [`QueueEmpty`]), or become
+//! impossible by construction (releasing an unheld lock, notifying without the lock).
+//!
+//! Cancellation is dropping a pending future. Every future here removes itself from its
+//! waiter list on drop and, if it had already been granted a wakeup (a lock hand-over, a
+//! semaphore unit, a queue item or slot, a notification), passes it on to the next waiter, as
+//! asyncio does in its `except CancelledError` branches. No wakeup is lost.
+//!
+//! Threading: everything here is single-thread (`!Send`, `!Sync`; `Cell`/`RefCell` inside),
+//! like asyncio's primitives, which are not thread-safe: share them between tasks of one loop
+//! with `Rc`. The futures are plain `Waker`-based futures with no dependency on
+//! [`crate::runtime`](crate): any single-threaded executor can poll them.
+//!
+//! ```
+//! use ferroloop::sync::{Lock, Queue};
+//! futures::executor::block_on(async {
+//!     let q = Queue::new(0);
+//!     let lock = Lock::new();
+//!     q.put(1).await;
+//!     let _guard = lock.acquire().await;
+//!     assert_eq!(q.get().await, 1);
+//! });
+//! ```
+
+pub mod condition;
+pub mod event;
+pub mod lock;
+pub mod queue;
+pub mod semaphore;
+mod waiters;
+
+pub use condition::{Condition, ConditionGuard, ConditionLock, ConditionWait};
+pub use event::{Event, EventWait};
+pub use lock::{Acquire, Lock, LockGuard};
+pub use queue::{
+    Fifo, GenericQueue, Get, Join, Lifo, LifoQueue, Priority, PriorityQueue, Put, Queue,
+    QueueEmpty, QueueFull, QueueStorage, TaskDoneError,
+};
+pub use semaphore::{
+    BoundedSemaphore, BoundedSemaphoreError, Semaphore, SemaphoreAcquire, SemaphorePermit,
+};
+
+/// Helpers shared by the unit tests of this module.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// Polls `f` once with a no-op waker.
+    pub(crate) fn poll<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
+        Pin::new(f).poll(&mut Context::from_waker(futures::task::noop_waker_ref()))
+    }
+}

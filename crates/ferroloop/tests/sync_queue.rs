@@ -1,0 +1,102 @@
+//! `ferroloop::sync::Queue` on the ferroloop runtime: a producer and three consumers as in
+//! asyncio's queue example, consumers cancelled at the end with `Task::cancel()`.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use ferroloop::sync::Queue;
+use ferroloop::{JoinError, Task};
+
+/// Spawns a consumer that takes items forever, records `(consumer, item)`, yields (its
+/// "work") and marks the item done.
+fn consumer(id: usize, q: &Rc<Queue<u32>>, log: &Rc<RefCell<Vec<(usize, u32)>>>) -> Task<()> {
+    let (q, log) = (q.clone(), log.clone());
+    ferroloop::spawn(async move {
+        loop {
+            let item = q.get().await;
+            log.borrow_mut().push((id, item));
+            ferroloop::yield_now().await;
+            q.task_done().expect("one task_done per get");
+        }
+    })
+}
+
+#[test]
+fn producer_three_consumers_join_then_cancel() {
+    let log = ferroloop::run(async {
+        let q = Rc::new(Queue::new(5));
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let consumers: Vec<Task<()>> = (0..3).map(|id| consumer(id, &q, &log)).collect();
+
+        let producer = {
+            let q = q.clone();
+            ferroloop::spawn(async move {
+                for n in 0..300 {
+                    q.put(n).await;
+                    assert!(q.qsize() <= 5, "put must wait while full");
+                }
+            })
+        };
+        producer.await.expect("producer finishes");
+        ferroloop::timeout(Duration::from_secs(10), q.join())
+            .await
+            .expect("join returns once every item is done");
+        assert_eq!(q.unfinished_tasks(), 0);
+        assert!(q.empty());
+
+        for c in &consumers {
+            assert!(
+                c.cancel(),
+                "consumers loop forever, so they are still running"
+            );
+        }
+        for c in consumers {
+            assert!(matches!(c.await, Err(JoinError::Cancelled)));
+        }
+        assert!(q.task_done().is_err(), "all items already marked done");
+        Rc::try_unwrap(log).expect("consumers dropped").into_inner()
+    });
+
+    let mut items: Vec<u32> = log.iter().map(|&(_, item)| item).collect();
+    items.sort_unstable();
+    assert_eq!(
+        items,
+        (0..300).collect::<Vec<_>>(),
+        "every item exactly once"
+    );
+    for id in 0..3 {
+        let n = log.iter().filter(|&&(c, _)| c == id).count();
+        assert!(
+            n > 0,
+            "consumer {id} got no item: getters are not served fairly"
+        );
+    }
+}
+
+#[test]
+fn cancelling_a_woken_consumer_does_not_lose_the_item() {
+    ferroloop::run(async {
+        let q = Rc::new(Queue::new(0));
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let consumers: Vec<Task<()>> = (0..3).map(|id| consumer(id, &q, &log)).collect();
+        // Let all three block in get().
+        for _ in 0..3 {
+            ferroloop::yield_now().await;
+        }
+        // The item wakes consumer 0, which is cancelled before it runs: its wakeup must go to
+        // consumer 1, or join() would hang.
+        q.put_nowait(42).expect("unbounded");
+        assert!(consumers[0].cancel());
+        ferroloop::timeout(Duration::from_secs(5), q.join())
+            .await
+            .expect("the item reached another consumer");
+        assert_eq!(*log.borrow(), vec![(1, 42)]);
+        for c in &consumers[1..] {
+            c.cancel();
+        }
+        for c in consumers {
+            assert!(matches!(c.await, Err(JoinError::Cancelled)));
+        }
+    });
+}
