@@ -227,15 +227,24 @@ fn main() {
         Case { name: "timers: sleep + timeout (per task)", ops: 200_000 / scale, ferro: |n| time_ferro(|| ferro_timers(n)), tokio: |n| time_tokio(|| tokio_timers(n)) },
         Case { name: "TCP echo 1 KiB, 10 conns (per msg)", ops: 20_000 / scale, ferro: |n| time_ferro(|| ferro_echo(n / ECHO_CLIENTS)), tokio: |n| time_tokio(|| tokio_echo(n / ECHO_CLIENTS)) },
     ];
+    // --only SUBSTRING: just the matching cases; --runtime ferroloop|tokio: just one side
+    // (for profiling; the ratio column is then meaningless)
+    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    let runtime = args.iter().position(|a| a == "--runtime").and_then(|i| args.get(i + 1)).cloned();
+    let cases: Vec<Case> =
+        cases.into_iter().filter(|c| only.as_ref().is_none_or(|o| c.name.contains(o.as_str()))).collect();
+    let skip = |side: &str| runtime.as_ref().is_some_and(|r| r != side);
     let mut per: Vec<(Vec<f64>, Vec<f64>)> = cases.iter().map(|_| (Vec::new(), Vec::new())).collect();
     for r in 0..rounds {
         for (i, c) in cases.iter().enumerate() {
+            let ferro = || if skip("ferroloop") { Duration::from_nanos(1) } else { (c.ferro)(c.ops) };
+            let tokio = || if skip("tokio") { Duration::from_nanos(1) } else { (c.tokio)(c.ops) };
             let (f, t) = if r % 2 == 0 {
-                let f = (c.ferro)(c.ops);
-                (f, (c.tokio)(c.ops))
+                let f = ferro();
+                (f, tokio())
             } else {
-                let t = (c.tokio)(c.ops);
-                ((c.ferro)(c.ops), t)
+                let t = tokio();
+                (ferro(), t)
             };
             per[i].0.push(f.as_nanos() as f64 / c.ops as f64);
             per[i].1.push(t.as_nanos() as f64 / c.ops as f64);

@@ -43,6 +43,9 @@ pub struct Event {
     pub fd: RawFd,
     pub readable: bool,
     pub writable: bool,
+    /// The peer hung up or the descriptor is in error (`EPOLLRDHUP`, `EPOLLHUP`,
+    /// `EPOLLERR`): reading will not block any more, whatever is read meanwhile.
+    pub hangup: bool,
 }
 
 /// Token used in epoll data for the waker's eventfd (never a valid fd number).
@@ -193,7 +196,8 @@ impl Reactor {
             let readable = want.read && (bits & !(libc::EPOLLOUT as u32)) != 0;
             let writable = want.write && (bits & !(libc::EPOLLIN as u32)) != 0;
             if readable || writable {
-                self.events.push(Event { fd, readable, writable });
+                let hangup = bits & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0;
+                self.events.push(Event { fd, readable, writable, hangup });
             }
         }
         if n as usize == self.buf.len() {
@@ -238,7 +242,7 @@ mod tests {
         // not consumed: reported again and again (level-triggered)
         for _ in 0..3 {
             let ev = r.poll(Some(1.0)).unwrap();
-            assert_eq!(ev, &[Event { fd: rd, readable: true, writable: false }]);
+            assert_eq!(ev, &[Event { fd: rd, readable: true, writable: false, hangup: false }]);
         }
         r.set_interest(rd, Interest::default()).unwrap();
         assert!(r.poll(Some(0.0)).unwrap().is_empty());

@@ -263,14 +263,12 @@ pub(crate) fn get_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int) -> i
 
 /// `recv` into `buf`, waiting for data; 0 at end of stream.
 pub(crate) async fn read(reg: &Registration, buf: &mut [u8]) -> io::Result<usize> {
-    let fd = reg.fd();
-    reg.read_io(|| crate::sock::recv(fd, buf)).await
+    std::future::poll_fn(|cx| poll_read(reg, cx, buf)).await
 }
 
 /// `send` from `buf` (with `MSG_NOSIGNAL`), waiting for room; how many bytes went.
 pub(crate) async fn write(reg: &Registration, buf: &[u8]) -> io::Result<usize> {
-    let fd = reg.fd();
-    reg.write_io(|| crate::sock::send(fd, buf)).await
+    std::future::poll_fn(|cx| poll_write(reg, cx, buf)).await
 }
 
 /// Send all of `buf`, waiting for room as often as needed.
@@ -287,13 +285,26 @@ pub(crate) async fn write_all(reg: &Registration, mut buf: &[u8]) -> io::Result<
 /// The `AsyncRead::poll_read` step.
 pub(crate) fn poll_read(reg: &Registration, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
     let fd = reg.fd();
-    reg.poll_read_io(cx, || crate::sock::recv(fd, buf))
+    let want = buf.len();
+    let r = reg.poll_read_io(cx, || crate::sock::recv(fd, buf));
+    if let Poll::Ready(Ok(n)) = r {
+        if n > 0 && n < want {
+            reg.clear_read_ready();
+        }
+    }
+    r
 }
 
 /// The `AsyncWrite::poll_write` step.
 pub(crate) fn poll_write(reg: &Registration, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
     let fd = reg.fd();
-    reg.poll_write_io(cx, || crate::sock::send(fd, buf))
+    let r = reg.poll_write_io(cx, || crate::sock::send(fd, buf));
+    if let Poll::Ready(Ok(n)) = r {
+        if n < buf.len() {
+            reg.clear_write_ready();
+        }
+    }
+    r
 }
 
 /// The `AsyncWrite::poll_write_vectored` step (one `sendmsg`).

@@ -15,11 +15,12 @@ use std::os::unix::io::RawFd;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use super::core::{with_current, Core};
+use super::core::{with_current, Core, IoState};
 
 /// A descriptor watched by the loop that was running on this thread when it was made.
 pub(crate) struct Registration {
     fd: RawFd,
+    state: Rc<IoState>,
     core: Rc<Core>,
 }
 
@@ -32,8 +33,8 @@ impl Registration {
     /// Register `fd` (already non-blocking) with the current loop.
     pub(crate) fn new(fd: RawFd) -> io::Result<Registration> {
         let core = with_current(|c| c.cloned()).ok_or_else(no_loop_error)?;
-        core.register(fd)?;
-        Ok(Registration { fd, core })
+        let state = core.register(fd)?;
+        Ok(Registration { fd, state, core })
     }
 
     pub(crate) fn fd(&self) -> RawFd {
@@ -46,16 +47,36 @@ impl Registration {
         write: bool,
         mut f: impl FnMut() -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
+        let (ready, slot) =
+            if write { (&self.state.writable, &self.state.write) } else { (&self.state.readable, &self.state.read) };
         loop {
-            match f() {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.core.park_io(self.fd, write, cx.waker());
-                    return Poll::Pending;
+            if !ready.get() {
+                let mut w = slot.borrow_mut();
+                match w.as_ref() {
+                    Some(old) if old.will_wake(cx.waker()) => {}
+                    _ => *w = Some(cx.waker().clone()),
                 }
+                return Poll::Pending;
+            }
+            match f() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.set(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 r => return Poll::Ready(r),
             }
         }
+    }
+
+    /// A read returned less than asked for: the kernel buffer is drained, so the next read
+    /// waits for the reactor instead of trying (an edge follows any new data).
+    pub(crate) fn clear_read_ready(&self) {
+        if !self.state.hangup.get() {
+            self.state.readable.set(false);
+        }
+    }
+
+    /// A write took less than offered: the kernel buffer is full.
+    pub(crate) fn clear_write_ready(&self) {
+        self.state.writable.set(false);
     }
 
     /// Run `f` (a non-blocking read-side syscall) until it does not report `EWOULDBLOCK`,
