@@ -9,7 +9,6 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use futures::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 fn tokio_rt() -> tokio::runtime::Runtime {
@@ -112,7 +111,7 @@ async fn ferro_echo(msgs: usize) {
     let addr = listener.local_addr().expect("addr");
     let server = ferroloop::spawn(async move {
         for _ in 0..ECHO_CLIENTS {
-            let (mut s, _) = listener.accept().await.expect("accept");
+            let (s, _) = listener.accept().await.expect("accept");
             ferroloop::spawn(async move {
                 let mut buf = vec![0u8; 64 * 1024];
                 loop {
@@ -129,7 +128,7 @@ async fn ferro_echo(msgs: usize) {
     let clients: Vec<_> = (0..ECHO_CLIENTS)
         .map(|_| {
             ferroloop::spawn(async move {
-                let mut c = ferroloop::TcpStream::connect(addr).await.expect("connect");
+                let c = ferroloop::TcpStream::connect(addr).await.expect("connect");
                 let msg = vec![7u8; 1024];
                 let mut back = vec![0u8; 1024];
                 for _ in 0..msgs {

@@ -18,6 +18,7 @@ pub struct Waker {
 }
 
 impl Waker {
+    /// A new non-blocking, close-on-exec eventfd.
     pub fn new() -> io::Result<Waker> {
         // SAFETY: plain syscall with valid flags.
         let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
@@ -81,10 +82,12 @@ pub struct Inbox<T> {
 }
 
 impl<T> Inbox<T> {
+    /// An empty inbox that wakes the reactor through `waker`.
     pub fn new(waker: Arc<Waker>) -> Self {
         Inbox { items: Mutex::new(Vec::new()), pending: AtomicBool::new(false), waker }
     }
 
+    /// The waker this inbox writes to.
     pub fn waker(&self) -> &Arc<Waker> {
         &self.waker
     }

@@ -56,6 +56,8 @@
 //! Threading: [`Reactor`], [`TimerHeap`], [`Loop`] and the tasks belong to the thread that
 //! runs the loop. [`Inbox`], [`LoopHandle`], [`RemoteTask`] and [`oneshot`] cross threads.
 
+#![deny(missing_docs)]
+
 pub mod clock;
 pub mod inbox;
 pub mod net;

@@ -19,6 +19,7 @@ impl<E: Ord> Default for QuadHeap<E> {
 }
 
 impl<E: Ord> QuadHeap<E> {
+    /// An empty heap.
     pub fn new() -> Self {
         Self::default()
     }
@@ -35,30 +36,37 @@ impl<E: Ord> QuadHeap<E> {
         h
     }
 
+    /// The entries, in heap order.
     pub fn into_vec(self) -> Vec<E> {
         self.a
     }
 
+    /// Number of entries.
     pub fn len(&self) -> usize {
         self.a.len()
     }
 
+    /// Whether the heap is empty.
     pub fn is_empty(&self) -> bool {
         self.a.is_empty()
     }
 
+    /// The top entry (the greatest), if any.
     pub fn peek(&self) -> Option<&E> {
         self.a.first()
     }
 
+    /// The entries, in heap order.
     pub fn iter(&self) -> std::slice::Iter<'_, E> {
         self.a.iter()
     }
 
+    /// Remove every entry, in heap order.
     pub fn drain(&mut self) -> std::vec::Drain<'_, E> {
         self.a.drain(..)
     }
 
+    /// Add an entry.
     pub fn push(&mut self, e: E) {
         self.a.push(e);
         let mut i = self.a.len() - 1;
@@ -72,6 +80,7 @@ impl<E: Ord> QuadHeap<E> {
         }
     }
 
+    /// Remove and return the top entry (the greatest).
     pub fn pop(&mut self) -> Option<E> {
         let last = self.a.pop()?;
         if self.a.is_empty() {

@@ -17,7 +17,9 @@ use std::os::unix::io::RawFd;
 /// Which readiness a descriptor is watched for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Interest {
+    /// Watch for readability (`EPOLLIN`).
     pub read: bool,
+    /// Watch for writability (`EPOLLOUT`).
     pub write: bool,
 }
 
@@ -40,8 +42,11 @@ impl Interest {
 /// One readiness report, already filtered by the registered interest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event {
+    /// The descriptor.
     pub fd: RawFd,
+    /// Readable (or hung up / in error).
     pub readable: bool,
+    /// Writable (or hung up / in error).
     pub writable: bool,
     /// The peer hung up or the descriptor is in error (`EPOLLRDHUP`, `EPOLLHUP`,
     /// `EPOLLERR`): reading will not block any more, whatever is read meanwhile.
@@ -53,6 +58,7 @@ const WAKER_TOKEN: u64 = u64::MAX;
 /// asyncio's `MAXIMUM_SELECT_TIMEOUT`: a day.
 pub const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
 
+/// An epoll instance with the interest registered per descriptor (level-triggered, or edge-triggered through [`Reactor::add_edge`]).
 pub struct Reactor {
     epfd: RawFd,
     interests: HashMap<RawFd, Interest>,
@@ -71,6 +77,7 @@ fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
 }
 
 impl Reactor {
+    /// A new epoll instance (close-on-exec).
     pub fn new() -> io::Result<Reactor> {
         // SAFETY: plain syscall with a valid flag.
         let epfd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;

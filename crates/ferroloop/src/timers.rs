@@ -34,6 +34,7 @@ pub type TimerId = u64;
 
 /// A payload the heap can ask whether it was cancelled.
 pub trait Cancellable {
+    /// Whether the timer was cancelled (the heap then drops it lazily).
     fn is_cancelled(&self) -> bool;
 }
 
@@ -115,6 +116,7 @@ impl<T> Default for TimerHeap<T> {
 }
 
 impl<T> TimerHeap<T> {
+    /// An empty heap.
     pub fn new() -> Self {
         TimerHeap { heap: QuadHeap::new(), run: VecDeque::new(), next_seq: 0, cancelled: 0 }
     }
@@ -137,6 +139,7 @@ impl<T> TimerHeap<T> {
         self.heap.len() + self.run.len()
     }
 
+    /// Whether no timer is scheduled (cancelled ones included).
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty() && self.run.is_empty()
     }

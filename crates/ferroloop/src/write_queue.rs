@@ -47,6 +47,7 @@ impl<B> Default for WriteQueue<B> {
 }
 
 impl<B: AsRef<[u8]>> WriteQueue<B> {
+    /// An empty queue.
     pub fn new() -> Self {
         Self::default()
     }
@@ -56,6 +57,7 @@ impl<B: AsRef<[u8]>> WriteQueue<B> {
         self.len
     }
 
+    /// Whether nothing is waiting to be sent.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -368,7 +368,7 @@ impl Core {
         let look = if block && busy {
             let n = self.busy_turns.get().wrapping_add(1);
             self.busy_turns.set(n);
-            n % BUSY_POLL_INTERVAL == 0
+            n.is_multiple_of(BUSY_POLL_INTERVAL)
         } else {
             self.busy_turns.set(0);
             true
