@@ -423,6 +423,20 @@ def test_abort_discards_buffer(loop, net):
     assert run(loop, main(), timeout=20) == ["made", "pause_writing", "lost"]
 
 
+def test_write_then_abort_in_one_callback_sends_what_write_sent(loop, net):
+    """asyncio's write() sends at once; abort() drops only what the kernel did not take.
+    A small write followed by abort() in the same callback therefore reaches the peer."""
+
+    async def main():
+        tr, pr, peer = await net.connect()
+        tr.write(b"last words")
+        tr.abort()
+        assert await asyncio.wait_for(pr.lost, 2) is None
+        return await recv_until_closed(loop, peer)
+
+    assert run(loop, main()) == b"last words"
+
+
 def test_is_closing_and_single_connection_lost(loop, net):
     async def main():
         tr, pr, peer = await net.connect()

@@ -236,6 +236,13 @@ impl SocketTransportCore {
         if me.conn_lost.load(Ordering::Relaxed) > 0 {
             return Ok(());
         }
+        // writes batched during this turn were, in asyncio, sent by write() itself: send
+        // them now (what the kernel takes leaves), then drop the rest as asyncio does
+        if me.queued.load(Ordering::Relaxed) && !me.waiting.load(Ordering::Relaxed) {
+            if let Err(e) = me.send_queue(py)? {
+                drop(e); // the connection is being torn down anyway
+            }
+        }
         let had_buffer = !me.buffer_is_empty(py)?;
         if had_buffer {
             me.state.borrow_mut(py)?.buffer.clear();
