@@ -20,6 +20,7 @@ from ._dns import DnsMixin
 from ._pipes import PipesMixin
 from ._signals import SignalMixin
 from ._sock import SockMixin
+from ._sslproto import StartTLSMixin
 from ._streams import StreamsMixin
 from ._subprocess import SubprocessMixin
 
@@ -29,6 +30,7 @@ _FAST_METHODS = ("call_soon", "call_soon_threadsafe", "call_later", "call_at")
 
 class EventLoop(
     StreamsMixin,
+    StartTLSMixin,
     DatagramMixin,
     PipesMixin,
     SubprocessMixin,

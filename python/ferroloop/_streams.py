@@ -14,8 +14,9 @@ asyncio's behaviour, kept in step with the interpreter. The functions are listed
 name; none is copied.
 """
 
-from asyncio import base_events, constants, selector_events, sslproto, unix_events
+from asyncio import base_events, constants, selector_events, unix_events
 
+from . import _sslproto
 from ._transports import Server, SocketTransport
 
 _selector_loop = selector_events.BaseSelectorEventLoop
@@ -42,8 +43,9 @@ class StreamsMixin:
         ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
         ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
     ):
-        # asyncio's TLS state machine (sslproto) over the native stream transport
-        ssl_protocol = sslproto.SSLProtocol(
+        # asyncio's TLS state machine with native record paths (_sslproto.py) over the
+        # native stream transport
+        ssl_protocol = _sslproto.SSLProtocol(
             self,
             protocol,
             sslcontext,

@@ -1,0 +1,341 @@
+//! `SslFast`: the per-record paths of asyncio's TLS protocol, native.
+//!
+//! The TLS state machine is asyncio's own `sslproto.SSLProtocol` (handshake, shutdown,
+//! timeouts, errors: once per connection). Its per-record methods are replaced, per
+//! instance, by this object's bound methods (`python/ferroloop/_sslproto.py` installs them):
+//!
+//! * `buffer_updated` (the raw transport delivered ciphertext): into the incoming
+//!   `MemoryBIO`, then, when the connection is established, the read path below; other
+//!   states go to asyncio's handlers.
+//! * `_do_read`: decrypt everything available with `SSLObject.read`, one `data_received`
+//!   per batch (asyncio joins the chunks the same way), send what the TLS engine wants to
+//!   send, and the read-side flow control. `BufferedProtocol` apps take asyncio's path.
+//! * `_write_appdata` and the app transport's `write`: with nothing queued, encrypt straight
+//!   away (`SSLObject.write`) and hand the records to the transport; otherwise asyncio's
+//!   backlog logic, native too. Writes in a closing state go to asyncio's method (it warns).
+//!
+//! The flow-control checks compute the buffer sizes here and call asyncio's
+//! `_control_app_writing` / `_control_ssl_reading` only when a threshold is crossed, so
+//! pausing and resuming (and their error reports) are asyncio's.
+//!
+//! Threading: loop thread, under the GIL.
+
+use pyo3::exceptions::{PyException, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::intern;
+use pyo3::types::{PyByteArray, PyBytes, PyList, PyMemoryView, PyTuple, PyWeakrefMethods, PyWeakrefReference};
+
+/// asyncio objects looked up once.
+struct Names {
+    wrapped: Py<PyAny>,
+    flushing: Py<PyAny>,
+    do_handshake: Py<PyAny>,
+    shutdown: Py<PyAny>,
+    want_read: Py<PyAny>,
+    syscall_error: Py<PyAny>,
+    write_appdata: Py<PyAny>,
+    do_read_buffered: Py<PyAny>,
+    get_buffer: Py<PyAny>,
+}
+
+fn names(py: Python<'_>) -> PyResult<&Names> {
+    static NAMES: PyOnceLock<Names> = PyOnceLock::new();
+    NAMES.get_or_try_init(py, || {
+        let sslproto = py.import("asyncio.sslproto")?;
+        let state = sslproto.getattr("SSLProtocolState")?;
+        let proto = sslproto.getattr("SSLProtocol")?;
+        let ssl = py.import("ssl")?;
+        Ok::<_, PyErr>(Names {
+            wrapped: state.getattr("WRAPPED")?.unbind(),
+            flushing: state.getattr("FLUSHING")?.unbind(),
+            do_handshake: state.getattr("DO_HANDSHAKE")?.unbind(),
+            shutdown: state.getattr("SHUTDOWN")?.unbind(),
+            want_read: ssl.getattr("SSLWantReadError")?.unbind(),
+            syscall_error: ssl.getattr("SSLSyscallError")?.unbind(),
+            write_appdata: proto.getattr("_write_appdata")?.unbind(),
+            do_read_buffered: proto.getattr("_do_read__buffered")?.unbind(),
+            get_buffer: proto.getattr("get_buffer")?.unbind(),
+        })
+    })
+}
+
+/// asyncio's `SSLAgainErrors`: the TLS engine needs more input (or the peer went away
+/// in the middle of a record; asyncio treats both as "nothing more now").
+fn is_again(py: Python<'_>, n: &Names, e: &PyErr) -> bool {
+    e.is_instance(py, n.want_read.bind(py)) || e.is_instance(py, n.syscall_error.bind(py))
+}
+
+#[pyclass(module = "ferroloop._native", frozen)]
+pub struct SslFast {
+    /// The `SSLProtocol` this object serves, weakly: the protocol holds this object's bound
+    /// methods, and asyncio's tests require that a closed connection leaves no cycle
+    /// (its `SSLContext` must die without the garbage collector).
+    proto: Py<PyWeakrefReference>,
+}
+
+impl SslFast {
+    fn proto<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.proto.bind(py).upgrade().map(Ok).transpose()
+    }
+}
+
+fn attr_usize(obj: &Bound<'_, PyAny>, name: &Bound<'_, pyo3::types::PyString>) -> PyResult<usize> {
+    obj.getattr(name)?.extract()
+}
+
+/// Run `f`; an `Exception` (not a `BaseException` like `KeyboardInterrupt`) becomes
+/// asyncio's `_fatal_error(ex, 'Fatal error on SSL protocol')`.
+fn guarded(proto: &Bound<'_, PyAny>, f: impl FnOnce() -> PyResult<()>) -> PyResult<()> {
+    let py = proto.py();
+    match f() {
+        Err(e) if e.is_instance_of::<PyException>(py) => {
+            proto.call_method1(intern!(py, "_fatal_error"), (e.into_value(py), "Fatal error on SSL protocol"))?;
+            Ok(())
+        }
+        r => r,
+    }
+}
+
+/// `_do_read` for a protocol in a state that reads (WRAPPED or FLUSHING).
+fn do_read(proto: &Bound<'_, PyAny>, n: &Names) -> PyResult<()> {
+    let py = proto.py();
+    guarded(proto, || {
+        if !proto.getattr(intern!(py, "_app_reading_paused"))?.is_truthy()? {
+            if proto.getattr(intern!(py, "_app_protocol_is_buffer"))?.is_truthy()? {
+                n.do_read_buffered.bind(py).call1((proto,))?;
+            } else {
+                read_copied(proto, n)?;
+            }
+            let backlog = proto.getattr(intern!(py, "_write_backlog"))?;
+            if backlog.is_truthy()? {
+                do_write(proto, n)?;
+            } else {
+                process_outgoing(proto)?;
+            }
+        }
+        control_ssl_reading(proto)
+    })
+}
+
+/// asyncio's `_do_read__copied`: every available plaintext chunk, one `data_received`.
+fn read_copied(proto: &Bound<'_, PyAny>, n: &Names) -> PyResult<()> {
+    let py = proto.py();
+    let sslobj = proto.getattr(intern!(py, "_sslobj"))?;
+    let max_size = proto.getattr(intern!(py, "max_size"))?;
+    let read = intern!(py, "read");
+    let mut first: Option<Bound<'_, PyAny>> = None;
+    let mut more: Vec<Bound<'_, PyAny>> = Vec::new();
+    let mut eof = false;
+    loop {
+        match sslobj.call_method1(read, (&max_size,)) {
+            Ok(chunk) => {
+                if chunk.len()? == 0 {
+                    eof = true;
+                    break;
+                }
+                if first.is_none() {
+                    first = Some(chunk);
+                } else {
+                    more.push(chunk);
+                }
+            }
+            Err(e) if is_again(py, n, &e) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(first) = first {
+        let data = if more.is_empty() {
+            first
+        } else {
+            more.insert(0, first);
+            PyBytes::new(py, b"").call_method1(intern!(py, "join"), (PyList::new(py, more)?,))?
+        };
+        let app = proto.getattr(intern!(py, "_app_protocol"))?;
+        app.call_method1(intern!(py, "data_received"), (data,))?;
+    }
+    if eof {
+        // close_notify
+        proto.call_method0(intern!(py, "_call_eof_received"))?;
+        proto.call_method0(intern!(py, "_start_shutdown"))?;
+    }
+    Ok(())
+}
+
+/// asyncio's `_do_write`: encrypt the backlog while the TLS engine takes it.
+fn do_write(proto: &Bound<'_, PyAny>, n: &Names) -> PyResult<()> {
+    let py = proto.py();
+    let backlog = proto.getattr(intern!(py, "_write_backlog"))?;
+    let sslobj = proto.getattr(intern!(py, "_sslobj"))?;
+    let size_name = intern!(py, "_write_buffer_size");
+    let mut size = attr_usize(proto, size_name)?;
+    let result = (|| -> PyResult<()> {
+        while backlog.len()? > 0 {
+            let data = backlog.get_item(0)?;
+            let count: usize = sslobj.call_method1(intern!(py, "write"), (&data,))?.extract()?;
+            let data_len = data.len()?;
+            if count < data_len {
+                let rest = data.get_item(pyo3::types::PySlice::new(py, count as isize, data_len as isize, 1))?;
+                backlog.set_item(0, rest)?;
+                size -= count;
+            } else {
+                backlog.call_method0(intern!(py, "popleft"))?;
+                size -= data_len;
+            }
+        }
+        Ok(())
+    })();
+    proto.setattr(size_name, size)?;
+    match result {
+        Err(e) if is_again(py, n, &e) => {}
+        r => r?,
+    }
+    process_outgoing(proto)
+}
+
+/// asyncio's `_process_outgoing`: the records the TLS engine produced, to the transport.
+fn process_outgoing(proto: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = proto.py();
+    if !proto.getattr(intern!(py, "_ssl_writing_paused"))?.is_truthy()? {
+        let data = proto.getattr(intern!(py, "_outgoing"))?.call_method0(intern!(py, "read"))?;
+        if data.len()? > 0 {
+            proto.getattr(intern!(py, "_transport"))?.call_method1(intern!(py, "write"), (data,))?;
+        }
+    }
+    control_app_writing(proto)
+}
+
+/// asyncio's `_control_app_writing`, called only when a watermark is crossed.
+fn control_app_writing(proto: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = proto.py();
+    let pending = attr_usize(&proto.getattr(intern!(py, "_outgoing"))?, intern!(py, "pending"))?;
+    let size = pending + attr_usize(proto, intern!(py, "_write_buffer_size"))?;
+    let paused = proto.getattr(intern!(py, "_app_writing_paused"))?.is_truthy()?;
+    let cross = if paused {
+        size <= attr_usize(proto, intern!(py, "_outgoing_low_water"))?
+    } else {
+        size >= attr_usize(proto, intern!(py, "_outgoing_high_water"))?
+    };
+    if cross {
+        proto.call_method0(intern!(py, "_control_app_writing"))?;
+    }
+    Ok(())
+}
+
+/// asyncio's `_control_ssl_reading`, called only when a watermark is crossed.
+fn control_ssl_reading(proto: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = proto.py();
+    let size = attr_usize(&proto.getattr(intern!(py, "_incoming"))?, intern!(py, "pending"))?;
+    let paused = proto.getattr(intern!(py, "_ssl_reading_paused"))?.is_truthy()?;
+    let cross = if paused {
+        size <= attr_usize(proto, intern!(py, "_incoming_low_water"))?
+    } else {
+        size >= attr_usize(proto, intern!(py, "_incoming_high_water"))?
+    };
+    if cross {
+        proto.call_method0(intern!(py, "_control_ssl_reading"))?;
+    }
+    Ok(())
+}
+
+/// asyncio's `_write_appdata`, with a direct path when nothing is queued.
+fn write_appdata(proto: &Bound<'_, PyAny>, n: &Names, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = proto.py();
+    let state = proto.getattr(intern!(py, "_state"))?;
+    let wrapped = state.is(n.wrapped.bind(py));
+    if !wrapped && !state.is(n.do_handshake.bind(py)) {
+        // FLUSHING, SHUTDOWN, UNWRAPPED: asyncio counts and warns
+        n.write_appdata.bind(py).call1((proto, list_of_data))?;
+        return Ok(());
+    }
+    let backlog = proto.getattr(intern!(py, "_write_backlog"))?;
+    let size_name = intern!(py, "_write_buffer_size");
+    let mut size = attr_usize(proto, size_name)?;
+    for data in list_of_data.try_iter()? {
+        let data = data?;
+        size += data.len()?;
+        backlog.call_method1(intern!(py, "append"), (data,))?;
+    }
+    proto.setattr(size_name, size)?;
+    if wrapped {
+        guarded(proto, || do_write(proto, n))?;
+    }
+    Ok(())
+}
+
+#[pymethods]
+impl SslFast {
+    #[new]
+    fn new(proto: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Ok(SslFast { proto: PyWeakrefReference::new(proto)?.unbind() })
+    }
+
+    /// `SSLProtocol.get_buffer`: the protocol's own buffer when it is large enough (it
+    /// always is for the native transport's `get_buffer(-1)`), else asyncio's method.
+    fn get_buffer<'py>(&self, py: Python<'py>, n: isize) -> PyResult<Bound<'py, PyAny>> {
+        let Some(proto) = self.proto(py)? else {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err("SSL protocol is gone"));
+        };
+        let max_size = attr_usize(&proto, intern!(py, "max_size"))?;
+        let want = if n <= 0 || n as usize > max_size { max_size } else { n as usize };
+        let view = proto.getattr(intern!(py, "_ssl_buffer_view"))?;
+        if view.len()? >= want {
+            return Ok(view);
+        }
+        names(py)?.get_buffer.bind(py).call1((proto, n))
+    }
+
+    /// `SSLProtocol.buffer_updated`.
+    fn buffer_updated(&self, py: Python<'_>, nbytes: usize) -> PyResult<()> {
+        let Some(proto) = self.proto(py)? else { return Ok(()) };
+        let n = names(py)?;
+        let view = proto.getattr(intern!(py, "_ssl_buffer_view"))?;
+        let chunk = view.get_item(pyo3::types::PySlice::new(py, 0, nbytes as isize, 1))?;
+        proto.getattr(intern!(py, "_incoming"))?.call_method1(intern!(py, "write"), (chunk,))?;
+        let state = proto.getattr(intern!(py, "_state"))?;
+        if state.is(n.wrapped.bind(py)) {
+            do_read(&proto, n)
+        } else if state.is(n.do_handshake.bind(py)) {
+            proto.call_method0(intern!(py, "_do_handshake")).map(drop)
+        } else if state.is(n.flushing.bind(py)) {
+            proto.call_method0(intern!(py, "_do_flush")).map(drop)
+        } else if state.is(n.shutdown.bind(py)) {
+            proto.call_method0(intern!(py, "_do_shutdown")).map(drop)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `SSLProtocol._do_read`.
+    fn _do_read(&self, py: Python<'_>) -> PyResult<()> {
+        let Some(proto) = self.proto(py)? else { return Ok(()) };
+        let n = names(py)?;
+        let state = proto.getattr(intern!(py, "_state"))?;
+        if !state.is(n.wrapped.bind(py)) && !state.is(n.flushing.bind(py)) {
+            return Ok(());
+        }
+        do_read(&proto, n)
+    }
+
+    /// `SSLProtocol._write_appdata`.
+    fn _write_appdata(&self, py: Python<'_>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let Some(proto) = self.proto(py)? else { return Ok(()) };
+        write_appdata(&proto, names(py)?, list_of_data)
+    }
+
+    /// `_SSLProtocolTransport.write`.
+    fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        if !(data.is_instance_of::<PyBytes>()
+            || data.is_instance_of::<PyByteArray>()
+            || data.is_instance_of::<PyMemoryView>())
+        {
+            let name = data.get_type().name()?;
+            return Err(PyTypeError::new_err(format!("data: expecting a bytes-like instance, got {name}")));
+        }
+        if data.len()? == 0 {
+            return Ok(());
+        }
+        let Some(proto) = self.proto(py)? else { return Ok(()) };
+        write_appdata(&proto, names(py)?, &PyTuple::new(py, [data])?.into_any())
+    }
+}

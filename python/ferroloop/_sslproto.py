@@ -1,0 +1,72 @@
+"""TLS: asyncio's ``SSLProtocol`` state machine with its per-record paths native.
+
+The handshake, shutdown, timeouts and error reporting (once per connection) are asyncio's
+own code; reading and writing records (once per message) go through
+``_native.SslFast`` (``crates/ferroloop-python/src/ssl_fast.rs``), whose bound methods
+replace, per instance, ``get_buffer``, ``buffer_updated``, ``_do_read``,
+``_write_appdata`` and the app transport's ``write``. ``start_tls`` here is asyncio's,
+building this protocol instead of asyncio's.
+"""
+
+import ssl
+from asyncio import sslproto
+
+from . import _native
+
+
+class SSLProtocol(sslproto.SSLProtocol):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        fast = _native.SslFast(self)
+        self.get_buffer = fast.get_buffer
+        self.buffer_updated = fast.buffer_updated
+        self._do_read = fast._do_read
+        self._write_appdata = fast._write_appdata
+        self._app_transport.write = fast.write
+
+
+class StartTLSMixin:
+    async def start_tls(
+        self,
+        transport,
+        protocol,
+        sslcontext,
+        *,
+        server_side=False,
+        server_hostname=None,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+    ):
+        """Upgrade ``transport`` to TLS; return the transport ``protocol`` uses from now on."""
+        if not isinstance(sslcontext, ssl.SSLContext):
+            raise TypeError(
+                f"sslcontext is expected to be an instance of ssl.SSLContext, "
+                f"got {sslcontext!r}"
+            )
+        if not getattr(transport, "_start_tls_compatible", False):
+            raise TypeError(f"transport {transport!r} is not supported by start_tls()")
+        waiter = self.create_future()
+        ssl_protocol = SSLProtocol(
+            self,
+            protocol,
+            sslcontext,
+            waiter,
+            server_side,
+            server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+            call_connection_made=False,
+        )
+        # paused until connection_made has run, so no data reaches the protocol before it
+        transport.pause_reading()
+        transport.set_protocol(ssl_protocol)
+        made = self.call_soon(ssl_protocol.connection_made, transport)
+        resumed = self.call_soon(transport.resume_reading)
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            made.cancel()
+            resumed.cancel()
+            raise
+        return ssl_protocol._app_transport
