@@ -419,3 +419,30 @@ def test_thousand_datagrams_round_trip(loop, net):
         assert await spr.lost is None
 
     run(loop, main(), timeout=10)
+
+
+def test_many_peers_in_turn_get_their_own_replies(loop, net):
+    """A server answering 100 peers in turn, three times each: every datagram arrives with
+    its sender's address and every reply reaches its sender (more peers than any address
+    cache of the loop holds)."""
+    PEERS = 100
+
+    async def main():
+        str_, spr = await net.endpoint(EchoProto, local_addr=("127.0.0.1", 0))
+        server = str_.get_extra_info("sockname")
+        peers = [net.udp() for _ in range(PEERS)]
+        for p in peers:
+            p.setblocking(False)
+        for rnd in range(3):
+            for i, p in enumerate(peers):
+                p.sendto(b"%d:%d" % (rnd, i), server)
+                if i % 20 == 19:  # stay below the receive buffer
+                    await asyncio.sleep(0.005)
+            for i, p in enumerate(peers):
+                got = await asyncio.wait_for(loop.sock_recv(p, 100), 3)
+                assert got == b"%d:%d" % (rnd, i)
+        senders = [a for _, a in spr.datagrams]
+        assert senders == [p.getsockname() for p in peers] * 3
+        assert spr.errors == []
+
+    run(loop, main(), timeout=15)
