@@ -29,6 +29,7 @@ conformance:     ## CPython's test_asyncio against ferroloop (fails on unexpecte
 soak:            ## short soaks: loop lifecycles and short connections, fd count and memory flat
 	$(PY) scripts/soak.py --short
 	$(PY) scripts/soak_connections.py --short
+	$(PY) scripts/soak_connections.py --tls --count 2000
 
 bench: setup     ## the benchmark table: asyncio, uvloop, rloop, ferroloop interleaved
 	$(PY) benches/bench_core.py

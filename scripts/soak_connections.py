@@ -8,6 +8,10 @@ the end every transport must be gone (no ``SocketTransport`` or transport core l
 
     python scripts/soak_connections.py            # 200,000 connections
     python scripts/soak_connections.py --short    # 10,000 (the test target)
+    python scripts/soak_connections.py --tls --count 10000   # TLS: a handshake per connection
+
+With ``--tls`` both ends speak TLS (a throwaway certificate made with the ``openssl``
+command), every connection is a full handshake, and no ``SSLProtocol`` may survive either.
 
 Exit status 1 on a leak or a wrong echo.
 """
@@ -16,8 +20,12 @@ import argparse
 import asyncio
 import gc
 import os
+import ssl
+import subprocess
 import sys
+import tempfile
 import time
+from asyncio import sslproto
 
 import ferroloop
 from ferroloop import _native
@@ -61,8 +69,27 @@ async def stream_echo(reader, writer):
     await writer.wait_closed()
 
 
+TLS = {}  # "server" and "client" contexts when --tls
+
+
+def make_tls_contexts(tmp):
+    key, cert = os.path.join(tmp, "key.pem"), os.path.join(tmp, "cert.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert, key)
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.load_verify_locations(cert)
+    return {"server": server, "client": client}
+
+
 async def one_client(port, i):
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    tls = {"ssl": TLS["client"], "server_hostname": "localhost"} if TLS else {}
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, **tls)
     message = b"hello %d" % i
     writer.write(message)
     got = await reader.readexactly(len(message))
@@ -74,8 +101,9 @@ async def one_client(port, i):
 
 async def run(count, concurrency, warmup, samples):
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(Echo, "127.0.0.1", 0, backlog=1024)
-    streams_server = await asyncio.start_server(stream_echo, "127.0.0.1", 0, backlog=1024)
+    tls = {"ssl": TLS["server"]} if TLS else {}
+    server = await loop.create_server(Echo, "127.0.0.1", 0, backlog=1024, **tls)
+    streams_server = await asyncio.start_server(stream_echo, "127.0.0.1", 0, backlog=1024, **tls)
     port = server.sockets[0].getsockname()[1]
     streams_port = streams_server.sockets[0].getsockname()[1]
     sample_every = max(1, (count - warmup) // 10)
@@ -89,7 +117,7 @@ async def run(count, concurrency, warmup, samples):
         done += batch
         if base is None and done >= warmup:
             gc.collect()
-            base = (fd_count(), rss_bytes())
+            base = (fd_count(), rss_bytes(), sys.getallocatedblocks())
         elif base is not None and (done - warmup) // sample_every > len(samples):
             samples.append((done, fd_count(), rss_bytes()))
     # let the server sides finish closing
@@ -109,19 +137,23 @@ def main():
     parser.add_argument("--short", action="store_true", help="10,000 connections instead of 200,000")
     parser.add_argument("--count", type=int, help="number of connections (overrides --short)")
     parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--tls", action="store_true", help="TLS on every connection (a handshake each)")
     parser.add_argument("--fd-tolerance", type=int, default=4)
     parser.add_argument("--rss-tolerance-mb", type=float, default=8.0)
     args = parser.parse_args()
     count = args.count or (10_000 if args.short else 200_000)
     warmup = max(args.concurrency * 5, count // 10)
 
-    print(f"connection soak: {count:,} connections, {args.concurrency} at a time, "
-          f"ferroloop {ferroloop.__version__}")
+    print(f"connection soak: {count:,} {'TLS ' if args.tls else ''}connections, "
+          f"{args.concurrency} at a time, ferroloop {ferroloop.__version__}")
+    if args.tls:
+        with tempfile.TemporaryDirectory() as tmp:
+            TLS.update(make_tls_contexts(tmp))
     t0 = time.perf_counter()
     samples = []
-    base_fds, base_rss = ferroloop.run(run(count, args.concurrency, warmup, samples))
+    base_fds, base_rss, base_blocks = ferroloop.run(run(count, args.concurrency, warmup, samples))
     gc.collect()
-    end_fds, end_rss = fd_count(), rss_bytes()
+    end_fds, end_rss, end_blocks = fd_count(), rss_bytes(), sys.getallocatedblocks()
     elapsed = time.perf_counter() - t0
 
     print(f"  after warm-up ({warmup:,}): {base_fds} fds, RSS {base_rss / MIB:.1f} MiB")
@@ -136,11 +168,19 @@ def main():
     print(f"  fd growth after warm-up: {fd_growth:+d} (tolerance {args.fd_tolerance})")
     print(f"  RSS growth after warm-up: {rss_growth / MIB:+.2f} MiB "
           f"(tolerance {args.rss_tolerance_mb} MiB)")
+    # Python objects left behind: a leak of one small object per connection (a few dozen
+    # bytes, far below the RSS tolerance) still shows here
+    blocks_per_conn = (end_blocks - base_blocks) / (count - warmup)
+    print(f"  Python memory blocks after warm-up: {end_blocks - base_blocks:+,} "
+          f"({blocks_per_conn:+.3f} per connection, tolerance 0.1)")
+    if blocks_per_conn > 0.1:
+        failures.append(f"object leak: {blocks_per_conn:.3f} Python memory blocks per connection")
     if fd_growth > args.fd_tolerance:
         failures.append(f"fd leak: {fd_growth} more fds")
     if rss_growth > args.rss_tolerance_mb * MIB:
         failures.append(f"memory leak: RSS grew {rss_growth / MIB:.2f} MiB")
-    alive = [o for o in gc.get_objects() if isinstance(o, (SocketTransport, _native.SocketTransportCore))]
+    kinds = (SocketTransport, _native.SocketTransportCore, sslproto.SSLProtocol, _native.SslFast)
+    alive = [o for o in gc.get_objects() if isinstance(o, kinds)]
     print(f"  transports alive after gc.collect(): {len(alive)}")
     if alive:
         failures.append(f"{len(alive)} transport object(s) still alive")

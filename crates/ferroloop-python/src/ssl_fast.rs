@@ -4,9 +4,9 @@
 //! timeouts, errors: once per connection). Its per-record methods are replaced, per
 //! instance, by this object's bound methods (`python/ferroloop/_sslproto.py` installs them):
 //!
-//! * `buffer_updated` (the raw transport delivered ciphertext): into the incoming
-//!   `MemoryBIO`, then, when the connection is established, the read path below; other
-//!   states go to asyncio's handlers.
+//! * `buffer_updated` (the raw transport delivered ciphertext): when the connection is
+//!   established, into the incoming `MemoryBIO` and the read path below; in the other states
+//!   asyncio's own method.
 //! * `_do_read`: decrypt everything available with `SSLObject.read`, one `data_received`
 //!   per batch (asyncio joins the chunks the same way), send what the TLS engine wants to
 //!   send, and the read-side flow control. `BufferedProtocol` apps take asyncio's path.
@@ -31,12 +31,12 @@ struct Names {
     wrapped: Py<PyAny>,
     flushing: Py<PyAny>,
     do_handshake: Py<PyAny>,
-    shutdown: Py<PyAny>,
     want_read: Py<PyAny>,
     syscall_error: Py<PyAny>,
     write_appdata: Py<PyAny>,
     do_read_buffered: Py<PyAny>,
     get_buffer: Py<PyAny>,
+    buffer_updated: Py<PyAny>,
 }
 
 fn names(py: Python<'_>) -> PyResult<&Names> {
@@ -50,12 +50,12 @@ fn names(py: Python<'_>) -> PyResult<&Names> {
             wrapped: state.getattr("WRAPPED")?.unbind(),
             flushing: state.getattr("FLUSHING")?.unbind(),
             do_handshake: state.getattr("DO_HANDSHAKE")?.unbind(),
-            shutdown: state.getattr("SHUTDOWN")?.unbind(),
             want_read: ssl.getattr("SSLWantReadError")?.unbind(),
             syscall_error: ssl.getattr("SSLSyscallError")?.unbind(),
             write_appdata: proto.getattr("_write_appdata")?.unbind(),
             do_read_buffered: proto.getattr("_do_read__buffered")?.unbind(),
             get_buffer: proto.getattr("get_buffer")?.unbind(),
+            buffer_updated: proto.getattr("buffer_updated")?.unbind(),
         })
     })
 }
@@ -78,6 +78,17 @@ impl SslFast {
     fn proto<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         self.proto.bind(py).upgrade().map(Ok).transpose()
     }
+}
+
+/// `slice(start, stop)`. Not `PySlice::new`: PyO3 0.27 passes it new integers that
+/// `PySlice_New` does not steal, leaking every integer outside the small-int cache (seen as
+/// about three blocks per TLS connection in `scripts/soak_connections.py --tls`).
+fn slice(py: Python<'_>, start: usize, stop: usize) -> PyResult<Bound<'_, PyAny>> {
+    let start = start.into_pyobject(py)?;
+    let stop = stop.into_pyobject(py)?;
+    // SAFETY: PySlice_New borrows its arguments (live for the call) and returns a new
+    // reference, or NULL with an exception set.
+    unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PySlice_New(start.as_ptr(), stop.as_ptr(), std::ptr::null_mut())) }
 }
 
 fn attr_usize(obj: &Bound<'_, PyAny>, name: &Bound<'_, pyo3::types::PyString>) -> PyResult<usize> {
@@ -175,7 +186,7 @@ fn do_write(proto: &Bound<'_, PyAny>, n: &Names) -> PyResult<()> {
             let count: usize = sslobj.call_method1(intern!(py, "write"), (&data,))?.extract()?;
             let data_len = data.len()?;
             if count < data_len {
-                let rest = data.get_item(pyo3::types::PySlice::new(py, count as isize, data_len as isize, 1))?;
+                let rest = data.get_item(slice(py, count, data_len)?)?;
                 backlog.set_item(0, rest)?;
                 size -= count;
             } else {
@@ -285,25 +296,19 @@ impl SslFast {
         names(py)?.get_buffer.bind(py).call1((proto, n))
     }
 
-    /// `SSLProtocol.buffer_updated`.
+    /// `SSLProtocol.buffer_updated`: native when the connection is established, asyncio's
+    /// method in the other states (handshake, flushing, shutdown: once per connection).
     fn buffer_updated(&self, py: Python<'_>, nbytes: usize) -> PyResult<()> {
         let Some(proto) = self.proto(py)? else { return Ok(()) };
         let n = names(py)?;
-        let view = proto.getattr(intern!(py, "_ssl_buffer_view"))?;
-        let chunk = view.get_item(pyo3::types::PySlice::new(py, 0, nbytes as isize, 1))?;
-        proto.getattr(intern!(py, "_incoming"))?.call_method1(intern!(py, "write"), (chunk,))?;
         let state = proto.getattr(intern!(py, "_state"))?;
-        if state.is(n.wrapped.bind(py)) {
-            do_read(&proto, n)
-        } else if state.is(n.do_handshake.bind(py)) {
-            proto.call_method0(intern!(py, "_do_handshake")).map(drop)
-        } else if state.is(n.flushing.bind(py)) {
-            proto.call_method0(intern!(py, "_do_flush")).map(drop)
-        } else if state.is(n.shutdown.bind(py)) {
-            proto.call_method0(intern!(py, "_do_shutdown")).map(drop)
-        } else {
-            Ok(())
+        if !state.is(n.wrapped.bind(py)) {
+            return n.buffer_updated.bind(py).call1((proto, nbytes)).map(drop);
         }
+        let view = proto.getattr(intern!(py, "_ssl_buffer_view"))?;
+        let chunk = view.get_item(slice(py, 0, nbytes)?)?;
+        proto.getattr(intern!(py, "_incoming"))?.call_method1(intern!(py, "write"), (chunk,))?;
+        do_read(&proto, n)
     }
 
     /// `SSLProtocol._do_read`.
