@@ -373,7 +373,8 @@ impl<S: QueueStorage> Future for Put<'_, S> {
                     };
                     self.state = WaitState::Done;
                     // Not full, so this cannot fail.
-                    let _ = queue.put_nowait(item);
+                    let pushed = queue.put_nowait(item);
+                    debug_assert!(pushed.is_ok(), "put_nowait on a queue that is not full");
                     return Poll::Ready(());
                 }
                 WaitState::Waiting(key) => {
