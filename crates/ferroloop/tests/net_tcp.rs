@@ -258,3 +258,53 @@ fn std_sockets_round_trip_and_need_a_loop() {
         let _back = listener.into_std();
     });
 }
+
+#[test]
+fn split_halves_read_and_write_from_two_tasks() {
+    use ferroloop::net::split;
+    run_limited(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // the server: one task reads lines, another writes them back upper-cased
+        let server = spawn(async move {
+            let (conn, _) = listener.accept().await.unwrap();
+            let (mut rd, mut wr) = split(conn);
+            let (tx, rx) = ferroloop::oneshot::channel::<Vec<u8>>();
+            let writer = spawn(async move {
+                let data = rx.await.unwrap();
+                wr.write_all(&data.to_ascii_uppercase()).await.unwrap();
+                wr.close().await.unwrap(); // half-close
+                wr
+            });
+            let mut all = Vec::new();
+            rd.read_to_end(&mut all).await.unwrap();
+            tx.send(all).unwrap();
+            let wr = writer.await.unwrap();
+            rd.reunite(wr).expect("same stream")
+        });
+        let client = TcpStream::connect(addr).await.unwrap();
+        client.write_all(b"split me").await.unwrap();
+        client.shutdown_write().unwrap();
+        let mut back = Vec::new();
+        (&client).read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, b"SPLIT ME");
+        // the reunited stream is the accepted one (both directions are shut down by now, so
+        // only its local address is still there to compare)
+        let stream = server.await.unwrap();
+        assert_eq!(stream.local_addr().unwrap(), addr);
+    });
+}
+
+#[test]
+fn reunite_refuses_halves_of_different_streams() {
+    use ferroloop::net::split;
+    run_limited(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let a = TcpStream::connect(addr).await.unwrap();
+        let b = TcpStream::connect(addr).await.unwrap();
+        let (ra, _wa) = split(a);
+        let (_rb, wb) = split(b);
+        assert!(ra.reunite(wb).is_err());
+    });
+}

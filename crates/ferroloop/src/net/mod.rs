@@ -48,11 +48,13 @@
 
 mod dns;
 pub(crate) mod socket;
+mod split;
 mod tcp;
 mod udp;
 mod unix;
 
 pub use dns::{lookup_host, ToSocketAddrs};
+pub use split::{split, ReadHalf, ReuniteError, WriteHalf};
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
 pub use unix::{UnixDatagram, UnixListener, UnixStream};
