@@ -1,11 +1,14 @@
-"""Instructions per `await asyncio.sleep(0)` step, counted by callgrind (repeatable on a noisy
-machine, unlike wall time).
+"""Instructions per `await asyncio.sleep(0)` step, or per fired timer, counted by callgrind
+(repeatable on a noisy machine, unlike wall time).
 
     .venv/bin/python benches/instructions.py [--n 20000] [floor rloop uvloop ferroloop ...]
+    .venv/bin/python benches/instructions.py --case timers [rloop uvloop ferroloop ...]
 
-For each loop, runs one task awaiting sleep(0) N times and 0 times under
-`valgrind --tool=callgrind` and prints (total(N) - total(0)) / N, and that minus the floor
-(the same coroutine driven by bare coro.send(None)). Needs valgrind (Debian's package).
+For each loop, runs the case with N and with 0 operations under `valgrind --tool=callgrind`
+and prints (total(N) - total(0)) / N. `sleep0`: one task awaiting sleep(0), and that minus
+the floor (the same coroutine driven by bare coro.send(None)). `timers`: N `call_later(0,
+cb)` scheduled from one task, then awaited until all fired (per timer: schedule and fire).
+Needs valgrind (Debian's package).
 """
 
 import argparse
@@ -15,10 +18,24 @@ import sys
 
 CHILD = r"""
 import asyncio, sys
-async def bench(n):
+async def sleep0(n):
     for _ in range(n):
         await asyncio.sleep(0)
-which, n = sys.argv[1], int(sys.argv[2])
+async def timers(n):
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    fired = 0
+    def cb():
+        nonlocal fired
+        fired += 1
+        if fired == n:
+            done.set_result(None)
+    for _ in range(n):
+        loop.call_later(0, cb)
+    if n:
+        await done
+which, n, case = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+bench = {"sleep0": sleep0, "timers": timers}[case]
 if which == "floor":
     c = bench(n)
     try:
@@ -33,10 +50,10 @@ else:
 """
 
 
-def instructions(which, n):
+def instructions(which, n, case):
     out = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-         sys.executable, "-c", CHILD, which, str(n)],
+         sys.executable, "-c", CHILD, which, str(n), case],
         capture_output=True, text=True, check=True,
     ).stderr
     return int(re.search(r"Collected : (\d+)", out).group(1))
@@ -45,12 +62,15 @@ def instructions(which, n):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=20000)
+    p.add_argument("--case", choices=["sleep0", "timers"], default="sleep0")
     p.add_argument("loops", nargs="*", default=["floor", "rloop", "uvloop", "ferroloop"])
     args = p.parse_args()
     floor = None
-    print(f"{'loop':10s} {'instr/step':>10s} {'above floor':>11s}")
+    print(f"{'loop':10s} {'instr/op':>10s} {'above floor':>11s}")
     for which in args.loops:
-        per = (instructions(which, args.n) - instructions(which, 0)) / args.n
+        if which == "floor" and args.case != "sleep0":
+            continue
+        per = (instructions(which, args.n, args.case) - instructions(which, 0, args.case)) / args.n
         if which == "floor":
             floor = per
         above = "-" if floor is None or which == "floor" else f"{per - floor:.0f}"

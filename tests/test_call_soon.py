@@ -77,6 +77,54 @@ def test_context_changes_stay_in_given_context(loop):
     assert var.get() == "default"
 
 
+def test_callbacks_scheduled_together_do_not_see_each_others_changes(loop):
+    """Handles scheduled from one context each run in their own copy of it: a variable one
+    sets is seen by what it schedules, by no sibling, and not after it returns."""
+    seen = []
+
+    def setter(tag):
+        var.set(tag)
+        loop.call_soon(lambda: seen.append(("child", tag, var.get())))
+        seen.append(("setter", tag, var.get()))
+
+    def reader(tag):
+        seen.append(("reader", tag, var.get()))
+
+    for i in range(3):
+        loop.call_soon(setter, i)
+        loop.call_soon(reader, i)
+    loop.call_later(0, setter, "t")
+    loop.call_later(0, reader, "t")
+    run_briefly(loop, 4)
+    assert seen == [
+        ("setter", 0, 0), ("reader", 0, "default"),
+        ("setter", 1, 1), ("reader", 1, "default"),
+        ("setter", 2, 2), ("reader", 2, "default"),
+        ("setter", "t", "t"), ("reader", "t", "default"),
+        ("child", 0, 0), ("child", 1, 1), ("child", 2, 2), ("child", "t", "t"),
+    ]
+    assert var.get() == "default"
+
+
+@xfail_on("uvloop", reason="uvloop differs: its Handle has no _run() to call by hand")
+def test_handle_run_inside_another_callback_keeps_its_context(loop):
+    """A handle run by hand from inside another handle's callback (both scheduled from the
+    same context) sees its own context, not the running callback's changes."""
+    seen = []
+    run_inner = []
+
+    def outer():
+        var.set("outer")
+        run_inner[0]()  # the next handle, by hand (the loop runs it again after)
+        seen.append(("outer", var.get()))
+
+    loop.call_soon(outer)
+    inner = loop.call_soon(lambda: seen.append(("inner", var.get())))
+    run_inner.append(inner._run)
+    run_briefly(loop)
+    assert seen == [("inner", "default"), ("outer", "outer"), ("inner", "default")]
+
+
 def test_default_context_is_a_copy(loop):
     token = var.set("at-call-time")
     seen = []
