@@ -389,6 +389,40 @@ def test_streams_echo(loop, tls, server_ctx, client_ctx, size):
     assert handled == [b""]
 
 
+def test_custom_sslobject_class_is_used(loop, tls, certs):
+    """An SSLContext whose ``sslobject_class`` overrides read/write: the loop's TLS goes
+    through the overrides (it must not bypass a subclass for the inner C object)."""
+    calls = {"read": 0, "write": 0}
+
+    class CountingSSLObject(ssl.SSLObject):
+        def read(self, *args):
+            calls["read"] += 1
+            return super().read(*args)
+
+        def write(self, data):
+            calls["write"] += 1
+            return super().write(data)
+
+    server = make_server_ctx(certs)
+    server.sslobject_class = CountingSSLObject
+    client = make_client_ctx(certs)
+    client.sslobject_class = CountingSSLObject
+    payload = pattern(64 * KiB, seed=3)
+
+    async def main():
+        srv, addr = await tls.server(server)
+        reader, writer = await tls.open(addr, client, server_hostname="localhost")
+        writer.write(payload)
+        await writer.drain()
+        assert await reader.readexactly(len(payload)) == payload
+        writer.close()
+        await writer.wait_closed()
+        await close_server(srv)
+
+    run(loop, main())
+    assert calls["read"] > 0 and calls["write"] > 0
+
+
 def test_concurrent_connections_echo(loop, tls, server_ctx, client_ctx):
     """20 connections at once, each with its own payload, interleaved on one server."""
 

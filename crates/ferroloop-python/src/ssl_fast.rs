@@ -37,6 +37,7 @@ struct Names {
     do_read_buffered: Py<PyAny>,
     get_buffer: Py<PyAny>,
     buffer_updated: Py<PyAny>,
+    ssl_object: Py<PyAny>,
 }
 
 fn names(py: Python<'_>) -> PyResult<&Names> {
@@ -56,6 +57,7 @@ fn names(py: Python<'_>) -> PyResult<&Names> {
             do_read_buffered: proto.getattr("_do_read__buffered")?.unbind(),
             get_buffer: proto.getattr("get_buffer")?.unbind(),
             buffer_updated: proto.getattr("buffer_updated")?.unbind(),
+            ssl_object: ssl.getattr("SSLObject")?.unbind(),
         })
     })
 }
@@ -132,7 +134,8 @@ fn do_read(proto: &Bound<'_, PyAny>, n: &Names) -> PyResult<()> {
 /// asyncio's `_do_read__copied`: every available plaintext chunk, one `data_received`.
 fn read_copied(proto: &Bound<'_, PyAny>, n: &Names) -> PyResult<()> {
     let py = proto.py();
-    let sslobj = proto.getattr(intern!(py, "_sslobj"))?;
+    let sslobj = tls_object(proto, n)?;
+    let incoming = proto.getattr(intern!(py, "_incoming"))?;
     let max_size = proto.getattr(intern!(py, "max_size"))?;
     let read = intern!(py, "read");
     let mut first: Option<Bound<'_, PyAny>> = None;
@@ -149,6 +152,14 @@ fn read_copied(proto: &Bound<'_, PyAny>, n: &Names) -> PyResult<()> {
                     first = Some(chunk);
                 } else {
                     more.push(chunk);
+                }
+                // nothing left to decrypt and no ciphertext waiting: the next read could
+                // only raise SSLWantReadError (an exception object per record, measured
+                // with benches/bench_tls_paths.py), so stop here
+                if attr_usize(&incoming, intern!(py, "pending"))? == 0
+                    && sslobj.call_method0(intern!(py, "pending"))?.extract::<usize>()? == 0
+                {
+                    break;
                 }
             }
             Err(e) if is_again(py, n, &e) => break,
@@ -173,11 +184,23 @@ fn read_copied(proto: &Bound<'_, PyAny>, n: &Names) -> PyResult<()> {
     Ok(())
 }
 
+/// The object to call `read`/`write`/`pending` on: the C `_ssl._SSLSocket` inside an
+/// exact `ssl.SSLObject` (whose methods only forward to it: one Python frame less per call),
+/// else the protocol's own `SSLObject` (a subclass may override them).
+fn tls_object<'py>(proto: &Bound<'py, PyAny>, n: &Names) -> PyResult<Bound<'py, PyAny>> {
+    let py = proto.py();
+    let sslobj = proto.getattr(intern!(py, "_sslobj"))?;
+    if sslobj.get_type().is(n.ssl_object.bind(py)) {
+        return sslobj.getattr(intern!(py, "_sslobj"));
+    }
+    Ok(sslobj)
+}
+
 /// asyncio's `_do_write`: encrypt the backlog while the TLS engine takes it.
 fn do_write(proto: &Bound<'_, PyAny>, n: &Names) -> PyResult<()> {
     let py = proto.py();
     let backlog = proto.getattr(intern!(py, "_write_backlog"))?;
-    let sslobj = proto.getattr(intern!(py, "_sslobj"))?;
+    let sslobj = tls_object(proto, n)?;
     let size_name = intern!(py, "_write_buffer_size");
     let mut size = attr_usize(proto, size_name)?;
     let result = (|| -> PyResult<()> {
