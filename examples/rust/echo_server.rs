@@ -1,70 +1,139 @@
-//! The seeds' echo server: a TCP server that sends back every line it receives, and
-//! several clients talking to it concurrently, all on one loop. Checks every reply and that
-//! the server closes each connection when its client is done.
+//! Mirrors the seeds' echo server (seed 003_424c6018414abe8e, 高并发服务器):
+//! `asyncio.start_server(handle_client, '127.0.0.1', ...)` + `serve_forever()`, where
+//! `handle_client` loops on `reader.read(100)`, answers `f"服务器收到: {message}"` ("server
+//! received: ...") and closes when the client does. The seed has no client; here
+//! `CLIENTS` clients talk to it concurrently, all on the same loop, and the server task is
+//! cancelled at the end (what leaving `async with server` does).
+//!
+//! Checks: every reply, that the server saw each client's address and end of stream, the
+//! byte counts on both sides, and that the clients' conversations interleaved.
 
+use std::cell::RefCell;
+use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::Duration;
 
 use ferroloop::{TcpListener, TcpStream};
 
-const CLIENTS: usize = 8;
-const LINES: usize = 20;
+const CLIENTS: usize = 10;
+const MESSAGES: usize = 20;
+const PREFIX: &str = "服务器收到: ";
 
-async fn handle(conn: TcpStream) -> std::io::Result<usize> {
-    let mut buf = vec![0u8; 4096];
-    let mut echoed = 0;
+/// What the server's handlers report: (peer address, bytes received) per closed connection.
+type Closed = Rc<RefCell<Vec<(SocketAddr, usize)>>>;
+
+/// The seed's `handle_client(reader, writer)`.
+async fn handle_client(conn: TcpStream, peer: SocketAddr, closed: Closed) -> std::io::Result<()> {
+    let mut buf = [0u8; 100]; // reader.read(100)
+    let mut received = 0;
     loop {
         let n = conn.read(&mut buf).await?;
         if n == 0 {
-            return Ok(echoed); // the client half-closed: done
+            break; // the client closed its side
         }
-        conn.write_all(&buf[..n]).await?;
-        echoed += n;
+        received += n;
+        let message = std::str::from_utf8(&buf[..n]).expect("the clients send UTF-8");
+        conn.write_all(format!("{PREFIX}{message}").as_bytes())
+            .await?; // writer.write + drain
+    }
+    closed.borrow_mut().push((peer, received));
+    Ok(()) // writer.close(): the stream is dropped
+}
+
+/// The seed's `serve_forever()`: accept, and run each client in its own task.
+async fn serve_forever(listener: TcpListener, closed: Closed) {
+    loop {
+        let (conn, peer) = listener.accept().await.expect("accept");
+        let closed = closed.clone();
+        ferroloop::spawn(async move {
+            handle_client(conn, peer, closed)
+                .await
+                .expect("handler I/O")
+        })
+        .detach();
     }
 }
 
-async fn client(addr: std::net::SocketAddr, id: usize) -> std::io::Result<()> {
+/// A client: sends its messages one at a time, checking each reply, then closes.
+async fn client(
+    addr: SocketAddr,
+    id: usize,
+    turns: Rc<RefCell<Vec<usize>>>,
+) -> std::io::Result<(SocketAddr, usize)> {
     let conn = TcpStream::connect(addr).await?;
-    let mut reply = Vec::new();
-    let mut buf = vec![0u8; 4096];
-    for line in 0..LINES {
-        let msg = format!("client {id} line {line}\n");
-        conn.write_all(msg.as_bytes()).await?;
-        reply.clear();
-        while reply.len() < msg.len() {
+    let mut sent = 0;
+    let mut buf = [0u8; 256];
+    for m in 0..MESSAGES {
+        let message = format!("hello from client {id}, message {m}");
+        assert!(message.len() <= 100, "one read(100) per message");
+        conn.write_all(message.as_bytes()).await?;
+        sent += message.len();
+        let expected = format!("{PREFIX}{message}");
+        let mut reply = Vec::new();
+        while reply.len() < expected.len() {
             let n = conn.read(&mut buf).await?;
-            assert!(n > 0, "server closed early");
+            assert!(n > 0, "client {id}: the server closed early");
             reply.extend_from_slice(&buf[..n]);
         }
-        assert_eq!(reply, msg.as_bytes(), "echo of {msg:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&reply),
+            expected,
+            "client {id}'s reply to message {m}"
+        );
+        turns.borrow_mut().push(id);
     }
-    conn.shutdown_write()?;
-    assert_eq!(conn.read(&mut buf).await?, 0, "the server closes after our EOF");
-    Ok(())
+    let local = conn.local_addr()?;
+    conn.shutdown_write()?; // EOF for the server's read()
+    assert_eq!(
+        conn.read(&mut buf).await?,
+        0,
+        "client {id}: the server closes after our EOF"
+    );
+    Ok((local, sent))
 }
 
 fn main() {
-    let echoed = ferroloop::run(async {
-        let listener = Rc::new(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
-        let addr = listener.local_addr().expect("address");
-        let server = ferroloop::spawn({
-            let listener = listener.clone();
-            async move {
-                let mut handlers = Vec::new();
-                for _ in 0..CLIENTS {
-                    let (conn, _peer) = listener.accept().await.expect("accept");
-                    handlers.push(ferroloop::spawn(handle(conn)));
+    let closed: Closed = Rc::default();
+    let turns = Rc::new(RefCell::new(Vec::new()));
+    let mut clients = ferroloop::run({
+        let (closed, turns) = (closed.clone(), turns.clone());
+        async move {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("address");
+            let server = ferroloop::spawn(serve_forever(listener, closed.clone()));
+            let clients = ferroloop::gather((0..CLIENTS).map(|id| client(addr, id, turns.clone())))
+                .await
+                .expect("every client finished");
+            // the handlers record their end right after the clients saw EOF: let them run
+            ferroloop::timeout(Duration::from_secs(1), async {
+                while closed.borrow().len() < CLIENTS {
+                    ferroloop::yield_now().await;
                 }
-                let mut total = 0;
-                for h in handlers {
-                    total += h.await.expect("handler").expect("handler I/O");
-                }
-                total
-            }
-        });
-        ferroloop::gather((0..CLIENTS).map(|id| client(addr, id))).await.expect("clients");
-        server.await.expect("server")
+            })
+            .await
+            .expect("every handler saw its client's EOF");
+            assert!(server.cancel(), "serve_forever runs until cancelled");
+            clients
+        }
     });
-    let expected: usize = (0..CLIENTS).map(|id| (0..LINES).map(|l| format!("client {id} line {l}\n").len()).sum::<usize>()).sum();
-    assert_eq!(echoed, expected);
-    println!("echo_server: {CLIENTS} concurrent clients x {LINES} lines, {echoed} bytes echoed");
+
+    let mut server_side = closed.borrow().clone();
+    server_side.sort_unstable();
+    clients.sort_unstable();
+    assert_eq!(
+        server_side, clients,
+        "the server saw every client's address and every byte"
+    );
+    // concurrency: the clients' turns interleave instead of running one after another
+    let turns = turns.borrow();
+    let switches = turns.windows(2).filter(|w| w[0] != w[1]).count();
+    assert!(
+        switches > CLIENTS * 2,
+        "the clients ran one after another ({switches} switches)"
+    );
+    let bytes: usize = clients.iter().map(|&(_, n)| n).sum();
+    println!(
+        "echo_server: {CLIENTS} concurrent clients x {MESSAGES} messages, {bytes} bytes, every reply checked; \
+         {switches} switches between clients"
+    );
 }
