@@ -213,11 +213,10 @@ impl DatagramFast {
 #[pymethods]
 impl DatagramFast {
     #[new]
-    fn py_new(py: Python<'_>, transport: Bound<'_, PyAny>, loop_: Bound<'_, EventLoop>, fd: RawFd, connected: bool, family: i32) -> PyResult<Self> {
+    fn py_new(transport: Bound<'_, PyAny>, loop_: Bound<'_, EventLoop>, fd: RawFd, connected: bool, family: i32) -> PyResult<Self> {
         if family != libc::AF_INET && family != libc::AF_INET6 {
             return Err(PyTypeError::new_err("DatagramFast serves AF_INET and AF_INET6 sockets"));
         }
-        let _ = py;
         Ok(DatagramFast { fd, connected, transport: GilCell::new(Some(transport.unbind())), loop_: loop_.unbind(), peers: GilCell::new(Peers::default()) })
     }
 
