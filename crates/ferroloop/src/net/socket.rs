@@ -271,6 +271,17 @@ pub(crate) async fn write(reg: &Registration, buf: &[u8]) -> io::Result<usize> {
     std::future::poll_fn(|cx| poll_write(reg, cx, buf)).await
 }
 
+/// Fill `buf` completely; `UnexpectedEof` if the stream ends first.
+pub(crate) async fn read_exact(reg: &Registration, mut buf: &mut [u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        match read(reg, buf).await? {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            n => buf = &mut buf[n..],
+        }
+    }
+    Ok(())
+}
+
 /// Send all of `buf`, waiting for room as often as needed.
 pub(crate) async fn write_all(reg: &Registration, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
@@ -337,7 +348,7 @@ macro_rules! impl_async_io {
                 cx: &mut std::task::Context<'_>,
                 buf: &mut [u8],
             ) -> std::task::Poll<std::io::Result<usize>> {
-                $crate::net::socket::poll_read(&self.reg, cx, buf)
+                std::pin::Pin::new(&mut &*self).poll_read(cx, buf)
             }
         }
 
@@ -351,13 +362,14 @@ macro_rules! impl_async_io {
             }
         }
 
+        /// Delegates to the `&stream` implementation below.
         impl futures_io::AsyncWrite for $ty {
             fn poll_write(
                 self: std::pin::Pin<&mut Self>,
                 cx: &mut std::task::Context<'_>,
                 buf: &[u8],
             ) -> std::task::Poll<std::io::Result<usize>> {
-                $crate::net::socket::poll_write(&self.reg, cx, buf)
+                std::pin::Pin::new(&mut &*self).poll_write(cx, buf)
             }
 
             fn poll_write_vectored(
@@ -365,23 +377,21 @@ macro_rules! impl_async_io {
                 cx: &mut std::task::Context<'_>,
                 bufs: &[std::io::IoSlice<'_>],
             ) -> std::task::Poll<std::io::Result<usize>> {
-                $crate::net::socket::poll_write_vectored(&self.reg, cx, bufs)
+                std::pin::Pin::new(&mut &*self).poll_write_vectored(cx, bufs)
             }
 
-            /// Writes go straight to the kernel: nothing to flush.
             fn poll_flush(
                 self: std::pin::Pin<&mut Self>,
-                _cx: &mut std::task::Context<'_>,
+                cx: &mut std::task::Context<'_>,
             ) -> std::task::Poll<std::io::Result<()>> {
-                std::task::Poll::Ready(Ok(()))
+                std::pin::Pin::new(&mut &*self).poll_flush(cx)
             }
 
-            /// Half-close: sends end-of-stream (`shutdown(SHUT_WR)`), reading stays possible.
             fn poll_close(
                 self: std::pin::Pin<&mut Self>,
-                _cx: &mut std::task::Context<'_>,
+                cx: &mut std::task::Context<'_>,
             ) -> std::task::Poll<std::io::Result<()>> {
-                std::task::Poll::Ready(self.shutdown_write())
+                std::pin::Pin::new(&mut &*self).poll_close(cx)
             }
         }
 

@@ -171,14 +171,8 @@ impl UnixStream {
     }
 
     /// Fill `buf` completely; `UnexpectedEof` if the stream ends first.
-    pub async fn read_exact(&self, mut buf: &mut [u8]) -> io::Result<()> {
-        while !buf.is_empty() {
-            match self.read(buf).await? {
-                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-                n => buf = &mut buf[n..],
-            }
-        }
-        Ok(())
+    pub async fn read_exact(&self, buf: &mut [u8]) -> io::Result<()> {
+        socket::read_exact(&self.reg, buf).await
     }
 
     /// Write from `buf`, waiting until the kernel takes at least one byte: how many it took.
