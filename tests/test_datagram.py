@@ -446,3 +446,128 @@ def test_many_peers_in_turn_get_their_own_replies(loop, net):
         assert spr.errors == []
 
     run(loop, main(), timeout=15)
+
+
+# -- Unix datagram addresses, batches of sends, errors inside a batch ----------------------
+
+UVLOOP_UNIX_DGRAM = (
+    "uvloop differs: create_datagram_endpoint(family=AF_UNIX, local_addr=path) raises "
+    "TypeError('local_addr must be a tuple of (host, port)')"
+)
+
+
+
+@xfail_on("uvloop", UVLOOP_UNIX_DGRAM)
+def test_unix_datagram_sender_addresses_as_the_socket_module_makes_them(loop, net):
+    """A path is a str, an abstract name is bytes, an unbound sender is None; a reply to
+    the path and to the abstract name reaches its sender."""
+    async def main():
+        server_path = net.path("srv")
+        tr, pr = await net.endpoint(family=socket.AF_UNIX, local_addr=server_path)
+        named = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        abstract = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        unbound = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        net.socks += [named, abstract, unbound]
+        named.bind(net.path("named"))
+        abstract_name = b"\0ferroloop-test-%d" % os.getpid()
+        abstract.bind(abstract_name)
+        for s in (named, abstract, unbound):
+            s.setblocking(False)
+        named.sendto(b"1", server_path)
+        abstract.sendto(b"2", server_path)
+        unbound.sendto(b"3", server_path)
+        got = await asyncio.wait_for(pr.wait_datagrams(3), 3)
+        assert got == [(b"1", net.path("named")), (b"2", abstract_name), (b"3", None)]
+        assert type(got[0][1]) is str and type(got[1][1]) is bytes
+        for data, addr in got[:2]:
+            tr.sendto(b"re" + data, addr)
+        assert await asyncio.wait_for(loop.sock_recv(named, 10), 3) == b"re1"
+        assert await asyncio.wait_for(loop.sock_recv(abstract, 10), 3) == b"re2"
+        assert pr.errors == []
+
+    run(loop, main())
+
+
+class BurstProto(DProto):
+    """Answers each datagram with ``n`` numbered replies sent in the same callback."""
+
+    def __init__(self, loop, n):
+        super().__init__(loop)
+        self.n = n
+
+    def datagram_received(self, data, addr):
+        super().datagram_received(data, addr)
+        for i in range(self.n):
+            self.transport.sendto(b"%s-%04d" % (data, i), addr)
+
+
+@xfail_on("uvloop", UVLOOP_UNIX_DGRAM)
+def test_many_sendto_in_one_callback_arrive_in_order(loop, net):
+    """300 datagrams sent from one callback (more than any batch of the loop, and more
+    than the socket buffer holds: the rest waits in the transport) all arrive, in order,
+    over a Unix datagram socket, which neither drops nor reorders."""
+    N = 300
+
+    async def main():
+        server_path = net.path("srv")
+        tr, pr = await net.endpoint(lambda lp: BurstProto(lp, N), family=socket.AF_UNIX, local_addr=server_path)
+        client, cpr = await net.endpoint(family=socket.AF_UNIX, local_addr=net.path("cli"), remote_addr=server_path)
+        client.sendto(b"go")
+        got = await asyncio.wait_for(cpr.wait_datagrams(N), 5)
+        assert [d for d, _ in got] == [b"go-%04d" % i for i in range(N)]
+        assert pr.errors == [] and cpr.errors == []
+
+    run(loop, main(), timeout=10)
+
+
+@xfail_on("uvloop", "uvloop differs: create_datagram_endpoint(family=AF_UNIX, remote_addr=path) raises "
+          "TypeError('remote_addr must be a tuple of (host, port)')")
+def test_sendto_then_close_in_one_callback_sends_the_datagrams(loop, net):
+    async def main():
+        peer = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        net.socks.append(peer)
+        peer.bind(net.path("peer"))
+        peer.setblocking(False)
+        tr, pr = await net.endpoint(family=socket.AF_UNIX, remote_addr=net.path("peer"))
+
+        def burst():
+            for i in range(5):
+                tr.sendto(b"last-%d" % i)
+            tr.close()
+
+        loop.call_soon(burst)
+        assert await pr.lost is None
+        got = [await asyncio.wait_for(loop.sock_recv(peer, 100), 3) for _ in range(5)]
+        assert got == [b"last-%d" % i for i in range(5)]
+
+    run(loop, main())
+
+
+@xfail_on("uvloop", "uvloop differs: an exception from datagram_received reaches the handler "
+          "without a 'message' key")
+def test_error_in_datagram_received_loses_no_datagram(loop, net):
+    """An exception from ``datagram_received`` reaches the exception handler; the other
+    datagrams queued with it are still delivered."""
+    class Raising(DProto):
+        def datagram_received(self, data, addr):
+            super().datagram_received(data, addr)
+            if data == b"bad":
+                raise ZeroDivisionError("from datagram_received")
+
+    async def main():
+        errors = []
+        loop.set_exception_handler(lambda lp, ctx: errors.append(ctx))
+        tr, pr = await net.endpoint(Raising, local_addr=("127.0.0.1", 0))
+        peer = net.udp()
+        server = tr.get_extra_info("sockname")
+        for d in (b"bad", b"ok-1", b"ok-2"):
+            peer.sendto(d, server)
+        got = await asyncio.wait_for(pr.wait_datagrams(3), 3)
+        assert [d for d, _ in got] == [b"bad", b"ok-1", b"ok-2"]
+        await asyncio.sleep(0.01)
+        assert len(errors) == 1
+        assert isinstance(errors[0]["exception"], ZeroDivisionError)
+        assert errors[0]["message"].startswith("Exception in callback")
+        assert not tr.is_closing()
+
+    run(loop, main())

@@ -2,10 +2,11 @@
 
 The transport is asyncio's own ``_SelectorDatagramTransport`` from the installed
 interpreter for everything that happens once per endpoint or on an unusual path (buffering
-when the socket is full, errors, close); for IPv4 and IPv6 sockets its per-datagram methods
-``_read_ready`` and ``sendto`` are a native object's (``_native.DatagramFast``,
-crates/ferroloop-python/src/datagram.rs), bound into the instance dict before asyncio's
-``__init__`` registers the reader. The subclass also replaces what reads asyncio's selector
+when the socket is full, errors, close); for IPv4, IPv6 and Unix datagram sockets its
+per-datagram methods ``_read_ready`` and ``sendto`` are a native object's
+(``_native.DatagramFast``, crates/ferroloop-python/src/datagram.rs: ``recvmmsg`` and, for
+the datagrams sent during one loop turn, one ``sendmmsg``), bound into the instance dict
+before asyncio's ``__init__`` registers the reader. The subclass also replaces what reads asyncio's selector
 (``repr``) and tells the native loop which descriptors transports own (the fast
 ``_ensure_fd_no_transport`` pre-check of ``sock_*``).
 """
@@ -16,15 +17,19 @@ from asyncio import selector_events
 from . import _native
 
 
+_FAST_FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
+
+
 class DatagramTransport(selector_events._SelectorDatagramTransport):
     """asyncio's datagram transport on a ferroloop loop."""
 
     _fast = None
 
     def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
+        if sock.family in _FAST_FAMILIES:
             try:
-                connected = sock.getpeername() is not None
+                # asyncio sends with send() when extra["peername"] is true
+                connected = bool(sock.getpeername())
             except OSError:
                 connected = False
             fast = _native.DatagramFast(self, loop, sock.fileno(), connected, sock.family)
@@ -47,6 +52,8 @@ class DatagramTransport(selector_events._SelectorDatagramTransport):
         return "<{}>".format(" ".join(info))
 
     def _call_connection_lost(self, exc):
+        if self._fast is not None:
+            self._fast._flush()  # this turn's datagrams leave before the socket closes
         try:
             super()._call_connection_lost(exc)
         finally:

@@ -3,25 +3,32 @@
 //! The datagram transport (`python/ferroloop/_datagram.py`) is asyncio's own
 //! `_SelectorDatagramTransport` for everything that happens once per endpoint or on an
 //! unusual path (buffering when the socket is full, errors, close). Its two per-datagram
-//! methods are replaced, per instance, by the bound methods of this object:
+//! methods are replaced, per instance, by the bound methods of this object, for IPv4, IPv6
+//! and Unix datagram sockets:
 //!
-//! * `_read_ready`: up to 16 datagrams per readiness event (asyncio reads one; each more
-//!   would cost a loop turn and a poll: measured 13.9 -> 7.0 µs of server CPU per echoed
-//!   datagram), each `recvfrom` into the loop's spare buffer, an exactly sized `bytes`, the
+//! * `_read_ready`: one `recvmmsg` of up to 16 datagrams per readiness event (asyncio
+//!   reads one per event; each more would cost a loop turn and a poll: measured 13.9 ->
+//!   7.0 µs of server CPU per echoed datagram), each an exactly sized `bytes` with the
 //!   address as the socket module makes it (`(host, port)` for IPv4, `(host, port,
-//!   flowinfo, scope_id)` for IPv6, remembered for the last 64 peers), then
-//!   `protocol.datagram_received(data, addr)`. Other families (Unix datagram sockets) keep
-//!   asyncio's methods.
-//! * `sendto`: while nothing is buffered, sends at once (`send` on a connected endpoint,
-//!   `sendto` to an address tuple this transport handed out: no address parsing). Any
-//!   other case (a full socket, a new address, a closed connection) calls asyncio's own
-//!   `sendto`, so buffering, flow control and errors are asyncio's.
+//!   flowinfo, scope_id)` for IPv6, a `str` path, abstract `bytes` or `None` for Unix),
+//!   remembered for the last 64 peers; then `protocol.datagram_received(data, addr)` for
+//!   each, until the transport closes.
+//! * `sendto`: while asyncio's buffer is empty, to the connected peer or to an address
+//!   this transport handed out (no address parsing). During the loop's run phase the
+//!   datagrams are queued and leave with one `sendmmsg` when the phase ends (or when 16
+//!   are queued), as stream writes do; outside it, at once. Any other case (a full
+//!   socket, a new address, a closed connection) first sends what is queued, then calls
+//!   asyncio's own `sendto`, so ordering, buffering, flow control and errors are asyncio's.
+//!   A send error of a queued datagram reaches `protocol.error_received` (through
+//!   `call_soon`, so an exception it raises is reported as a callback's).
 //!
-//! Threading: loop thread, under the GIL. The cache sits in a `GilCell`, never borrowed
-//! across a call into Python.
+//! Threading: loop thread, under the GIL. The cache and the queue sit in `GilCell`s, never
+//! borrowed across a call into Python.
 
 use std::os::unix::io::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use ferroloop::datagram::{send_batch, Outgoing, BATCH};
 use pyo3::exceptions::{PyOSError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -31,17 +38,13 @@ use pyo3::{ffi, intern, PyTraverseError, PyVisit};
 use crate::cell::GilCell;
 use crate::event_loop::EventLoop;
 use crate::py_helpers;
-use crate::transport::MAX_READ;
 
 extern "C" {
     /// POSIX `inet_ntop` (not in the `libc` crate): the text form the socket module uses.
     fn inet_ntop(af: libc::c_int, src: *const libc::c_void, dst: *mut libc::c_char, size: libc::socklen_t) -> *const libc::c_char;
 }
 
-/// Datagrams read per readiness event at most (then the loop turns, for fairness).
-const READ_BATCH: usize = 16;
-
-/// A peer address: its raw `sockaddr` and the tuple made from it.
+/// A peer address: its raw `sockaddr` and the object made from it.
 struct Peer {
     raw: Vec<u8>,
     tuple: Py<PyAny>,
@@ -65,8 +68,8 @@ impl Peers {
         self.list.iter().find(|p| p.raw == raw).map(|p| p.tuple.bind(py).clone())
     }
 
-    fn raw_of(&self, py: Python<'_>, tuple: &Bound<'_, PyAny>) -> Option<Vec<u8>> {
-        self.list.iter().find(|p| p.tuple.bind(py).is(tuple)).map(|p| p.raw.clone())
+    fn raw_of(&self, py: Python<'_>, tuple: &Bound<'_, PyAny>) -> Option<Box<[u8]>> {
+        self.list.iter().find(|p| p.tuple.bind(py).is(tuple)).map(|p| p.raw.clone().into_boxed_slice())
     }
 
     /// Remember `peer`; returns the one it replaced (to drop outside the borrow).
@@ -81,14 +84,27 @@ impl Peers {
     }
 }
 
+/// A datagram queued for the end-of-phase `sendmmsg`.
+struct Queued {
+    data: Py<PyBytes>,
+    /// The address as the caller passed it (`None` on a connected endpoint).
+    addr: Py<PyAny>,
+    /// Its raw `sockaddr` (empty on a connected endpoint).
+    raw: Box<[u8]>,
+}
+
 #[pyclass(module = "ferroloop._native", frozen)]
 pub struct DatagramFast {
     fd: RawFd,
-    /// The endpoint is connected (`peername` set): send with `send`.
+    family: i32,
+    /// The endpoint has a peer name (asyncio's `extra['peername']` is true): send with `send`.
     connected: bool,
     transport: GilCell<Option<Py<PyAny>>>,
     loop_: Py<EventLoop>,
     peers: GilCell<Peers>,
+    queue: GilCell<Vec<Queued>>,
+    /// In the loop's end-of-phase flush list.
+    flush_listed: AtomicBool,
 }
 
 /// asyncio's own `_SelectorDatagramTransport.sendto`: every path but the common one.
@@ -101,11 +117,10 @@ fn slow_sendto(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
     .map(|f| f.bind(py))
 }
 
-/// `(host, port)` / `(host, port, flowinfo, scope_id)` from a raw IPv4/IPv6 `sockaddr`.
-fn addr_tuple<'py>(py: Python<'py>, raw: &[u8]) -> PyResult<Option<Bound<'py, PyAny>>> {
-    let mut host = [0 as libc::c_char; 64];
-    // SAFETY: raw holds a sockaddr the kernel wrote (at least sa_family is there).
-    let family = unsafe { (*(raw.as_ptr() as *const libc::sockaddr)).sa_family } as i32;
+/// The address object the socket module makes from a raw `sockaddr` of `family` (the
+/// socket's: an unbound Unix peer has an empty address), or `None` for a family or length
+/// this does not know.
+fn addr_object<'py>(py: Python<'py>, family: i32, raw: &[u8]) -> PyResult<Option<Bound<'py, PyAny>>> {
     match family {
         libc::AF_INET if raw.len() >= std::mem::size_of::<libc::sockaddr_in>() => {
             // SAFETY: the length check above; read_unaligned copes with any alignment.
@@ -117,6 +132,7 @@ fn addr_tuple<'py>(py: Python<'py>, raw: &[u8]) -> PyResult<Option<Bound<'py, Py
         libc::AF_INET6 if raw.len() >= std::mem::size_of::<libc::sockaddr_in6>() => {
             // SAFETY: the length check above.
             let sin6: libc::sockaddr_in6 = unsafe { std::ptr::read_unaligned(raw.as_ptr() as *const _) };
+            let mut host = [0 as libc::c_char; 64];
             // SAFETY: inet_ntop writes at most host.len() bytes, NUL-terminated, from the
             // 16-byte address.
             let p = unsafe {
@@ -138,6 +154,24 @@ fn addr_tuple<'py>(py: Python<'py>, raw: &[u8]) -> PyResult<Option<Bound<'py, Py
             )?;
             Ok(Some(t.into_any()))
         }
+        libc::AF_UNIX => {
+            // as the socket module: no address is None, an abstract name (leading NUL) is
+            // bytes, a path is str (file system encoding, up to its NUL)
+            let off = std::mem::size_of::<libc::sa_family_t>();
+            if raw.is_empty() {
+                return Ok(Some(py.None().into_bound(py)));
+            }
+            let path = raw.get(off..).unwrap_or(&[]);
+            if path.first() == Some(&0) {
+                return Ok(Some(PyBytes::new(py, path).into_any()));
+            }
+            let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
+            // SAFETY: path[..end] is readable; the call returns a new reference or NULL
+            // with an exception set.
+            let p = unsafe { ffi::PyUnicode_DecodeFSDefaultAndSize(path.as_ptr().cast(), end as ffi::Py_ssize_t) };
+            // SAFETY: p is a new reference or NULL (error fetched).
+            Ok(Some(unsafe { Bound::from_owned_ptr_or_err(py, p)? }))
+        }
         _ => Ok(None),
     }
 }
@@ -147,66 +181,98 @@ impl DatagramFast {
         Ok(self.transport.borrow_mut(py)?.as_ref().map(|t| t.bind(py).clone()))
     }
 
-    /// One `recvfrom`: Ok(None) when it would block.
-    fn recv<'py>(&self, py: Python<'py>) -> PyResult<Result<Option<(Bound<'py, PyBytes>, Bound<'py, PyAny>)>, PyErr>> {
+    /// The address object of a received datagram, from the cache or made and remembered.
+    fn peer<'py>(&self, py: Python<'py>, raw: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(t) = self.peers.borrow_mut(py)?.by_raw(py, raw) {
+            return Ok(t);
+        }
+        let Some(t) = addr_object(py, self.family, raw)? else {
+            return Err(PyOSError::new_err("recvfrom: unexpected address"));
+        };
+        if !raw.is_empty() {
+            let old = self.peers.borrow_mut(py)?.insert(Peer { raw: raw.to_vec(), tuple: t.clone().unbind() });
+            drop(old);
+        }
+        Ok(t)
+    }
+
+    /// One `recvmmsg`: the datagrams as `bytes` with their addresses; empty when none was
+    /// queued. The batch buffers are the loop's, given back before any Python code runs.
+    fn recv<'py>(&self, py: Python<'py>) -> PyResult<Result<Vec<(Bound<'py, PyBytes>, Bound<'py, PyAny>)>, std::io::Error>> {
         let lp = self.loop_.get();
-        let spare = match lp.take_read_spare(py)? {
-            Some(s) => s.into_bound(py),
-            None => {
-                // SAFETY: a NULL source makes an uninitialised bytes of MAX_READ bytes: a new
-                // reference, or NULL with an exception set.
-                let p = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), MAX_READ as ffi::Py_ssize_t) };
-                // SAFETY: p is a new reference or NULL (error fetched).
-                unsafe { Bound::from_owned_ptr_or_err(py, p)?.cast_into_unchecked::<PyBytes>() }
-            }
-        };
-        // SAFETY: spare is a live bytes of MAX_READ bytes that no Python code sees.
-        let buf = unsafe { ffi::PyBytes_AsString(spare.as_ptr()) } as *mut u8;
-        // SAFETY: sockaddr_storage is plain data; zeroed is valid.
-        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        let n = loop {
-            // SAFETY: buf is MAX_READ writable bytes; storage/len describe a writable
-            // sockaddr buffer.
-            let n = unsafe {
-                libc::recvfrom(self.fd, buf.cast(), MAX_READ, 0, &mut storage as *mut _ as *mut libc::sockaddr, &mut len)
-            };
-            if n >= 0 {
-                break Ok(n as usize);
-            }
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EINTR) {
-                break Err(e);
-            }
-        };
-        let out = match n {
-            Err(e) if ferroloop::sock::would_block(&e) => Ok(None),
-            Err(e) => Err(py_helpers::os_error(e)),
+        let mut batch = lp.take_recv_batch(py)?;
+        let got = batch.recv(self.fd, BATCH);
+        let out = match got {
             Ok(n) => {
-                // SAFETY: recvfrom wrote n bytes of data and len bytes of address.
-                let data = PyBytes::new(py, unsafe { std::slice::from_raw_parts(buf, n) });
-                let raw = unsafe { std::slice::from_raw_parts(&storage as *const _ as *const u8, (len as usize).min(std::mem::size_of::<libc::sockaddr_storage>())) };
-                let cached = self.peers.borrow_mut(py)?.by_raw(py, raw);
-                let addr = match cached {
-                    Some(t) => Some(t),
-                    None => match addr_tuple(py, raw)? {
-                        Some(t) => {
-                            let old = self.peers.borrow_mut(py)?.insert(Peer { raw: raw.to_vec(), tuple: t.clone().unbind() });
-                            drop(old);
-                            Some(t)
+                let mut items = Vec::with_capacity(n);
+                for i in 0..n {
+                    let (data, raw) = batch.get(i);
+                    match self.peer(py, raw) {
+                        Ok(addr) => items.push((PyBytes::new(py, data), addr)),
+                        Err(e) => {
+                            lp.put_recv_batch(py, batch)?;
+                            return Err(e);
                         }
-                        None => None,
-                    },
-                };
-                match addr {
-                    Some(a) => Ok(Some((data, a))),
-                    // unreachable: only AF_INET/AF_INET6 sockets get a DatagramFast
-                    None => Err(PyOSError::new_err("recvfrom: unexpected address family")),
+                    }
+                }
+                Ok(items)
+            }
+            Err(e) if ferroloop::sock::would_block(&e) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        };
+        lp.put_recv_batch(py, batch)?;
+        Ok(out)
+    }
+
+    /// Send one datagram at once (no run phase to batch in).
+    fn send_one(&self, data: &[u8], raw: &[u8]) -> std::io::Result<usize> {
+        send_batch(self.fd, &[Outgoing { data, addr: raw }])
+    }
+
+    /// Report a send error as asyncio's `sendto` does, through a callback.
+    fn error_received(&self, py: Python<'_>, tr: &Bound<'_, PyAny>, err: std::io::Error) -> PyResult<()> {
+        let protocol = tr.getattr(intern!(py, "_protocol"))?;
+        let cb = protocol.getattr(intern!(py, "error_received"))?;
+        self.loop_.bind(py).call_method1(intern!(py, "call_soon"), (cb, py_helpers::os_error(err).into_value(py)))?;
+        Ok(())
+    }
+
+    /// Send the queue: `sendmmsg` until it is empty; a full socket hands the rest to
+    /// asyncio's `sendto` (which buffers it and waits for writability), in order.
+    fn send_queue(&self, py: Python<'_>) -> PyResult<()> {
+        let queue = std::mem::take(&mut *self.queue.borrow_mut(py)?);
+        if queue.is_empty() {
+            return Ok(());
+        }
+        let Some(tr) = self.transport(py)? else { return Ok(()) };
+        let mut i = 0;
+        while i < queue.len() {
+            let out: Vec<Outgoing<'_>> =
+                queue[i..(i + BATCH).min(queue.len())].iter().map(|q| Outgoing { data: q.data.bind(py).as_bytes(), addr: &q.raw }).collect();
+            match send_batch(self.fd, &out) {
+                Ok(k) if k > 0 => i += k,
+                Err(e) if !ferroloop::sock::would_block(&e) => {
+                    // the first datagram's error: reported, that datagram dropped, as asyncio
+                    self.error_received(py, &tr, e)?;
+                    i += 1;
+                }
+                _ => {
+                    // a full socket: asyncio's sendto buffers the rest, in order
+                    for q in &queue[i..] {
+                        slow_sendto(py)?.call1((&tr, q.data.bind(py), q.addr.bind(py)))?;
+                    }
+                    break;
                 }
             }
-        };
-        lp.put_read_spare(py, spare.unbind())?;
-        Ok(out)
+        }
+        Ok(())
+    }
+
+    /// Called by the loop at the end of the run phase.
+    pub(crate) fn flush_batch(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let me = slf.get();
+        me.flush_listed.store(false, Ordering::Relaxed);
+        me.send_queue(slf.py())
     }
 }
 
@@ -214,91 +280,124 @@ impl DatagramFast {
 impl DatagramFast {
     #[new]
     fn py_new(transport: Bound<'_, PyAny>, loop_: Bound<'_, EventLoop>, fd: RawFd, connected: bool, family: i32) -> PyResult<Self> {
-        if family != libc::AF_INET && family != libc::AF_INET6 {
-            return Err(PyTypeError::new_err("DatagramFast serves AF_INET and AF_INET6 sockets"));
+        if ![libc::AF_INET, libc::AF_INET6, libc::AF_UNIX].contains(&family) {
+            return Err(PyTypeError::new_err("DatagramFast serves AF_INET, AF_INET6 and AF_UNIX sockets"));
         }
-        Ok(DatagramFast { fd, connected, transport: GilCell::new(Some(transport.unbind())), loop_: loop_.unbind(), peers: GilCell::new(Peers::default()) })
+        Ok(DatagramFast {
+            fd,
+            family,
+            connected,
+            transport: GilCell::new(Some(transport.unbind())),
+            loop_: loop_.unbind(),
+            peers: GilCell::new(Peers::default()),
+            queue: GilCell::new(Vec::new()),
+            flush_listed: AtomicBool::new(false),
+        })
     }
 
-    /// asyncio's `_read_ready` for a datagram transport, for up to `READ_BATCH` datagrams
-    /// while more are queued (asyncio reads one per readiness event; each further one would
-    /// cost a loop turn and a poll).
+    /// asyncio's `_read_ready` for a datagram transport, for up to `BATCH` datagrams with
+    /// one `recvmmsg` (asyncio reads one per readiness event; each further one would cost
+    /// a loop turn and a poll). Delivery stops when the transport closes; an exception from
+    /// `datagram_received` is raised after the batch's other datagrams are delivered (so
+    /// none is lost), and any further one goes to the exception handler.
     fn _read_ready(&self, py: Python<'_>) -> PyResult<()> {
         let Some(tr) = self.transport(py)? else { return Ok(()) };
-        for _ in 0..READ_BATCH {
-            if tr.getattr(intern!(py, "_conn_lost"))?.is_truthy()? || tr.getattr(intern!(py, "_paused"))?.is_truthy()? {
+        if tr.getattr(intern!(py, "_conn_lost"))?.is_truthy()? {
+            return Ok(());
+        }
+        let items = match self.recv(py) {
+            Ok(Ok(items)) => items,
+            Ok(Err(e)) => {
+                let protocol = tr.getattr(intern!(py, "_protocol"))?;
+                protocol.call_method1(intern!(py, "error_received"), (py_helpers::os_error(e).into_value(py),))?;
                 return Ok(());
             }
+            Err(e) if py_helpers::is_exit(py, &e) => return Err(e),
+            Err(e) => {
+                tr.call_method1(intern!(py, "_fatal_error"), (e.into_value(py), "Fatal read error on datagram transport"))?;
+                return Ok(());
+            }
+        };
+        let mut first_err: Option<PyErr> = None;
+        for (n, (data, addr)) in items.into_iter().enumerate() {
+            if n > 0 && tr.getattr(intern!(py, "_conn_lost"))?.is_truthy()? {
+                break;
+            }
             let protocol = tr.getattr(intern!(py, "_protocol"))?;
-            match self.recv(py)? {
-                Ok(None) => return Ok(()),
-                Ok(Some((data, addr))) => {
-                    protocol.call_method1(intern!(py, "datagram_received"), (data, addr))?;
+            if let Err(e) = protocol.call_method1(intern!(py, "datagram_received"), (data, addr)) {
+                if py_helpers::is_exit(py, &e) {
+                    return Err(e);
                 }
-                Err(e) if e.is_instance_of::<PyOSError>(py) => {
-                    protocol.call_method1(intern!(py, "error_received"), (e.into_value(py),))?;
-                    return Ok(());
-                }
-                Err(e) => {
-                    tr.call_method1(intern!(py, "_fatal_error"), (e.into_value(py), "Fatal read error on datagram transport"))?;
-                    return Ok(());
+                if first_err.is_none() {
+                    first_err = Some(e);
+                } else {
+                    report_datagram_error(py, self.loop_.bind(py), &protocol, e)?;
                 }
             }
         }
-        Ok(())
+        first_err.map_or(Ok(()), Err)
     }
 
-    /// asyncio's `sendto`, sending at once on the common path.
+    /// asyncio's `sendto`: to the connected peer or a known address while nothing is
+    /// buffered, queued for the end of the run phase (or sent at once outside it).
     #[pyo3(signature = (data, addr=None))]
-    fn sendto(&self, py: Python<'_>, data: &Bound<'_, PyAny>, addr: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let Some(tr) = self.transport(py)? else { return Ok(()) };
+    fn sendto(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>, addr: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        let Some(tr) = me.transport(py)? else { return Ok(()) };
         let none = py.None().into_bound(py);
         let addr = addr.unwrap_or(&none);
-        let slow = || slow_sendto(py)?.call1((&tr, data, addr)).map(|_| ());
-        // SAFETY: type checks on a live object.
+        let slow = || -> PyResult<()> {
+            me.send_queue(py)?; // what is queued leaves first: order as asyncio
+            slow_sendto(py)?.call1((&tr, data, addr)).map(|_| ())
+        };
+        // SAFETY: a type check on a live object.
         if unsafe { ffi::PyBytes_Check(data.as_ptr()) } == 0 {
             return slow();
         }
-        let bytes = data.cast::<PyBytes>()?.as_bytes();
-        if bytes.is_empty()
+        let bytes = data.cast::<PyBytes>()?;
+        if bytes.as_bytes().is_empty()
             || tr.getattr(intern!(py, "_conn_lost"))?.is_truthy()?
             || tr.getattr(intern!(py, "_buffer"))?.is_truthy()?
         {
             return slow();
         }
-        let sent = if self.connected {
+        let raw: Box<[u8]> = if me.connected {
             if !addr.is_none() {
                 return slow(); // asyncio checks the address against the connected one
             }
-            ferroloop::sock::send(self.fd, bytes)
+            Box::new([])
         } else {
-            let raw = self.peers.borrow_mut(py)?.raw_of(py, addr);
-            let Some(raw) = raw else { return slow() };
-            loop {
-                // SAFETY: bytes is readable for its length; raw is a sockaddr the kernel
-                // wrote for this socket's family.
-                let n = unsafe {
-                    libc::sendto(self.fd, bytes.as_ptr().cast(), bytes.len(), 0, raw.as_ptr() as *const libc::sockaddr, raw.len() as libc::socklen_t)
-                };
-                if n >= 0 {
-                    break Ok(n as usize);
-                }
-                let e = std::io::Error::last_os_error();
-                if e.raw_os_error() != Some(libc::EINTR) {
-                    break Err(e);
-                }
+            match me.peers.borrow_mut(py)?.raw_of(py, addr) {
+                Some(raw) => raw,
+                None => return slow(),
             }
         };
-        match sent {
-            Ok(_) => Ok(()),
-            // a full socket: asyncio's sendto buffers and waits for writability
-            Err(e) if ferroloop::sock::would_block(&e) => slow(),
-            Err(e) => {
-                let protocol = tr.getattr(intern!(py, "_protocol"))?;
-                protocol.call_method1(intern!(py, "error_received"), (py_helpers::os_error(e).into_value(py),))?;
-                Ok(())
+        if !me.flush_listed.load(Ordering::Relaxed) {
+            if !me.loop_.get().defer_datagrams(py, slf)? {
+                // no run phase: at once
+                return match me.send_one(bytes.as_bytes(), &raw) {
+                    Ok(_) => Ok(()),
+                    Err(e) if ferroloop::sock::would_block(&e) => slow_sendto(py)?.call1((&tr, data, addr)).map(|_| ()),
+                    Err(e) => me.error_received(py, &tr, e),
+                };
             }
+            me.flush_listed.store(true, Ordering::Relaxed);
         }
+        let full = {
+            let mut q = me.queue.borrow_mut(py)?;
+            q.push(Queued { data: bytes.clone().unbind(), addr: addr.clone().unbind(), raw });
+            q.len() >= BATCH
+        };
+        if full {
+            me.send_queue(py)?;
+        }
+        Ok(())
+    }
+
+    /// Send what is queued now (the transport is about to lose its socket).
+    fn _flush(&self, py: Python<'_>) -> PyResult<()> {
+        self.send_queue(py)
     }
 
     /// Let go of the transport (connection lost).
@@ -307,6 +406,8 @@ impl DatagramFast {
         drop(old);
         let peers = std::mem::take(&mut *self.peers.borrow_mut(py)?);
         drop(peers);
+        let queue = std::mem::take(&mut *self.queue.borrow_mut(py)?);
+        drop(queue);
         Ok(())
     }
 
@@ -322,6 +423,11 @@ impl DatagramFast {
                 visit.call(&p.tuple)?;
             }
         }
+        if let Some(queue) = self.queue.try_borrow_for_gc() {
+            for q in queue.iter() {
+                visit.call(&q.addr)?;
+            }
+        }
         Ok(())
     }
 
@@ -331,6 +437,20 @@ impl DatagramFast {
             drop(t);
             let p = self.peers.borrow_mut(py).ok().map(|mut p| std::mem::take(&mut *p));
             drop(p);
+            let q = self.queue.borrow_mut(py).ok().map(|mut q| std::mem::take(&mut *q));
+            drop(q);
         })
     }
+}
+
+/// A second exception from `datagram_received` in one batch: to the exception handler, as
+/// asyncio reports an exception from a callback.
+fn report_datagram_error(py: Python<'_>, lp: &Bound<'_, EventLoop>, protocol: &Bound<'_, PyAny>, err: PyErr) -> PyResult<()> {
+    let ctx = pyo3::types::PyDict::new(py);
+    let cb = protocol.getattr(intern!(py, "datagram_received"))?;
+    ctx.set_item("message", format!("Exception in callback {}", cb.repr()?))?;
+    ctx.set_item("exception", err.into_value(py))?;
+    ctx.set_item("protocol", protocol)?;
+    lp.call_method1(intern!(py, "call_exception_handler"), (ctx,))?;
+    Ok(())
 }

@@ -36,6 +36,7 @@ use pyo3::{PyTraverseError, PyVisit};
 use crate::cell::GilCell;
 use crate::handles::{Handle, TimerHandle};
 use crate::rust_tasks::EmbeddedLoop;
+use crate::datagram::DatagramFast;
 use crate::transport::SocketTransportCore;
 use crate::py_helpers;
 
@@ -48,6 +49,12 @@ impl Cancellable for TimerEntry {
     }
 }
 
+/// A transport waiting for the end-of-phase flush.
+enum Flush {
+    Stream(Py<SocketTransportCore>),
+    Datagram(Py<DatagramFast>),
+}
+
 #[derive(Default)]
 struct State {
     ready: VecDeque<Py<Handle>>,
@@ -56,7 +63,7 @@ struct State {
     writers: HashMap<RawFd, Py<Handle>>,
     /// Transports that queued writes during this turn's run phase: flushed together when
     /// the phase ends (transport.rs, "Write batching").
-    flush: Vec<Py<SocketTransportCore>>,
+    flush: Vec<Flush>,
     /// Descriptors of this loop's transports, counted (a superset of the keys of the Python
     /// `_transports` map): `sock_*` ask Python's `_ensure_fd_no_transport` only for these.
     transport_fds: HashMap<RawFd, usize>,
@@ -73,6 +80,8 @@ pub struct EventLoop {
     /// The read buffer of this loop's stream transports: a `bytes` of `MAX_READ` bytes that a
     /// read fills and copies from (transport.rs); never seen by Python code.
     read_spare: GilCell<Option<Py<pyo3::types::PyBytes>>>,
+    /// Buffers for `recvmmsg` of datagram transports, taken while one is in use.
+    recv_batch: GilCell<Option<Box<ferroloop::datagram::RecvBatch>>>,
     /// `asyncio.Future` when the loop's class keeps `BaseEventLoop.create_future` (set by
     /// the Python `__init__`): native code then makes futures without a Python frame.
     future_type: GilCell<Option<Py<PyAny>>>,
@@ -468,8 +477,11 @@ impl EventLoop {
             std::mem::take(&mut st.flush)
         };
         let mut result = Ok(());
-        for core in pending {
-            let r = SocketTransportCore::flush_batch(core.bind(py));
+        for f in pending {
+            let r = match f {
+                Flush::Stream(core) => SocketTransportCore::flush_batch(core.bind(py)),
+                Flush::Datagram(fast) => DatagramFast::flush_batch(fast.bind(py)),
+            };
             if result.is_ok() {
                 result = r;
             }
@@ -542,6 +554,18 @@ impl EventLoop {
         Ok(self.read_spare.borrow_mut(py)?.take())
     }
 
+    /// The datagram receive buffers (made on first use; a nested user gets new ones).
+    pub(crate) fn take_recv_batch(&self, py: Python<'_>) -> PyResult<Box<ferroloop::datagram::RecvBatch>> {
+        Ok(self.recv_batch.borrow_mut(py)?.take().unwrap_or_default())
+    }
+
+    /// Give the datagram receive buffers back.
+    pub(crate) fn put_recv_batch(&self, py: Python<'_>, batch: Box<ferroloop::datagram::RecvBatch>) -> PyResult<()> {
+        let old = self.recv_batch.borrow_mut(py)?.replace(batch);
+        drop(old);
+        Ok(())
+    }
+
     /// Give the spare read buffer back for the next read.
     pub(crate) fn put_read_spare(&self, py: Python<'_>, spare: Py<pyo3::types::PyBytes>) -> PyResult<()> {
         let old = self.read_spare.borrow_mut(py)?.replace(spare);
@@ -555,7 +579,17 @@ impl EventLoop {
         if !self.batching.load(Ordering::Relaxed) {
             return Ok(false);
         }
-        self.state.borrow_mut(py)?.flush.push(core.clone().unbind());
+        self.state.borrow_mut(py)?.flush.push(Flush::Stream(core.clone().unbind()));
+        Ok(true)
+    }
+
+    /// A datagram transport queued its first datagram of this run phase: flush it when the
+    /// phase ends. False when no phase is running (the datagram is then sent at once).
+    pub(crate) fn defer_datagrams(&self, py: Python<'_>, fast: &Bound<'_, DatagramFast>) -> PyResult<bool> {
+        if !self.batching.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        self.state.borrow_mut(py)?.flush.push(Flush::Datagram(fast.clone().unbind()));
         Ok(true)
     }
 
@@ -589,6 +623,7 @@ impl EventLoop {
             events: GilCell::new(Vec::with_capacity(64)),
             snapshot: GilCell::new(None),
             read_spare: GilCell::new(None),
+            recv_batch: GilCell::new(None),
             future_type: GilCell::new(None),
             rust: GilCell::new(None),
             waker,
@@ -796,6 +831,8 @@ impl EventLoop {
         drop(snapshot);
         let spare = self.read_spare.borrow_mut(py)?.take();
         drop(spare);
+        let batch = self.recv_batch.borrow_mut(py)?.take();
+        drop(batch);
         // the Rust tasks' futures are dropped now (a bridged asyncio future is cancelled)
         let rust = self.rust.borrow_mut(py)?.take();
         drop(rust);
@@ -914,8 +951,11 @@ impl EventLoop {
                 .chain(st.readers.values())
                 .chain(st.writers.values())
                 .chain(st.timers.iter().map(|e| &e.0));
-            for core in &st.flush {
-                visit.call(core)?;
+            for f in &st.flush {
+                match f {
+                    Flush::Stream(core) => visit.call(core)?,
+                    Flush::Datagram(fast) => visit.call(fast)?,
+                }
             }
             for h in all {
                 // SAFETY: h is a live object (we hold a reference to it).

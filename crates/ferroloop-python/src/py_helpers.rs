@@ -95,3 +95,8 @@ pub fn os_error(e: std::io::Error) -> PyErr {
         None => pyo3::exceptions::PyOSError::new_err(e.to_string()),
     }
 }
+
+/// `SystemExit` or `KeyboardInterrupt`: the exceptions asyncio lets out of the loop.
+pub fn is_exit(py: Python<'_>, err: &PyErr) -> bool {
+    err.is_instance_of::<pyo3::exceptions::PySystemExit>(py) || err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
+}

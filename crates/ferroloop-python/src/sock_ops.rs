@@ -17,7 +17,7 @@
 
 use std::os::unix::io::RawFd;
 
-use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError, PyKeyboardInterrupt, PySystemExit, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyTuple, PyType};
@@ -57,10 +57,6 @@ pub struct SockWaiter {
     write: bool,
     op: GilCell<Op>,
     handle: GilCell<Option<Py<Handle>>>,
-}
-
-fn is_exit(py: Python<'_>, err: &PyErr) -> bool {
-    err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py)
 }
 
 fn would_block(py: Python<'_>, err: &PyErr) -> bool {
@@ -193,7 +189,7 @@ impl SockWaiter {
         if first_try {
             match attempt(lp.get(), py, sock, fd, &mut op) {
                 Attempt::WouldBlock => {}
-                Attempt::Failed(e) if is_exit(py, &e) => return Err(e),
+                Attempt::Failed(e) if py_helpers::is_exit(py, &e) => return Err(e),
                 outcome => {
                     finish(&fut, outcome)?;
                     return Ok(fut.unbind());
@@ -237,7 +233,7 @@ impl SockWaiter {
         *self.op.borrow_mut(py)? = op;
         match outcome {
             Attempt::WouldBlock => Ok(()),
-            Attempt::Failed(e) if is_exit(py, &e) => Err(e),
+            Attempt::Failed(e) if py_helpers::is_exit(py, &e) => Err(e),
             outcome => finish(fut, outcome),
         }
     }

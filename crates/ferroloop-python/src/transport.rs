@@ -30,7 +30,7 @@ use std::os::unix::io::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use ferroloop::{sock, WriteQueue};
-use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyTypeError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyTuple, PyType};
@@ -132,10 +132,6 @@ fn buffered_protocol_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     T.import(py, "asyncio.protocols", "BufferedProtocol")
 }
 
-fn is_exit(py: Python<'_>, err: &PyErr) -> bool {
-    err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py)
-}
-
 impl SocketTransportCore {
     fn loop_<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, EventLoop>>> {
         Ok(self.state.borrow_mut(py)?.loop_.as_ref().map(|l| l.bind(py).clone()))
@@ -217,7 +213,7 @@ impl SocketTransportCore {
     /// asyncio's `_fatal_error`: through the Python wrapper, which reports and force-closes.
     fn fatal_error(slf: &Bound<'_, Self>, err: PyErr, message: &str) -> PyResult<()> {
         let py = slf.py();
-        if is_exit(py, &err) {
+        if py_helpers::is_exit(py, &err) {
             return Err(err);
         }
         match slf.get().transport(py)? {
@@ -334,7 +330,7 @@ impl SocketTransportCore {
         let Some(protocol) = slf.get().protocol(py)? else { return Ok(()) };
         match protocol.call_method0(method) {
             Ok(_) => Ok(()),
-            Err(e) if is_exit(py, &e) => Err(e),
+            Err(e) if py_helpers::is_exit(py, &e) => Err(e),
             Err(e) => {
                 let tr = slf.get().transport(py)?;
                 let lp = slf.get().loop_(py)?;

@@ -59,6 +59,7 @@
 #![deny(missing_docs)]
 
 pub mod clock;
+pub mod datagram;
 pub mod inbox;
 pub mod net;
 pub mod quad_heap;
