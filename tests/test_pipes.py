@@ -473,3 +473,27 @@ def test_get_extra_info_pipe(loop, pipes):
         assert await rpr.lost is None
 
     run(loop, main())
+
+
+def test_write_pipe_many_writes_behind_a_full_pipe_arrive_in_order(loop, pipes):
+    """2,000 small writes in one go: the first fill the pipe, the rest queue behind them
+    (pause_writing once past the high-water mark); a slow reader gets every byte in order,
+    then resume_writing, and the buffer ends empty."""
+    chunks = [b"%06d:" % i + b"x" * 993 for i in range(2000)]
+
+    async def main():
+        r, w = pipes.pipe()
+        tr, pr = await pipes.write_pipe(pipes.file(w, "wb"))
+        for c in chunks:
+            tr.write(c)
+        assert tr.get_write_buffer_size() > 0
+        assert pr.events == ["made", "pause_writing"]
+        tr.close()
+        got = await read_nonblocking_until_eof(r)
+        assert await pr.lost is None
+        assert tr.get_write_buffer_size() == 0
+        assert got == b"".join(chunks)
+        return pr.events
+
+    events = run(loop, main(), timeout=10)
+    assert events == ["made", "pause_writing", "resume_writing", "lost"]

@@ -3,11 +3,11 @@
 The transports are asyncio's own Unix pipe transports from the installed interpreter for
 everything that happens once per pipe or on an unusual path (they use only the loop API
 ferroloop has: pipes, sockets and character devices accepted, regular files refused with
-asyncio's ``ValueError``). Their per-chunk methods, ``_read_ready`` of a read pipe and
-``write`` of a write pipe, are a native object's (``_native.PipeFast``,
-crates/ferroloop-python/src/pipe.rs), bound into the instance dict before asyncio's
-``__init__`` registers the reader; the native methods hand every unusual case back to
-asyncio's.
+asyncio's ``ValueError``). Their per-chunk and per-event methods, ``_read_ready`` of a
+read pipe, ``write`` and ``_write_ready`` of a write pipe, are a native object's
+(``_native.PipeFast``, crates/ferroloop-python/src/pipe.rs), bound into the instance dict
+before asyncio's ``__init__`` registers the reader; the native methods hand every unusual
+case back to asyncio's.
 """
 
 from asyncio import unix_events
@@ -25,13 +25,14 @@ def _fileno(pipe):
 class _FastPipeMixin:
     _fast = None
 
-    def _bind_fast(self, loop, pipe, name):
+    def _bind_fast(self, loop, pipe, *names):
         fd = _fileno(pipe)
         if fd is None:
             return
         fast = _native.PipeFast(self, loop, fd)
         self._fast = fast
-        self.__dict__[name] = getattr(fast, name)
+        for name in names:
+            self.__dict__[name] = getattr(fast, name)
 
     def _call_connection_lost(self, exc):
         try:
@@ -42,6 +43,7 @@ class _FastPipeMixin:
                 fast._detach()
                 self.__dict__.pop("_read_ready", None)
                 self.__dict__.pop("write", None)
+                self.__dict__.pop("_write_ready", None)
 
 
 class ReadPipeTransport(_FastPipeMixin, unix_events._UnixReadPipeTransport):
@@ -53,10 +55,11 @@ class ReadPipeTransport(_FastPipeMixin, unix_events._UnixReadPipeTransport):
 
 
 class WritePipeTransport(_FastPipeMixin, unix_events._UnixWritePipeTransport):
-    """asyncio's write pipe transport with a native immediate write."""
+    """asyncio's write pipe transport with native writes (immediate and buffered) and
+    a native ``_write_ready``."""
 
     def __init__(self, loop, pipe, protocol, waiter=None, extra=None):
-        self._bind_fast(loop, pipe, "write")
+        self._bind_fast(loop, pipe, "write", "_write_ready")
         super().__init__(loop, pipe, protocol, waiter, extra)
 
 

@@ -84,6 +84,9 @@ impl Peers {
     }
 }
 
+/// A received datagram and its sender's address object.
+type Received<'py> = (Bound<'py, PyBytes>, Bound<'py, PyAny>);
+
 /// A datagram queued for the end-of-phase `sendmmsg`.
 struct Queued {
     data: Py<PyBytes>,
@@ -198,7 +201,7 @@ impl DatagramFast {
 
     /// One `recvmmsg`: the datagrams as `bytes` with their addresses; empty when none was
     /// queued. The batch buffers are the loop's, given back before any Python code runs.
-    fn recv<'py>(&self, py: Python<'py>) -> PyResult<Result<Vec<(Bound<'py, PyBytes>, Bound<'py, PyAny>)>, std::io::Error>> {
+    fn recv<'py>(&self, py: Python<'py>) -> PyResult<Result<Vec<Received<'py>>, std::io::Error>> {
         let lp = self.loop_.get();
         let mut batch = lp.take_recv_batch(py)?;
         let got = batch.recv(self.fd, BATCH);

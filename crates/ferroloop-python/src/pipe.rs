@@ -9,8 +9,13 @@
 //!   `_read_ready`, which reads again and sees the same end or error (both are sticky on a
 //!   pipe), so closing and error reporting are asyncio's.
 //! * `write` (write pipes): while nothing is buffered, one `write` of a `bytes`; a partial
-//!   write, a full pipe, an error or any other argument goes to asyncio's own `write` (with
-//!   what is left), so buffering, flow control and errors are asyncio's.
+//!   write or a full pipe goes to asyncio's own `write` (with what is left), which buffers
+//!   it and watches for writability; while something is buffered, an append to asyncio's
+//!   buffer (`pause_writing` past the high-water mark, through asyncio's method). Errors,
+//!   closed pipes and other argument types are asyncio's.
+//! * `_write_ready` (write pipes): one `write` of the buffer when the pipe is writable; a
+//!   partial write keeps the rest, the last ends the wait as asyncio does (writer removed,
+//!   `resume_writing`, connection lost if closing); an error goes to asyncio's own method.
 //!
 //! Threading: loop thread, under the GIL.
 
@@ -18,7 +23,7 @@ use std::os::unix::io::RawFd;
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyByteArray, PyBytes};
 use pyo3::{ffi, intern, PyTraverseError, PyVisit};
 
 use crate::cell::GilCell;
@@ -40,7 +45,41 @@ fn asyncio_method<'py>(py: Python<'py>, cell: &'static PyOnceLock<Py<PyAny>>, cl
     .map(|f| f.bind(py))
 }
 
+/// asyncio's own `_UnixWritePipeTransport.write`: the unusual cases.
+fn slow_write(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static SLOW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    asyncio_method(py, &SLOW, "_UnixWritePipeTransport", "write")
+}
+
+/// `buffer += data` for a bytearray.
+fn append(buffer: &Bound<'_, PyByteArray>, data: &[u8]) -> PyResult<()> {
+    let old = buffer.len();
+    buffer.resize(old + data.len())?;
+    // SAFETY: the bytearray now has old + data.len() bytes; the tail is ours to fill and no
+    // Python code runs meanwhile.
+    unsafe {
+        std::ptr::copy_nonoverlapping(data.as_ptr(), (ffi::PyByteArray_AsString(buffer.as_ptr()) as *mut u8).add(old), data.len());
+    }
+    Ok(())
+}
+
 impl PipeFast {
+    /// asyncio's `_maybe_pause_protocol`, called only once the buffer passes the high-water
+    /// mark (below it, asyncio's method does nothing).
+    fn maybe_pause(&self, py: Python<'_>, tr: &Bound<'_, PyAny>, size: usize) -> PyResult<()> {
+        let high: usize = tr.getattr(intern!(py, "_high_water"))?.extract()?;
+        if size > high {
+            tr.call_method0(intern!(py, "_maybe_pause_protocol"))?;
+        }
+        Ok(())
+    }
+
+    fn slow_write_ready(&self, py: Python<'_>, tr: &Bound<'_, PyAny>) -> PyResult<()> {
+        static SLOW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        asyncio_method(py, &SLOW, "_UnixWritePipeTransport", "_write_ready")?.call1((tr,))?;
+        Ok(())
+    }
+
     fn transport<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         Ok(self.transport.borrow_mut(py)?.as_ref().map(|t| t.bind(py).clone()))
     }
@@ -101,22 +140,26 @@ impl PipeFast {
         }
     }
 
-    /// asyncio's `_UnixWritePipeTransport.write`, immediate write native.
+    /// asyncio's `_UnixWritePipeTransport.write`: an immediate write while nothing is
+    /// buffered, an append to the buffer (flow control checked) while something is; every
+    /// other case is asyncio's.
     fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        static SLOW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
         let Some(tr) = self.transport(py)? else { return Ok(()) };
-        let slow = |d: &Bound<'_, PyAny>| asyncio_method(py, &SLOW, "_UnixWritePipeTransport", "write")?.call1((&tr, d)).map(|_| ());
+        let slow = |d: &Bound<'_, PyAny>| slow_write(py)?.call1((&tr, d)).map(|_| ());
         // SAFETY: a type check on a live object.
         if unsafe { ffi::PyBytes_Check(data.as_ptr()) } == 0 {
             return slow(data);
         }
         let bytes = data.cast::<PyBytes>()?.as_bytes();
-        if bytes.is_empty()
-            || tr.getattr(intern!(py, "_conn_lost"))?.is_truthy()?
-            || tr.getattr(intern!(py, "_closing"))?.is_truthy()?
-            || tr.getattr(intern!(py, "_buffer"))?.is_truthy()?
-        {
+        if bytes.is_empty() || tr.getattr(intern!(py, "_conn_lost"))?.is_truthy()? || tr.getattr(intern!(py, "_closing"))?.is_truthy()? {
             return slow(data);
+        }
+        let buffer = tr.getattr(intern!(py, "_buffer"))?;
+        let Ok(buffer) = buffer.cast_exact::<PyByteArray>() else { return slow(data) };
+        if !buffer.is_empty() {
+            // the pipe is full: queue behind what waits, as asyncio's `_buffer += data`
+            append(buffer, bytes)?;
+            return self.maybe_pause(py, &tr, buffer.len());
         }
         // SAFETY: bytes is readable for its length during the call.
         let n = unsafe { libc::write(self.fd, bytes.as_ptr().cast(), bytes.len()) };
@@ -128,6 +171,56 @@ impl PipeFast {
             return slow(rest.as_any());
         }
         slow(data) // a full pipe or an error: asyncio's write tries again and handles it
+    }
+
+    /// asyncio's `_UnixWritePipeTransport._write_ready`: the pipe became writable while
+    /// data waits. A partial write keeps the rest; the last one ends the wait (writer
+    /// removed, `resume_writing` if paused, connection lost if closing); an error is
+    /// asyncio's method's (the write fails again there, the same way).
+    fn _write_ready(&self, py: Python<'_>) -> PyResult<()> {
+        let Some(tr) = self.transport(py)? else { return Ok(()) };
+        let buffer = tr.getattr(intern!(py, "_buffer"))?;
+        let Ok(buffer) = buffer.cast_exact::<PyByteArray>() else { return self.slow_write_ready(py, &tr) };
+        let len = buffer.len();
+        if len == 0 {
+            return self.slow_write_ready(py, &tr);
+        }
+        let n = loop {
+            // SAFETY: the bytearray's storage is readable for len bytes, and no Python code
+            // runs (nothing can resize it) during the call.
+            let n = unsafe { libc::write(self.fd, ffi::PyByteArray_AsString(buffer.as_ptr()).cast(), len) };
+            if n >= 0 {
+                break Ok(n as usize);
+            }
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINTR) {
+                break Err(e);
+            }
+        };
+        match n {
+            Ok(n) if n == len => {
+                buffer.resize(0)?;
+                let lp = self.loop_.bind(py);
+                lp.call_method1(intern!(py, "_remove_writer"), (self.fd,))?;
+                tr.call_method0(intern!(py, "_maybe_resume_protocol"))?; // may append to the buffer
+                if tr.getattr(intern!(py, "_closing"))?.is_truthy()? {
+                    lp.call_method1(intern!(py, "_remove_reader"), (self.fd,))?;
+                    tr.call_method1(intern!(py, "_call_connection_lost"), (py.None(),))?;
+                }
+                Ok(())
+            }
+            Ok(n) => {
+                if n > 0 {
+                    // SAFETY: a live bytearray; deleting its first n <= len bytes.
+                    if unsafe { ffi::PySequence_DelSlice(buffer.as_ptr(), 0, n as ffi::Py_ssize_t) } < 0 {
+                        return Err(PyErr::fetch(py));
+                    }
+                }
+                Ok(())
+            }
+            Err(e) if ferroloop::sock::would_block(&e) => Ok(()),
+            Err(_) => self.slow_write_ready(py, &tr),
+        }
     }
 
     /// Let go of the transport (connection lost).
