@@ -49,9 +49,10 @@
 //!
 //! The Python loop (`crates/ferroloop-python`) builds asyncio's `_run_once` from the same
 //! parts, which are public too: the clock, the epoll [`Reactor`], the [`TimerHeap`], the
-//! cross-thread [`Inbox`] with its [`Waker`], and the socket calls and [`WriteQueue`] of
-//! stream transports. The Python loop embeds a [`Loop`] for Rust futures
-//! ([`Loop::as_raw_fd`], [`Loop::timeout_hint`], [`Loop::run_once`]).
+//! cross-thread [`Inbox`] with its [`Waker`], the socket calls and [`WriteQueue`] of
+//! stream transports, and the batched datagram calls of [`datagram`]. The Python loop
+//! embeds a [`Loop`] for Rust futures ([`Loop::as_raw_fd`], [`Loop::timeout_hint`],
+//! [`Loop::run_once`]).
 //!
 //! Threading: [`Reactor`], [`TimerHeap`], [`Loop`] and the tasks belong to the thread that
 //! runs the loop. [`Inbox`], [`LoopHandle`], [`RemoteTask`] and [`oneshot`] cross threads.
