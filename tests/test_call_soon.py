@@ -125,6 +125,63 @@ def test_handle_run_inside_another_callback_keeps_its_context(loop):
     assert seen == [("inner", "default"), ("outer", "outer"), ("inner", "default")]
 
 
+@xfail_on("uvloop", "uvloop differs: its Handle has no _run()")
+def test_nested_runs_by_hand_see_their_own_contexts(loop):
+    """Handles of two contexts run by hand inside each other's callbacks, three deep (then
+    cancelled, so the loop does not run them again): each sees the variables of the context
+    it was scheduled in, whatever the callbacks around it set."""
+    seen = []
+    handles = {}
+
+    def a():
+        var.set("a")
+        handles["c"]._run()
+        handles["c"].cancel()
+        seen.append(("a", var.get()))
+
+    def b():
+        seen.append(("b", var.get()))
+
+    def c():
+        seen.append(("c-before", var.get()))
+        var.set("c")
+        handles["b"]._run()
+        handles["b"].cancel()
+        seen.append(("c", var.get()))
+
+    def schedule_ab():
+        handles["a"] = loop.call_soon(a)
+        handles["b"] = loop.call_soon(b)
+
+    def schedule_c():
+        var.set("t")
+        handles["c"] = loop.call_soon(c)
+
+    contextvars.copy_context().run(schedule_ab)
+    contextvars.copy_context().run(schedule_c)
+    run_briefly(loop)
+    assert seen == [("c-before", "t"), ("b", "default"), ("c", "c"), ("a", "a")]
+    assert var.get() == "default"
+
+
+def test_set_in_one_callback_is_not_seen_by_the_next_of_the_same_context(loop):
+    """Many handles scheduled from one context: what each callback sets stays its own, and
+    a callback scheduled by a callback sees what that callback had set."""
+    seen = []
+
+    def cb(i):
+        seen.append((i, var.get()))
+        var.set(f"set by {i}")
+        if i == 0:
+            loop.call_soon(lambda: seen.append(("child of 0", var.get())))
+
+    for i in range(50):
+        loop.call_soon(cb, i)
+    run_briefly(loop, 2)
+    assert seen == [(i, "default") for i in range(50)] + [("child of 0", "set by 0")]
+    assert var.get() == "default"
+
+
 def test_default_context_is_a_copy(loop):
     token = var.set("at-call-time")
     seen = []

@@ -195,7 +195,9 @@ impl EventLoop {
                     let mut snap = slf.get().snapshot.borrow_mut(py)?;
                     crate::context::snapshot(py, &mut snap)?
                 };
-                drop(dropped); // after the borrow: a context's weakref callbacks may run
+                // after the borrow (a context's weakref callbacks may run), as a `Bound`: a
+                // plain decref, no TLS lookup
+                drop(dropped.map(|o| o.into_bound(py)));
                 (ctx, true)
             }
         };

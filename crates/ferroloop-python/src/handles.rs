@@ -100,7 +100,14 @@ impl Handle {
             let snapshot = if self.snapshot_context { inner.context.take() } else { None };
             (inner.callback.take(), inner.args.take(), inner.loop_.take(), snapshot)
         };
-        drop(taken);
+        // as `Bound`s: dropped with a plain decref (a `Py`'s drop first asks PyO3's
+        // thread-local state whether the thread is attached: 4 TLS lookups per callback)
+        drop((
+            taken.0.map(|o| o.into_bound(py)),
+            taken.1.map(|o| o.into_bound(py)),
+            taken.2.map(|o| o.into_bound(py)),
+            taken.3.map(|o| o.into_bound(py)),
+        ));
         Ok(())
     }
 
@@ -216,8 +223,8 @@ impl Handle {
             match (&inner.callback, &inner.args, &inner.context) {
                 // Bound clones: their drop is a plain decref (a `Py` drop checks a TLS)
                 (Some(cb), Some(args), Some(ctx)) => {
-                    // a snapshot held by anything besides this handle is shared: a private
-                    // copy keeps what the callback sets to itself (context.rs)
+                    // a snapshot held by anything besides this handle is shared: what the
+                    // callback sets is undone after the run (context.rs)
                     // SAFETY: ctx is live (the handle holds it).
                     let shared = slf.get().snapshot_context && unsafe { ffi::Py_REFCNT(ctx.as_ptr()) } > 1;
                     (cb.bind(py).clone(), args.bind(py).clone(), crate::context::for_run(ctx.bind(py), shared)?)
@@ -225,7 +232,9 @@ impl Handle {
                 _ => return Ok(()),
             }
         };
-        match call_in_context(py, &cb, &args, &ctx) {
+        let result = call_in_context(py, &cb, &args, ctx.context());
+        drop(ctx); // a shared snapshot's variables are restored now
+        match result {
             Ok(()) => Ok(()),
             Err(err) => Handle::handle_error(slf, err),
         }
