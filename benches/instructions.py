@@ -1,13 +1,18 @@
-"""Instructions per `await asyncio.sleep(0)` step, or per fired timer, counted by callgrind
-(repeatable on a noisy machine, unlike wall time).
+"""Instructions per `await asyncio.sleep(0)` step, per fired timer, or per
+`call_soon_threadsafe` round trip, counted by callgrind (repeatable on a noisy machine,
+unlike wall time).
 
     .venv/bin/python benches/instructions.py [--n 20000] [floor rloop uvloop ferroloop ...]
     .venv/bin/python benches/instructions.py --case timers [rloop uvloop ferroloop ...]
+    .venv/bin/python benches/instructions.py --case threadsafe [rloop uvloop ferroloop ...]
 
 For each loop, runs the case with N and with 0 operations under `valgrind --tool=callgrind`
 and prints (total(N) - total(0)) / N. `sleep0`: one task awaiting sleep(0), and that minus
 the floor (the same coroutine driven by bare coro.send(None)). `timers`: N `call_later(0,
 cb)` scheduled from one task, then awaited until all fired (per timer: schedule and fire).
+`threadsafe`: N `call_soon_threadsafe(cb)` from one other thread, awaited until all ran
+(per call: schedule from the thread and run on the loop; the thread's start is in both
+runs, so it cancels out).
 Needs valgrind (Debian's package).
 """
 
@@ -34,8 +39,27 @@ async def timers(n):
         loop.call_later(0, cb)
     if n:
         await done
+async def threadsafe(n):
+    import threading
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    count = 0
+    def cb():
+        nonlocal count
+        count += 1
+        if count == n:
+            done.set_result(None)
+    def producer():
+        call = loop.call_soon_threadsafe
+        for _ in range(n):
+            call(cb)
+    t = threading.Thread(target=producer)
+    t.start()
+    if n:
+        await done
+    t.join()
 which, n, case = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-bench = {"sleep0": sleep0, "timers": timers}[case]
+bench = {"sleep0": sleep0, "timers": timers, "threadsafe": threadsafe}[case]
 if which == "floor":
     c = bench(n)
     try:
@@ -62,7 +86,7 @@ def instructions(which, n, case):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=20000)
-    p.add_argument("--case", choices=["sleep0", "timers"], default="sleep0")
+    p.add_argument("--case", choices=["sleep0", "timers", "threadsafe"], default="sleep0")
     p.add_argument("loops", nargs="*", default=["floor", "rloop", "uvloop", "ferroloop"])
     args = p.parse_args()
     floor = None

@@ -15,7 +15,10 @@
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::OnceLock;
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
 use pyo3::exceptions::PyTypeError;
+use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 use pyo3::ffi;
@@ -141,9 +144,68 @@ fn dispatch(
     f(slf, Args(raw), context)
 }
 
+type Body = unsafe fn(Python<'_>, *mut ffi::PyObject, *const *mut ffi::PyObject, ffi::Py_ssize_t, *mut ffi::PyObject) -> PyResult<*mut ffi::PyObject>;
+
+/// Entry for the methods called on the loop's own thread (`call_soon`, `call_later`,
+/// `call_at`): while the loop runs, PyO3 already counts this thread as attached (the loop's
+/// run is a PyO3 method), so `Python::attach` is a counter increment; dropping a `Py`
+/// inside decrefs at once instead of deferring to PyO3's pool.
+///
+/// # Safety
+/// Called by CPython with the GIL held and the vectorcall arguments of `body`.
+unsafe fn enter_loop_thread(
+    body: Body,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    Python::attach(|py| {
+        // SAFETY: the caller's arguments, passed on unchanged.
+        let result = catch_unwind(AssertUnwindSafe(|| unsafe { body(py, slf, args, nargsf, kwnames) }));
+        let err = match result {
+            Ok(Ok(obj)) => return obj,
+            Ok(Err(e)) => e,
+            Err(payload) => PanicException::new_err(panic_message(&*payload)),
+        };
+        err.restore(py);
+        std::ptr::null_mut()
+    })
+}
+
+/// Entry for `call_soon_threadsafe`, called from other threads: PyO3's own entry
+/// trampoline records the attachment in its thread state without asking CPython
+/// (`Python::attach` called `PyGILState_Ensure`/`Release` on every call from a thread PyO3
+/// had not seen attached: about 80 instructions per call); it turns a panic into
+/// `PanicException` and an error into the raised exception. On the loop's thread it costs
+/// more than `enter_loop_thread` (it checks PyO3's deferred-decref pool under a mutex).
+///
+/// # Safety
+/// As `enter_loop_thread`.
+unsafe fn enter_any_thread(
+    body: Body,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls builtin functions attached to the interpreter (GIL held).
+    unsafe { pyo3::impl_::trampoline::fastcall_with_keywords(slf, args, nargsf, kwnames, body) }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic in ferroloop".to_string()
+    }
+}
+
 /// Define a `METH_FASTCALL | METH_KEYWORDS` entry point and its leaked `PyMethodDef`.
 macro_rules! fast_method {
-    ($fname:ident, $defname:ident, $pyname:literal, $doc:literal, [$($req:literal),*], $body:expr) => {
+    ($fname:ident, $defname:ident, $pyname:literal, $doc:literal, [$($req:literal),*], $enter:ident, $body:expr) => {
         unsafe extern "C" fn $fname(
             slf: *mut ffi::PyObject,
             args: *const *mut ffi::PyObject,
@@ -159,13 +221,8 @@ macro_rules! fast_method {
             ) -> PyResult<*mut ffi::PyObject> {
                 dispatch(py, $pyname, &[$($req),*], $body, slf, args, nargsf, kwnames).map(Py::into_ptr)
             }
-            // SAFETY: CPython calls builtin functions attached to the interpreter (GIL
-            // held). PyO3's own entry trampoline records that in its thread state without
-            // asking CPython (`Python::attach` called `PyGILState_Ensure` on every call from a
-            // thread PyO3 had not seen attached, as a `call_soon_threadsafe` producer), so
-            // dropping a `Py` inside decrefs at once; it turns a panic into PanicException
-            // and an error into the raised exception.
-            unsafe { pyo3::impl_::trampoline::fastcall_with_keywords(slf, args, nargsf, kwnames, body) }
+            // SAFETY: CPython's vectorcall arguments, passed on unchanged.
+            unsafe { $enter(body, slf, args, nargsf, kwnames) }
         }
 
         fn $defname() -> *mut ffi::PyMethodDef {
@@ -184,28 +241,28 @@ macro_rules! fast_method {
 }
 
 fast_method!(call_soon_fast, call_soon_def, "call_soon",
-    "Arrange for a callback to be called as soon as possible.", ["callback"],
+    "Arrange for a callback to be called as soon as possible.", ["callback"], enter_loop_thread,
     |slf, pos, ctx| {
         let py = slf.py();
         EventLoop::call_soon(slf, pos.get(py, 0), pos.rest(py, 1)?, ctx).map(Py::into_any)
     });
 
 fast_method!(call_soon_threadsafe_fast, call_soon_threadsafe_def, "call_soon_threadsafe",
-    "Like call_soon(), but thread-safe.", ["callback"],
+    "Like call_soon(), but thread-safe.", ["callback"], enter_any_thread,
     |slf, pos, ctx| {
         let py = slf.py();
         EventLoop::call_soon_threadsafe(slf, pos.get(py, 0), pos.rest(py, 1)?, ctx).map(Py::into_any)
     });
 
 fast_method!(call_later_fast, call_later_def, "call_later",
-    "Arrange for a callback to be called at a given time.", ["delay", "callback"],
+    "Arrange for a callback to be called at a given time.", ["delay", "callback"], enter_loop_thread,
     |slf, pos, ctx| {
         let py = slf.py();
         EventLoop::call_later(slf, Some(&pos.get(py, 0)), pos.get(py, 1), pos.rest(py, 2)?, ctx).map(Py::into_any)
     });
 
 fast_method!(call_at_fast, call_at_def, "call_at",
-    "Like call_later(), but uses an absolute time.", ["when", "callback"],
+    "Like call_later(), but uses an absolute time.", ["when", "callback"], enter_loop_thread,
     |slf, pos, ctx| {
         let py = slf.py();
         EventLoop::call_at(slf, Some(&pos.get(py, 0)), pos.get(py, 1), pos.rest(py, 2)?, ctx).map(Py::into_any)
