@@ -271,11 +271,24 @@ impl DatagramFast {
         Ok(())
     }
 
-    /// Called by the loop at the end of the run phase.
+    /// Called by the loop at the end of the run phase. An exception on the way (from
+    /// asyncio's `sendto` taking over a full socket's rest, say) is the transport's fatal
+    /// write error, as asyncio reports one, not the loop's.
     pub(crate) fn flush_batch(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
         let me = slf.get();
         me.flush_listed.store(false, Ordering::Relaxed);
-        me.send_queue(slf.py())
+        match me.send_queue(py) {
+            Ok(()) => Ok(()),
+            Err(e) if py_helpers::is_exit(py, &e) => Err(e),
+            Err(e) => match me.transport(py)? {
+                Some(tr) => {
+                    tr.call_method1(intern!(py, "_fatal_error"), (e.into_value(py), "Fatal write error on datagram transport"))?;
+                    Ok(())
+                }
+                None => Err(e),
+            },
+        }
     }
 }
 
