@@ -1,6 +1,7 @@
 """The sock_* coroutines over socketpairs and TCP/UDP loopback."""
 
 import asyncio
+import os
 import socket
 
 import pytest
@@ -332,3 +333,117 @@ def test_sock_recv_closed_socket(loop, pair):
             await loop.sock_recv(a, 10)
 
     run(loop, main())
+
+
+# -- a descriptor's life across waits: reuse of its number, copies, other watchers ---------
+
+
+def _nonblocking_pair():
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    return a, b
+
+
+def _at_number(sock, n):
+    """The connection of ``sock`` under descriptor number ``n`` (closing what ``n`` named)."""
+    if sock.fileno() == n:  # it got the freed number already
+        return sock
+    os.dup2(sock.fileno(), n)
+    moved = socket.socket(fileno=n)
+    sock.close()
+    moved.setblocking(False)
+    return moved
+
+
+async def _recv_after_send(loop, sock, peer, data):
+    """sock_recv on ``sock`` while ``peer`` sends ``data`` a moment later."""
+    loop.call_later(0.01, peer.send, data)
+    return await asyncio.wait_for(loop.sock_recv(sock, 100), 3)
+
+
+def test_waits_on_a_number_closed_and_reused(loop):
+    """A wait on a socket, then the socket closed and its number given to another socket:
+    a wait on the new socket sees the new socket's data."""
+    async def main():
+        a, peer_a = _nonblocking_pair()
+        assert await _recv_after_send(loop, a, peer_a, b"first") == b"first"
+        n = a.fileno()
+        a.close()
+        b, peer_b = _nonblocking_pair()
+        b = _at_number(b, n)
+        try:
+            assert await _recv_after_send(loop, b, peer_b, b"second") == b"second"
+            assert await _recv_after_send(loop, b, peer_b, b"third") == b"third"
+        finally:
+            for s in (peer_a, b, peer_b):
+                s.close()
+
+    run(loop, main())
+
+
+def test_waits_on_a_number_whose_old_socket_lives_on_in_a_copy(loop):
+    """As above, but a copy of the old socket stays open and its peer sends meanwhile: the
+    new socket's wait gets the new socket's data only, and the loop does not spin."""
+    async def main():
+        a, peer_a = _nonblocking_pair()
+        assert await _recv_after_send(loop, a, peer_a, b"first") == b"first"
+        copy = a.dup()
+        n = a.fileno()
+        a.close()
+        b, peer_b = _nonblocking_pair()
+        b = _at_number(b, n)
+        try:
+            peer_a.send(b"to the copy")
+            t0 = loop.time()
+            assert await _recv_after_send(loop, b, peer_b, b"second") == b"second"
+            assert loop.time() - t0 < 1
+            assert copy.recv(100) == b"to the copy"
+            # the loop stays idle: a turn with nothing to do takes its timeout
+            t0 = loop.time()
+            await asyncio.sleep(0.05)
+            assert loop.time() - t0 >= 0.04
+        finally:
+            for s in (copy, peer_a, b, peer_b):
+                s.close()
+
+    run(loop, main())
+
+
+def test_add_reader_after_sock_recv_and_sock_recv_after_remove_reader(loop):
+    async def main():
+        a, peer = _nonblocking_pair()
+        try:
+            assert await _recv_after_send(loop, a, peer, b"one") == b"one"
+            got = loop.create_future()
+            loop.add_reader(a, lambda: got.done() or got.set_result(a.recv(100)))
+            peer.send(b"two")
+            assert await asyncio.wait_for(got, 3) == b"two"
+            loop.remove_reader(a)
+            assert await _recv_after_send(loop, a, peer, b"three") == b"three"
+        finally:
+            a.close()
+            peer.close()
+
+    run(loop, main())
+
+
+def test_sock_recv_again_after_a_cancelled_wait(loop):
+    async def main():
+        a, peer = _nonblocking_pair()
+        try:
+            waiting = asyncio.ensure_future(loop.sock_recv(a, 100))
+            await asyncio.sleep(0.01)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            assert await _recv_after_send(loop, a, peer, b"after") == b"after"
+            for i in range(200):  # many waits in a row on one descriptor
+                msg = b"%d" % i
+                loop.call_soon(peer.send, msg)
+                assert await asyncio.wait_for(loop.sock_recv(a, 100), 3) == msg
+        finally:
+            a.close()
+            peer.close()
+
+    run(loop, main(), timeout=10)

@@ -252,16 +252,20 @@ impl EventLoop {
         slf.get().check_closed()?;
         let fd = fileobj_to_fd(fd)?;
         slf.get().check_callback(&callback, if write { "add_writer" } else { "add_reader" })?;
-        Self::watch_fd(slf, fd, callback, args, write)
+        Self::watch_fd(slf, fd, callback, args, write, false)
     }
 
-    /// Watch a descriptor for a native caller (a transport): no argument checks.
+    /// Watch a descriptor for a native caller (a transport): no argument checks. `once`:
+    /// the caller stops watching after the first call that does not block (a `sock_*`
+    /// wait), so the reactor may keep the registration parked for the next wait
+    /// (reactor.rs, "One-shot waits").
     pub(crate) fn watch_fd(
         slf: &Bound<'_, Self>,
         fd: RawFd,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
         write: bool,
+        once: bool,
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let me = slf.get();
@@ -276,7 +280,12 @@ impl EventLoop {
             } else {
                 interest.read = true;
             }
-            reactor.set_interest(fd, interest).map_err(py_helpers::os_error)?;
+            if once {
+                reactor.set_interest_oneshot(fd, interest)
+            } else {
+                reactor.set_interest(fd, interest)
+            }
+            .map_err(py_helpers::os_error)?;
             let mut st = me.state.borrow_mut(py)?;
             if write {
                 st.writers.insert(fd, handle.clone_ref(py))

@@ -180,6 +180,17 @@ fn finish(fut: &Bound<'_, PyAny>, outcome: Attempt) -> PyResult<()> {
 }
 
 impl SockWaiter {
+    /// Remove this waiter's watcher, unless someone else took the descriptor since.
+    fn stop_watching(&self, py: Python<'_>) -> PyResult<()> {
+        let handle = self.handle.borrow_mut(py)?.take();
+        if let Some(h) = handle {
+            if !h.get().is_cancelled() {
+                EventLoop::unwatch_fd(self.loop_.bind(py), self.fd, self.write)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Try `op` on `sock` now; return a future, done or waiting on a watcher.
     fn start(lp: &Bound<'_, EventLoop>, sock: &Bound<'_, PyAny>, write: bool, mut op: Op, first_try: bool) -> PyResult<Py<PyAny>> {
         let py = lp.py();
@@ -213,7 +224,7 @@ impl SockWaiter {
                 handle: GilCell::new(None),
             },
         )?;
-        let handle = EventLoop::watch_fd(lp, fd, waiter.getattr(intern!(py, "_ready"))?, PyTuple::empty(py), write)?;
+        let handle = EventLoop::watch_fd(lp, fd, waiter.getattr(intern!(py, "_ready"))?, PyTuple::empty(py), write, true)?;
         *waiter.get().handle.borrow_mut(py)? = Some(handle);
         fut.call_method1(intern!(py, "add_done_callback"), (waiter.getattr(intern!(py, "_done"))?,))?;
         Ok(fut.unbind())
@@ -234,19 +245,20 @@ impl SockWaiter {
         match outcome {
             Attempt::WouldBlock => Ok(()),
             Attempt::Failed(e) if py_helpers::is_exit(py, &e) => Err(e),
-            outcome => finish(fut, outcome),
+            outcome => {
+                // stop watching now, while the reactor has just disarmed the one-shot
+                // registration (it is parked, no syscall); the done callback finds nothing
+                // left to do
+                self.stop_watching(py)?;
+                finish(fut, outcome)
+            }
         }
     }
 
-    /// The future's done callback: stop watching unless someone else took the descriptor.
+    /// The future's done callback: stop watching (also on cancellation), as asyncio's
+    /// `_sock_read_done`/`_sock_write_done`.
     fn _done(&self, py: Python<'_>, _fut: &Bound<'_, PyAny>) -> PyResult<()> {
-        let handle = self.handle.borrow_mut(py)?.take();
-        if let Some(h) = handle {
-            if !h.get().is_cancelled() {
-                EventLoop::unwatch_fd(self.loop_.bind(py), self.fd, self.write)?;
-            }
-        }
-        Ok(())
+        self.stop_watching(py)
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {

@@ -179,7 +179,7 @@ impl SocketTransportCore {
                 cb
             }
         };
-        EventLoop::watch_fd(&lp, me.fd, cb, PyTuple::empty(py), write)?;
+        EventLoop::watch_fd(&lp, me.fd, cb, PyTuple::empty(py), write, false)?;
         if write {
             me.waiting.store(true, Ordering::Relaxed);
         } else {
