@@ -77,8 +77,9 @@ pub(crate) fn recv_bytes<'py>(lp: &EventLoop, py: Python<'py>, fd: RawFd, max: u
 }
 
 /// Reads of at most this many bytes go straight into a new `bytes` (`recv_into_new`):
-/// below glibc's default `mmap` threshold, so the allocation comes from the heap.
-pub(crate) const DIRECT_READ_MAX: usize = 128 * 1024;
+/// clearly below glibc's initial `mmap` threshold (128 KiB), so the allocation comes from
+/// the heap, not from a fresh mapping per read.
+pub(crate) const DIRECT_READ_MAX: usize = 96 * 1024;
 
 /// One `recv` of at most `max` (1..=`DIRECT_READ_MAX`) bytes straight into a new `bytes`,
 /// shrunk to what arrived, as the socket module's `recv` does: no copy, where
