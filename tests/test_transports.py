@@ -879,3 +879,52 @@ def test_write_after_connection_lost_is_ignored(loop, net):
         return exc
 
     assert isinstance(run(loop, main()), ConnectionResetError)
+
+
+def test_large_data_arrives_whole_and_pause_reading_in_data_received_stops_it(loop):
+    """4 MiB sent at once: every byte arrives, in order; a protocol that pauses reading in
+    data_received gets no further call until it resumes, however much is waiting."""
+    payload = bytes(range(256)) * (4 * 1024 * 1024 // 256)
+
+    class Pausing(asyncio.Protocol):
+        def __init__(self):
+            self.chunks = []
+            self.calls_while_paused = 0
+            self.paused = False
+            self.done = loop.create_future()
+
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            if self.paused:
+                self.calls_while_paused += 1
+            self.chunks.append(data)
+            if len(self.chunks) % 3 == 0:
+                self.paused = True
+                transport = self.transport
+                transport.pause_reading()
+
+                def resume():
+                    self.paused = False
+                    transport.resume_reading()
+
+                loop.call_later(0.001, resume)
+            if sum(map(len, self.chunks)) >= len(payload) and not self.done.done():
+                self.done.set_result(None)
+
+    async def main():
+        a, b = socket.socketpair()
+        try:
+            proto = Pausing()
+            tr, _ = await loop.connect_accepted_socket(lambda: proto, a)
+            b.setblocking(False)
+            await loop.sock_sendall(b, payload)
+            await asyncio.wait_for(proto.done, 10)
+            assert b"".join(proto.chunks) == payload
+            assert proto.calls_while_paused == 0
+            tr.close()
+        finally:
+            b.close()
+
+    run(loop, main(), timeout=15)
