@@ -6,7 +6,7 @@ import contextvars
 
 import pytest
 
-from loop_helpers import run
+from loop_helpers import run, xfail_on
 
 
 def test_create_future(loop):
@@ -287,3 +287,66 @@ def test_never_retrieved_exception_reported(loop, handler_calls):
     ctx = handler_calls[0]
     assert isinstance(ctx["exception"], ValueError)
     assert ctx["message"] == "Task exception was never retrieved"
+
+
+def test_debug_source_traceback_ends_at_the_create_task_call(loop):
+    """In debug mode a task's `_source_traceback` ends with the line that called
+    `create_task` (asyncio drops its own frame); a future's has the line that called
+    `create_future` last or, on asyncio, just before asyncio's own `create_future` frame."""
+    import sys
+
+    async def child():
+        pass
+
+    async def main():
+        loop.set_debug(True)
+        try:
+            task = loop.create_task(child()); task_line = sys._getframe().f_lineno  # noqa: E702
+            fut = loop.create_future(); fut_line = sys._getframe().f_lineno  # noqa: E702
+            await task
+            fut.cancel()
+        finally:
+            loop.set_debug(False)
+        last = task._source_traceback[-1]
+        assert (last.name, last.lineno) == ("main", task_line)
+        tail = [(f.name, f.lineno) for f in fut._source_traceback[-2:]]
+        assert tail[-1] == ("main", fut_line) or (tail[0] == ("main", fut_line) and tail[1][0] == "create_future")
+
+    run(loop, main())
+
+
+@xfail_on("uvloop", "uvloop differs: the task factory gets context=None when no context is given")
+def test_create_task_with_a_factory_name_and_context(loop):
+    made = []
+
+    def factory(lp, coro, **kwargs):
+        made.append(kwargs)
+        return asyncio.Task(coro, loop=lp, **kwargs)
+
+    async def child():
+        return 7
+
+    async def main():
+        loop.set_task_factory(factory)
+        try:
+            ctx = contextvars.copy_context()
+            t1 = loop.create_task(child(), name="plain")
+            t2 = loop.create_task(child(), name="with-context", context=ctx)
+            assert (await t1, await t2) == (7, 7)
+            assert (t1.get_name(), t2.get_name()) == ("plain", "with-context")
+            assert made == [{}, {"context": ctx}]
+        finally:
+            loop.set_task_factory(None)
+
+    run(loop, main())
+
+
+def test_create_task_on_a_closed_loop_raises(loop):
+    async def child():
+        pass
+
+    loop.close()
+    coro = child()
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        loop.create_task(coro)
+    coro.close()

@@ -51,7 +51,7 @@ class EventLoop(
         # skip the bound-method allocation and argument parsing (fastcall.rs). A subclass
         # that overrides one of these methods keeps its own.
         cls = type(self)
-        if cls.create_future is base_events.BaseEventLoop.create_future:
+        if cls.create_future is _native.EventLoop.create_future:
             self._set_future_type(futures.Future)
         for name, function in self._fast_methods():
             if getattr(cls, name) is getattr(_native.EventLoop, name):

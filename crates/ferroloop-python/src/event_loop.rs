@@ -30,6 +30,7 @@ use ferroloop::timers::Cancellable;
 use ferroloop::{clock, Event, Reactor, TimerHeap, Waker};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::PyTuple;
 use pyo3::{PyTraverseError, PyVisit};
 
@@ -650,6 +651,62 @@ impl EventLoop {
             // SAFETY: getpid never fails.
             pid: unsafe { libc::getpid() } as u32,
         })
+    }
+
+    /// asyncio's `get_debug` (a C `Future` asks for it on every creation: native, no
+    /// Python frame).
+    fn get_debug(&self) -> bool {
+        self.is_debug()
+    }
+
+    /// asyncio's `create_future`: `asyncio.futures.Future(loop=self)`, the class looked up
+    /// per call as asyncio does.
+    fn create_future<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        static FUTURES: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+        let module = FUTURES.get_or_try_init(py, || py.import("asyncio.futures").map(Bound::unbind))?;
+        let kwargs = pyo3::types::PyDict::new(py);
+        kwargs.set_item(pyo3::intern!(py, "loop"), slf)?;
+        module.bind(py).getattr(pyo3::intern!(py, "Future"))?.call((), Some(&kwargs))
+    }
+
+    /// asyncio's `create_task` (3.11), without its three Python frames per task: the task
+    /// factory or `asyncio.tasks.Task` (looked up per call, as asyncio does), the name set.
+    #[pyo3(signature = (coro, *, name=None, context=None))]
+    fn create_task<'py>(
+        slf: &Bound<'py, Self>,
+        coro: Bound<'py, PyAny>,
+        name: Option<Bound<'py, PyAny>>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let me = slf.get();
+        me.check_closed()?;
+        static TASKS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+        let tasks = TASKS.get_or_try_init(py, || py.import("asyncio.tasks").map(Bound::unbind))?.bind(py);
+        let none = py.None().into_bound(py);
+        let name = name.unwrap_or_else(|| none.clone());
+        let context = context.unwrap_or_else(|| none.clone());
+        let factory = slf.getattr(pyo3::intern!(py, "_task_factory"))?;
+        if factory.is_none() {
+            let kwargs = pyo3::types::PyDict::new(py);
+            kwargs.set_item(pyo3::intern!(py, "loop"), slf)?;
+            kwargs.set_item(pyo3::intern!(py, "name"), &name)?;
+            kwargs.set_item(pyo3::intern!(py, "context"), &context)?;
+            // (asyncio then drops the last entry of a debug-mode `_source_traceback`: its
+            // own `create_task` frame; here there is no such frame, the last entry is
+            // already the caller's)
+            return tasks.getattr(pyo3::intern!(py, "Task"))?.call((coro,), Some(&kwargs));
+        }
+        let task = if context.is_none() {
+            factory.call1((slf, coro))?
+        } else {
+            let kwargs = pyo3::types::PyDict::new(py);
+            kwargs.set_item(pyo3::intern!(py, "context"), &context)?;
+            factory.call((slf, coro), Some(&kwargs))?
+        };
+        tasks.getattr(pyo3::intern!(py, "_set_task_name"))?.call1((&task, &name))?;
+        Ok(task)
     }
 
     fn time(&self) -> f64 {
