@@ -5,11 +5,13 @@ unlike wall time).
     .venv/bin/python benches/instructions.py [--n 20000] [floor rloop uvloop ferroloop ...]
     .venv/bin/python benches/instructions.py --case timers [rloop uvloop ferroloop ...]
     .venv/bin/python benches/instructions.py --case threadsafe [rloop uvloop ferroloop ...]
+    .venv/bin/python benches/instructions.py --case gather [rloop uvloop ferroloop ...]
 
 For each loop, runs the case with N and with 0 operations under `valgrind --tool=callgrind`
 and prints (total(N) - total(0)) / N. `sleep0`: one task awaiting sleep(0), and that minus
 the floor (the same coroutine driven by bare coro.send(None)). `timers`: N `call_later(0,
 cb)` scheduled from one task, then awaited until all fired (per timer: schedule and fire).
+`gather`: N coroutines through one `asyncio.gather` (per task: create, run, collect).
 `threadsafe`: N `call_soon_threadsafe(cb)` from one other thread, awaited until all ran
 (per call: schedule from the thread and run on the loop; the thread's start is in both
 runs, so it cancels out).
@@ -58,8 +60,12 @@ async def threadsafe(n):
     if n:
         await done
     t.join()
+async def _job(i):
+    return i
+async def gather(n):
+    await asyncio.gather(*[_job(i) for i in range(n)])
 which, n, case = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-bench = {"sleep0": sleep0, "timers": timers, "threadsafe": threadsafe}[case]
+bench = {"sleep0": sleep0, "timers": timers, "threadsafe": threadsafe, "gather": gather}[case]
 if which == "floor":
     c = bench(n)
     try:
@@ -86,7 +92,7 @@ def instructions(which, n, case):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=20000)
-    p.add_argument("--case", choices=["sleep0", "timers", "threadsafe"], default="sleep0")
+    p.add_argument("--case", choices=["sleep0", "timers", "threadsafe", "gather"], default="sleep0")
     p.add_argument("loops", nargs="*", default=["floor", "rloop", "uvloop", "ferroloop"])
     args = p.parse_args()
     floor = None
