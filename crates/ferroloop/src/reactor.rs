@@ -357,10 +357,13 @@ mod tests {
         r.set_interest(rd, Interest::default()).unwrap();
         assert!(r.poll(Some(0.0)).unwrap().is_empty());
         assert_eq!(r.registered(), 0);
-        // SAFETY: closing our own descriptors.
-        unsafe {
-            libc::close(rd);
-            libc::close(wr);
+        close(&[rd, wr]);
+    }
+
+    fn close(fds: &[RawFd]) {
+        for &fd in fds {
+            // SAFETY: closing a descriptor the test opened and no longer uses.
+            unsafe { libc::close(fd) };
         }
     }
 
@@ -393,11 +396,7 @@ mod tests {
             assert!(r.poll(Some(0.0)).unwrap().is_empty());
             read_byte(rd);
         }
-        // SAFETY: closing our own descriptors.
-        unsafe {
-            libc::close(rd);
-            libc::close(wr);
-        }
+        close(&[rd, wr]);
     }
 
     #[test]
@@ -412,11 +411,7 @@ mod tests {
         }
         r.set_interest(rd, Interest::default()).unwrap();
         assert!(r.poll(Some(0.0)).unwrap().is_empty());
-        // SAFETY: closing our own descriptors.
-        unsafe {
-            libc::close(rd);
-            libc::close(wr);
-        }
+        close(&[rd, wr]);
     }
 
     #[test]
@@ -448,11 +443,7 @@ mod tests {
             read_byte(rd2);
             r.set_interest(rd2, Interest::default()).unwrap();
         }
-        // SAFETY: closing our own descriptors.
-        unsafe {
-            libc::close(rd2);
-            libc::close(wr2);
-        }
+        close(&[rd2, wr2]);
     }
 
     #[test]
@@ -471,11 +462,7 @@ mod tests {
         assert!(r.poll(Some(0.0)).unwrap().is_empty());
         r.add_edge(rd).unwrap(); // and the Rust runtime can take it over too
         r.set_interest(rd, Interest::default()).unwrap();
-        // SAFETY: closing our own descriptors.
-        unsafe {
-            libc::close(rd);
-            libc::close(wr);
-        }
+        close(&[rd, wr]);
     }
 
     #[test]
