@@ -380,6 +380,18 @@ mod tests {
 
     const READ: Interest = Interest { read: true, write: false };
 
+    /// A reactor and a pipe whose read end had one one-shot wait, reported, then parked
+    /// (the byte that fired it is left unread).
+    fn parked_pipe() -> (Reactor, RawFd, RawFd) {
+        let mut r = Reactor::new().unwrap();
+        let (rd, wr) = pipe();
+        r.set_interest_oneshot(rd, READ).unwrap();
+        write_byte(wr);
+        assert_eq!(r.poll(Some(1.0)).unwrap().len(), 1);
+        r.set_interest(rd, Interest::default()).unwrap(); // parked
+        (r, rd, wr)
+    }
+
     #[test]
     fn oneshot_wait_parks_and_rearms() {
         let mut r = Reactor::new().unwrap();
@@ -416,12 +428,7 @@ mod tests {
 
     #[test]
     fn parked_number_reused_by_a_new_descriptor() {
-        let mut r = Reactor::new().unwrap();
-        let (rd, wr) = pipe();
-        r.set_interest_oneshot(rd, READ).unwrap();
-        write_byte(wr);
-        assert_eq!(r.poll(Some(1.0)).unwrap().len(), 1);
-        r.set_interest(rd, Interest::default()).unwrap(); // parked
+        let (mut r, rd, wr) = parked_pipe();
         // the number `rd` now names a new pipe (dup2 closes the old one atomically, so no
         // test running alongside can take the number meanwhile)
         let (new_rd, wr2) = pipe();
@@ -448,12 +455,7 @@ mod tests {
 
     #[test]
     fn another_interest_makes_a_parked_descriptor_level_triggered() {
-        let mut r = Reactor::new().unwrap();
-        let (rd, wr) = pipe();
-        r.set_interest_oneshot(rd, READ).unwrap();
-        write_byte(wr);
-        assert_eq!(r.poll(Some(1.0)).unwrap().len(), 1);
-        r.set_interest(rd, Interest::default()).unwrap(); // parked
+        let (mut r, rd, wr) = parked_pipe();
         r.set_interest(rd, READ).unwrap(); // an ordinary reader now
         for _ in 0..3 {
             assert_eq!(r.poll(Some(1.0)).unwrap().len(), 1);
