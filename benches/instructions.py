@@ -3,13 +3,16 @@
 unlike wall time).
 
     .venv/bin/python benches/instructions.py [--n 20000] [floor rloop uvloop ferroloop ...]
+    .venv/bin/python benches/instructions.py --case call_soon [rloop uvloop ferroloop ...]
     .venv/bin/python benches/instructions.py --case timers [rloop uvloop ferroloop ...]
     .venv/bin/python benches/instructions.py --case threadsafe [rloop uvloop ferroloop ...]
     .venv/bin/python benches/instructions.py --case gather [rloop uvloop ferroloop ...]
 
 For each loop, runs the case with N and with 0 operations under `valgrind --tool=callgrind`
 and prints (total(N) - total(0)) / N. `sleep0`: one task awaiting sleep(0), and that minus
-the floor (the same coroutine driven by bare coro.send(None)). `timers`: N `call_later(0,
+the floor (the same coroutine driven by bare coro.send(None)). `call_soon`: N
+`call_soon(cb)` from one task in batches of 1,000, each batch run by one sleep(0) (per
+call: schedule and run). `timers`: N `call_later(0,
 cb)` scheduled from one task, then awaited until all fired (per timer: schedule and fire).
 `gather`: N coroutines through one `asyncio.gather` (per task: create, run, collect).
 `threadsafe`: N `call_soon_threadsafe(cb)` from one other thread, awaited until all ran
@@ -60,12 +63,21 @@ async def threadsafe(n):
     if n:
         await done
     t.join()
+async def call_soon(n):
+    loop = asyncio.get_running_loop()
+    call = loop.call_soon
+    def cb():
+        pass
+    for _ in range(n // 1000):
+        for _ in range(1000):
+            call(cb)
+        await asyncio.sleep(0)
 async def _job(i):
     return i
 async def gather(n):
     await asyncio.gather(*[_job(i) for i in range(n)])
 which, n, case = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-bench = {"sleep0": sleep0, "timers": timers, "threadsafe": threadsafe, "gather": gather}[case]
+bench = {"sleep0": sleep0, "call_soon": call_soon, "timers": timers, "threadsafe": threadsafe, "gather": gather}[case]
 if which == "floor":
     c = bench(n)
     try:
@@ -92,7 +104,7 @@ def instructions(which, n, case):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=20000)
-    p.add_argument("--case", choices=["sleep0", "timers", "threadsafe", "gather"], default="sleep0")
+    p.add_argument("--case", choices=["sleep0", "call_soon", "timers", "threadsafe", "gather"], default="sleep0")
     p.add_argument("loops", nargs="*", default=["floor", "rloop", "uvloop", "ferroloop"])
     args = p.parse_args()
     floor = None

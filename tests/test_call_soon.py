@@ -405,3 +405,76 @@ def test_each_callback_runs_in_its_own_copy_of_the_context(loop):
     )
     assert _var.get() == "after-scheduling"
     _var.set("unset")
+
+
+def test_handles_kept_by_the_caller_stay_distinct_after_running(loop):
+    # a loop may reuse the memory of handles nobody holds; held ones keep their identity
+    out = []
+    held = [loop.call_soon(out.append, i) for i in range(50)]
+    run_briefly(loop)
+    later = [loop.call_soon(out.append, i) for i in range(50, 100)]
+    assert all(h not in later for h in held)  # identity: Handle has no __eq__
+    assert len({id(h) for h in held + later}) == 100
+    assert not any(h.cancelled() for h in held + later)
+    held[0].cancel()  # cancelling a handle that ran does not touch a newer one
+    run_briefly(loop)
+    assert out == list(range(100))
+    assert not any(h.cancelled() for h in later)
+
+
+def test_weakly_referenced_handle_dies_after_running(loop):
+    import gc
+    import weakref
+
+    out = []
+    refs = [weakref.ref(loop.call_soon(out.append, i)) for i in range(20)]
+    run_briefly(loop)
+    for i in range(20, 60):
+        loop.call_soon(out.append, i)
+    gc.collect()
+    # the handles died with their last strong reference: none came back as a new handle
+    assert [r() for r in refs] == [None] * 20
+    run_briefly(loop)
+    assert out == list(range(60))
+
+
+def test_handle_after_failed_callback_is_not_reused_while_reported(loop):
+    reported = []
+    loop.set_exception_handler(lambda lp, ctx: reported.append(ctx["handle"]))
+
+    def boom():
+        raise ValueError("boom")
+
+    loop.call_soon(boom)
+    run_briefly(loop)
+    out = []
+    fresh = [loop.call_soon(out.append, i) for i in range(10)]
+    assert len(reported) == 1 and all(h is not reported[0] for h in fresh)
+    run_briefly(loop)
+    assert out == list(range(10))
+
+
+def test_default_context_follows_sets_between_calls(loop):
+    seen = []
+
+    def cb(tag):
+        seen.append((tag, var.get()))
+
+    token = var.set("one")
+    try:
+        for i in range(3):
+            loop.call_soon(cb, f"a{i}")  # share one snapshot: nothing changed between
+        var.set("two")
+        loop.call_soon(cb, "b")
+        var.set("one")  # the same value again, set anew
+        loop.call_soon(cb, "c")
+        ctx = contextvars.copy_context()
+        ctx.run(var.set, "in-ctx")
+        ctx.run(loop.call_soon, cb, "d")  # scheduled from inside another context
+        loop.call_soon(cb, "e")
+    finally:
+        var.reset(token)
+    loop.call_soon(cb, "f")
+    run_briefly(loop)
+    assert seen == [("a0", "one"), ("a1", "one"), ("a2", "one"), ("b", "two"),
+                    ("c", "one"), ("d", "in-ctx"), ("e", "one"), ("f", "default")]

@@ -56,6 +56,9 @@ enum Flush {
     Datagram(Py<DatagramFast>),
 }
 
+/// Emptied handles a loop keeps for reuse: enough for a burst of callbacks per turn.
+const SPARE_HANDLES: usize = 1024;
+
 #[derive(Default)]
 struct State {
     ready: VecDeque<Py<Handle>>,
@@ -78,6 +81,8 @@ pub struct EventLoop {
     /// The last `copy_context()` snapshot, shared by handles while nothing changes
     /// (context.rs).
     snapshot: GilCell<Option<Py<PyAny>>>,
+    /// Emptied one-shot handles, for the next `call_soon`s (handles.rs, "Recycling").
+    spare_handles: GilCell<Vec<Py<Handle>>>,
     /// The read buffer of this loop's stream transports: a `bytes` of `MAX_READ` bytes that a
     /// read fills and copies from (transport.rs); never seen by Python code.
     read_spare: GilCell<Option<Py<pyo3::types::PyBytes>>>,
@@ -203,6 +208,13 @@ impl EventLoop {
             }
         };
         let tb = if slf.get().is_debug() { Some(py_helpers::source_traceback(py)?) } else { None };
+        if when.is_none() && oneshot && tb.is_none() {
+            let spare = slf.get().spare_handles.borrow_mut(py)?.pop();
+            if let Some(h) = spare {
+                h.get().refill(py, callback.unbind(), args.unbind(), context, slf.clone().into_any().unbind(), snapshot_context)?;
+                return Ok(h);
+            }
+        }
         let base = Handle::new_inner(
             callback.unbind(),
             args.unbind(),
@@ -474,6 +486,11 @@ impl EventLoop {
                 h.get().release_after_run(py)?;
             } else {
                 Handle::run_from_loop(&h)?;
+                if me.spare_handles.borrow_mut(py)?.len() < SPARE_HANDLES {
+                    if let Some(h) = Handle::recycle(h) {
+                        me.spare_handles.borrow_mut(py)?.push(h);
+                    }
+                }
             }
         }
         Ok(())
@@ -635,6 +652,7 @@ impl EventLoop {
             events: GilCell::new(Vec::with_capacity(64)),
             snapshot: GilCell::new(None),
             read_spare: GilCell::new(None),
+            spare_handles: GilCell::new(Vec::new()),
             recv_batch: GilCell::new(None),
             future_type: GilCell::new(None),
             rust: GilCell::new(None),
@@ -899,6 +917,8 @@ impl EventLoop {
         drop(snapshot);
         let spare = self.read_spare.borrow_mut(py)?.take();
         drop(spare);
+        let handles = std::mem::take(&mut *self.spare_handles.borrow_mut(py)?);
+        drop(handles);
         let batch = self.recv_batch.borrow_mut(py)?.take();
         drop(batch);
         // the Rust tasks' futures are dropped now (a bridged asyncio future is cancelled)
@@ -1039,6 +1059,8 @@ impl EventLoop {
         Python::attach(|py| {
             let snap = self.snapshot.borrow_mut(py).ok().and_then(|mut s| s.take());
             drop(snap);
+            let handles = self.spare_handles.borrow_mut(py).ok().map(|mut s| std::mem::take(&mut *s));
+            drop(handles);
             let taken = match self.state.borrow_mut(py) {
                 Ok(mut st) => {
                     let mut timers = Vec::new();

@@ -47,9 +47,17 @@ pub struct Handle {
     /// arguments after running it (see "GC" below).
     pub oneshot: bool,
     /// The context is a loop-made snapshot that other handles may share (context.rs):
-    /// run in a private copy of it.
-    pub snapshot_context: bool,
+    /// run in a private copy of it. Atomic only to be reset when the loop recycles the
+    /// handle (see "Recycling" below).
+    pub snapshot_context: AtomicBool,
 }
+
+// Recycling: a one-shot `Handle` (not a `TimerHandle`) that ran, is referenced by nothing
+// but the loop (refcount 1, no weak reference) and kept no debug state is emptied and kept
+// by its loop for its next `call_soon` (`EventLoop::make_handle`), instead of being freed
+// and allocated again: one allocation and one PyO3 deallocation less per callback. Nothing
+// can observe the reuse: no reference to the old handle exists anywhere. Measured with
+// `benches/instructions.py` (docs/performance.md).
 
 // GC: handles are not GC objects at all (no `__traverse__`: no GC header, no tracking, and
 // they do not count toward the collector's allocation thresholds). One tracked object per
@@ -85,8 +93,72 @@ impl Handle {
             scheduled: AtomicBool::new(false),
             when,
             oneshot,
-            snapshot_context,
+            snapshot_context: AtomicBool::new(snapshot_context),
         }
+    }
+
+    /// Fill an emptied one-shot handle (one `recycle` returned) for a new callback.
+    pub fn refill(
+        &self,
+        py: Python<'_>,
+        callback: Py<PyAny>,
+        args: Py<PyTuple>,
+        context: Py<PyAny>,
+        loop_: Py<PyAny>,
+        snapshot_context: bool,
+    ) -> PyResult<()> {
+        let mut inner = self.inner.borrow_mut(py)?;
+        inner.callback = Some(callback);
+        inner.args = Some(args);
+        inner.context = Some(context);
+        inner.loop_ = Some(loop_);
+        drop(inner);
+        self.snapshot_context.store(snapshot_context, Ordering::Relaxed);
+        self.cancelled.store(false, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// After the loop ran `h` (popped from its queue, so `h` is the loop's reference): the
+    /// handle, emptied, when nothing else can see it (see "Recycling" above); else `None`
+    /// and `h` is released as usual.
+    pub fn recycle(h: Bound<'_, Handle>) -> Option<Py<Handle>> {
+        let py = h.py();
+        let me = h.get();
+        let ptr = h.as_ptr();
+        // SAFETY: h is live; its type object outlives it. Only an exact `Handle` (whose
+        // PyO3 type has a weak-reference list at `tp_weaklistoffset`) is examined further.
+        let exact_and_unshared = unsafe {
+            let tp = ffi::Py_TYPE(ptr);
+            me.oneshot
+                && ffi::Py_REFCNT(ptr) == 1
+                && tp == <Handle as pyo3::PyTypeInfo>::type_object_raw(py)
+                && (*tp).tp_weaklistoffset > 0
+                && (*(ptr as *const u8).offset((*tp).tp_weaklistoffset as isize).cast::<*mut ffi::PyObject>()).is_null()
+        };
+        if !exact_and_unshared {
+            return None;
+        }
+        let taken = {
+            let mut inner = me.inner.borrow_mut(py).ok()?;
+            if inner.source_traceback.is_some() || inner.repr.is_some() {
+                return None;
+            }
+            (inner.callback.take(), inner.args.take(), inner.context.take(), inner.loop_.take())
+        };
+        // as `Bound`s (a plain decref); they may run arbitrary code (`__del__`), so after
+        // the borrow, and the handle is re-checked afterwards
+        drop((
+            taken.0.map(|o| o.into_bound(py)),
+            taken.1.map(|o| o.into_bound(py)),
+            taken.2.map(|o| o.into_bound(py)),
+            taken.3.map(|o| o.into_bound(py)),
+        ));
+        // SAFETY: as above; a `__del__` cannot have reached this handle (nothing referenced
+        // it), but the check is cheap.
+        if unsafe { ffi::Py_REFCNT(ptr) } != 1 {
+            return None;
+        }
+        Some(h.unbind())
     }
 
     /// After the loop ran a one-shot handle: drop what it called (see "GC" above), and a
@@ -97,7 +169,7 @@ impl Handle {
         }
         let taken = {
             let mut inner = self.inner.borrow_mut(py)?;
-            let snapshot = if self.snapshot_context { inner.context.take() } else { None };
+            let snapshot = if self.snapshot_context.load(Ordering::Relaxed) { inner.context.take() } else { None };
             (inner.callback.take(), inner.args.take(), inner.loop_.take(), snapshot)
         };
         // as `Bound`s: dropped with a plain decref (a `Py`'s drop first asks PyO3's
@@ -171,7 +243,7 @@ impl Handle {
         let py = slf.py();
         let me = slf.get();
         // SAFETY: slf is live; a refcount of 1 means our reference is the only one.
-        let exclusive = me.oneshot && !me.snapshot_context && unsafe { ffi::Py_REFCNT(slf.as_ptr()) } == 1;
+        let exclusive = me.oneshot && !me.snapshot_context.load(Ordering::Relaxed) && unsafe { ffi::Py_REFCNT(slf.as_ptr()) } == 1;
         if !exclusive {
             let r = Handle::run(slf);
             me.release_after_run(py)?;
@@ -226,7 +298,7 @@ impl Handle {
                     // a snapshot held by anything besides this handle is shared: what the
                     // callback sets is undone after the run (context.rs)
                     // SAFETY: ctx is live (the handle holds it).
-                    let shared = slf.get().snapshot_context && unsafe { ffi::Py_REFCNT(ctx.as_ptr()) } > 1;
+                    let shared = slf.get().snapshot_context.load(Ordering::Relaxed) && unsafe { ffi::Py_REFCNT(ctx.as_ptr()) } > 1;
                     (cb.bind(py).clone(), args.bind(py).clone(), crate::context::for_run(ctx.bind(py), shared)?)
                 }
                 _ => return Ok(()),
