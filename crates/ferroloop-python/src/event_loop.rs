@@ -707,10 +707,16 @@ impl EventLoop {
         let context = context.unwrap_or_else(|| none.clone());
         let factory = slf.getattr(pyo3::intern!(py, "_task_factory"))?;
         if factory.is_none() {
+            // `name` and `context` only when given: `None` is the Task's default for both,
+            // and each dict entry cost about 200 instructions per task
             let kwargs = pyo3::types::PyDict::new(py);
             kwargs.set_item(pyo3::intern!(py, "loop"), slf)?;
-            kwargs.set_item(pyo3::intern!(py, "name"), &name)?;
-            kwargs.set_item(pyo3::intern!(py, "context"), &context)?;
+            if !name.is_none() {
+                kwargs.set_item(pyo3::intern!(py, "name"), &name)?;
+            }
+            if !context.is_none() {
+                kwargs.set_item(pyo3::intern!(py, "context"), &context)?;
+            }
             // (asyncio then drops the last entry of a debug-mode `_source_traceback`: its
             // own `create_task` frame; here there is no such frame, the last entry is
             // already the caller's)
