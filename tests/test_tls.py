@@ -990,6 +990,62 @@ def test_server_write_then_abort(loop, tls, server_ctx, client_ctx):
     assert run(loop, main()) == b"bye"
 
 
+def test_writes_of_one_callback_arrive_whole_and_in_order(loop, tls, server_ctx, client_ctx):
+    """Small and large writes mixed in one callback (a loop may encrypt small ones
+    together): the peer gets exactly their concatenation, and the write buffer size after
+    small writes is 0, as after asyncio's immediate encryption and send."""
+    big = pattern(300 * KiB, seed=5)
+    parts = [b"HTTP/1.1 200 OK\r\n", b"\r\n", b"hello", big, b"tail-1", b"tail-2"]
+    sizes = []
+
+    class Writes(Proto):
+        def data_received(self, data):
+            super().data_received(data)
+            self.transport.write(parts[0])
+            self.transport.write(parts[1])
+            sizes.append(self.transport.get_write_buffer_size())
+            self.transport.writelines([parts[2]])
+            for p in parts[3:]:
+                self.transport.write(p)
+
+    async def main():
+        srv, addr = await tls.server(server_ctx, Writes)
+        reader, writer = await tls.open(addr, client_ctx)
+        writer.write(b"go")
+        got = await reader.readexactly(sum(map(len, parts)))
+        writer.close()
+        await writer.wait_closed()
+        await close_server(srv)
+        return got
+
+    assert run(loop, main()) == b"".join(parts)
+    assert sizes == [0]
+
+
+def test_small_write_then_close_in_one_callback(loop, tls, server_ctx, client_ctx):
+    """write() then close() in the same callback: the bytes arrive before the
+    close_notify (the client reads them, then EOF)."""
+
+    class Bye(Proto):
+        def data_received(self, data):
+            super().data_received(data)
+            self.transport.write(b"see you")
+            self.transport.write(b", bye")
+            self.transport.close()
+
+    async def main():
+        srv, addr = await tls.server(server_ctx, Bye)
+        reader, writer = await tls.open(addr, client_ctx)
+        writer.write(b"hi")
+        got = await reader.read()
+        writer.close()
+        await writer.wait_closed()
+        await close_server(srv)
+        return got
+
+    assert run(loop, main()) == b"see you, bye"
+
+
 @pytest.mark.parametrize("api", ["create_connection", "open_connection"])
 def test_garbage_instead_of_server_hello(loop, tls, client_ctx, api):
     """A "server" that answers the ClientHello with HTTP text: the ssl.SSLError reaches

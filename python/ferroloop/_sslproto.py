@@ -23,6 +23,20 @@ class SSLProtocol(sslproto.SSLProtocol):
         self._do_read = fast._do_read
         self._write_appdata = fast._write_appdata
         self._app_transport.write = fast.write
+        self._flush_batch = fast._flush_batch
+        self._batched = fast._batched
+
+    def _get_write_buffer_size(self):
+        # writes waiting for the end of the run phase count as sent, as after asyncio's
+        # immediate encryption and send
+        return self._outgoing.pending + self._write_buffer_size - min(
+            self._batched(), self._write_buffer_size)
+
+    def _abort(self, *args):
+        # writes of this run phase still waiting for its end: asyncio had sent them at
+        # write() (ssl_fast.rs, "Write batching")
+        self._flush_batch()
+        super()._abort(*args)
 
 
 class StartTLSMixin:

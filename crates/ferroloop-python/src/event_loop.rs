@@ -38,6 +38,7 @@ use crate::cell::GilCell;
 use crate::handles::{Handle, TimerHandle};
 use crate::rust_tasks::EmbeddedLoop;
 use crate::datagram::DatagramFast;
+use crate::ssl_fast::SslFast;
 use crate::transport::SocketTransportCore;
 use crate::py_helpers;
 
@@ -52,6 +53,9 @@ impl Cancellable for TimerEntry {
 
 /// A transport waiting for the end-of-phase flush.
 enum Flush {
+    /// TLS writes waiting for the phase's end (ssl_fast.rs): flushed before the streams,
+    /// whose transports they write to.
+    Ssl(Py<SslFast>),
     Stream(Py<SocketTransportCore>),
     Datagram(Py<DatagramFast>),
 }
@@ -506,8 +510,31 @@ impl EventLoop {
             std::mem::take(&mut st.flush)
         };
         let mut result = Ok(());
+        // TLS first, with the run phase marked once more: the records they make join their
+        // raw transports' batches, listed now and flushed in this same pass
+        let (ssl, rest): (Vec<Flush>, Vec<Flush>) = pending.into_iter().partition(|f| matches!(f, Flush::Ssl(_)));
+        let mut pending = ssl;
+        if !pending.is_empty() {
+            let batching = slf.get().batching.swap(true, Ordering::Relaxed);
+            for f in pending.drain(..) {
+                if let Flush::Ssl(fast) = f {
+                    let r = SslFast::flush_batch(fast.bind(py));
+                    if result.is_ok() {
+                        result = r;
+                    }
+                }
+            }
+            slf.get().batching.store(batching, Ordering::Relaxed);
+            // the raw transports the TLS flush listed
+            let more = std::mem::take(&mut slf.get().state.borrow_mut(py)?.flush);
+            pending.extend(rest);
+            pending.extend(more);
+        } else {
+            pending = rest;
+        }
         for f in pending {
             let r = match f {
+                Flush::Ssl(fast) => SslFast::flush_batch(fast.bind(py)),
                 Flush::Stream(core) => SocketTransportCore::flush_batch(core.bind(py)),
                 Flush::Datagram(fast) => DatagramFast::flush_batch(fast.bind(py)),
             };
@@ -609,6 +636,16 @@ impl EventLoop {
             return Ok(false);
         }
         self.state.borrow_mut(py)?.flush.push(Flush::Stream(core.clone().unbind()));
+        Ok(true)
+    }
+
+    /// A TLS protocol keeps this run phase's writes for its end (ssl_fast.rs). False when no
+    /// phase is running (they are then encrypted at once).
+    pub(crate) fn defer_ssl(&self, py: Python<'_>, fast: &Bound<'_, SslFast>) -> PyResult<bool> {
+        if !self.batching.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        self.state.borrow_mut(py)?.flush.push(Flush::Ssl(fast.clone().unbind()));
         Ok(true)
     }
 
@@ -1047,6 +1084,7 @@ impl EventLoop {
                 .chain(st.timers.iter().map(|e| &e.0));
             for f in &st.flush {
                 match f {
+                    Flush::Ssl(fast) => visit.call(fast)?,
                     Flush::Stream(core) => visit.call(core)?,
                     Flush::Datagram(fast) => visit.call(fast)?,
                 }

@@ -14,6 +14,17 @@
 //!   away (`SSLObject.write`) and hand the records to the transport; otherwise asyncio's
 //!   backlog logic, native too. Writes in a closing state go to asyncio's method (it warns).
 //!
+//! Write batching: while the loop runs callbacks, an application write on an established
+//! connection with nothing else queued stays in asyncio's `_write_backlog`, and the loop
+//! encrypts the backlog once when the run phase ends (`flush_batch`, before the stream
+//! transports flush): a response's headers and body become one TLS record instead of two,
+//! one `SSLObject.write` and one raw `transport.write` less. At most `BATCH_MAX` bytes wait
+//! (one record's plaintext); past that, or outside a run phase, writes are encrypted at
+//! once as in asyncio. Every asyncio path that encrypts the backlog (a read, closing,
+//! `eof_received`) takes the waiting bytes with it; `_abort` flushes them first
+//! (`python/ferroloop/_sslproto.py`), so `write()` then `abort()` still sends, and the
+//! write buffer size leaves them out, as asyncio's would after encrypting them.
+//!
 //! The flow-control checks compute the buffer sizes here and call asyncio's
 //! `_control_app_writing` / `_control_ssl_reading` only when a threshold is crossed, so
 //! pausing and resuming (and their error reports) are asyncio's.
@@ -25,6 +36,10 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::intern;
 use pyo3::types::{PyByteArray, PyBytes, PyList, PyMemoryView, PyTuple, PyWeakrefMethods, PyWeakrefReference};
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crate::event_loop::EventLoop;
 
 /// asyncio objects looked up once.
 struct Names {
@@ -68,12 +83,21 @@ fn is_again(py: Python<'_>, n: &Names, e: &PyErr) -> bool {
     e.is_instance(py, n.want_read.bind(py)) || e.is_instance(py, n.syscall_error.bind(py))
 }
 
+/// The most plaintext a run phase's writes keep waiting for its end: one TLS record.
+const BATCH_MAX: usize = 16 * 1024;
+
 #[pyclass(module = "ferroloop._native", frozen)]
 pub struct SslFast {
     /// The `SSLProtocol` this object serves, weakly: the protocol holds this object's bound
     /// methods, and asyncio's tests require that a closed connection leaves no cycle
     /// (its `SSLContext` must die without the garbage collector).
     proto: Py<PyWeakrefReference>,
+    /// The protocol's loop when it is ferroloop's (write batching needs its run phase).
+    loop_: Option<Py<EventLoop>>,
+    /// Bytes of the backlog waiting for the end of the run phase (see "Write batching").
+    waiting: AtomicUsize,
+    /// Listed in the loop's end-of-phase flush.
+    listed: AtomicBool,
 }
 
 impl SslFast {
@@ -272,8 +296,14 @@ fn control_ssl_reading(proto: &Bound<'_, PyAny>) -> PyResult<()> {
     Ok(())
 }
 
-/// asyncio's `_write_appdata`, with a direct path when nothing is queued.
-fn write_appdata(proto: &Bound<'_, PyAny>, n: &Names, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
+/// asyncio's `_write_appdata`, with a direct path when nothing is queued, and the end of
+/// the run phase as the time to encrypt when only batched writes are (see "Write batching").
+fn write_appdata(
+    fast: &Bound<'_, SslFast>,
+    proto: &Bound<'_, PyAny>,
+    n: &Names,
+    list_of_data: &Bound<'_, PyAny>,
+) -> PyResult<()> {
     let py = proto.py();
     let state = proto.getattr(intern!(py, "_state"))?;
     let wrapped = state.is(n.wrapped.bind(py));
@@ -284,7 +314,8 @@ fn write_appdata(proto: &Bound<'_, PyAny>, n: &Names, list_of_data: &Bound<'_, P
     }
     let backlog = proto.getattr(intern!(py, "_write_backlog"))?;
     let size_name = intern!(py, "_write_buffer_size");
-    let mut size = attr_usize(proto, size_name)?;
+    let before = attr_usize(proto, size_name)?;
+    let mut size = before;
     for data in list_of_data.try_iter()? {
         let data = data?;
         size += data.len()?;
@@ -292,16 +323,82 @@ fn write_appdata(proto: &Bound<'_, PyAny>, n: &Names, list_of_data: &Bound<'_, P
     }
     proto.setattr(size_name, size)?;
     if wrapped {
+        let me = fast.get();
+        let waiting = me.waiting.load(Ordering::Relaxed);
+        // only batched writes in the backlog (none the TLS engine refused), and room left
+        if before == waiting && size <= BATCH_MAX && me.batch(fast)? {
+            me.waiting.store(size, Ordering::Relaxed);
+            return Ok(());
+        }
+        me.waiting.store(0, Ordering::Relaxed);
         guarded(proto, || do_write(proto, n))?;
     }
     Ok(())
+}
+
+impl SslFast {
+    /// Keep this run phase's writes for its end: true when listed (now or before) in the
+    /// loop's flush, false outside a run phase or on another loop.
+    fn batch(&self, slf: &Bound<'_, SslFast>) -> PyResult<bool> {
+        if self.listed.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        let Some(lp) = &self.loop_ else { return Ok(false) };
+        if !lp.get().defer_ssl(slf.py(), slf)? {
+            return Ok(false);
+        }
+        self.listed.store(true, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// The end of the run phase: encrypt and send what waited. An error is the protocol's
+    /// fatal error, as asyncio reports one from a write.
+    pub(crate) fn flush_batch(slf: &Bound<'_, SslFast>) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        me.listed.store(false, Ordering::Relaxed);
+        if me.waiting.swap(0, Ordering::Relaxed) == 0 {
+            return Ok(());
+        }
+        let Some(proto) = me.proto(py)? else { return Ok(()) };
+        let n = names(py)?;
+        // another path (a read, closing) may have encrypted the backlog already, or the
+        // connection moved on: then asyncio's own code owns what is left
+        if !proto.getattr(intern!(py, "_state"))?.is(n.wrapped.bind(py))
+            || !proto.getattr(intern!(py, "_write_backlog"))?.is_truthy()?
+        {
+            return Ok(());
+        }
+        guarded(&proto, || do_write(&proto, n))
+    }
 }
 
 #[pymethods]
 impl SslFast {
     #[new]
     fn new(proto: &Bound<'_, PyAny>) -> PyResult<Self> {
-        Ok(SslFast { proto: PyWeakrefReference::new(proto)?.unbind() })
+        let py = proto.py();
+        let loop_ = proto.getattr(intern!(py, "_loop"))?.cast_into::<EventLoop>().ok().map(Bound::unbind);
+        Ok(SslFast {
+            proto: PyWeakrefReference::new(proto)?.unbind(),
+            loop_,
+            waiting: AtomicUsize::new(0),
+            listed: AtomicBool::new(false),
+        })
+    }
+
+    /// Bytes of the backlog waiting for the end of the run phase.
+    fn _batched(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Encrypt and send the writes waiting for the end of the run phase now (before an
+    /// abort: asyncio would have sent them at `write()`).
+    fn _flush_batch(slf: &Bound<'_, SslFast>) -> PyResult<()> {
+        if slf.get().waiting.load(Ordering::Relaxed) == 0 {
+            return Ok(());
+        }
+        Self::flush_batch(slf)
     }
 
     /// `SSLProtocol.get_buffer`: the protocol's own buffer when it is large enough (it
@@ -346,13 +443,15 @@ impl SslFast {
     }
 
     /// `SSLProtocol._write_appdata`.
-    fn _write_appdata(&self, py: Python<'_>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
-        let Some(proto) = self.proto(py)? else { return Ok(()) };
-        write_appdata(&proto, names(py)?, list_of_data)
+    fn _write_appdata(slf: &Bound<'_, SslFast>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let Some(proto) = slf.get().proto(py)? else { return Ok(()) };
+        write_appdata(slf, &proto, names(py)?, list_of_data)
     }
 
     /// `_SSLProtocolTransport.write`.
-    fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn write(slf: &Bound<'_, SslFast>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
         if !(data.is_instance_of::<PyBytes>()
             || data.is_instance_of::<PyByteArray>()
             || data.is_instance_of::<PyMemoryView>())
@@ -363,7 +462,7 @@ impl SslFast {
         if data.len()? == 0 {
             return Ok(());
         }
-        let Some(proto) = self.proto(py)? else { return Ok(()) };
-        write_appdata(&proto, names(py)?, &PyTuple::new(py, [data])?.into_any())
+        let Some(proto) = slf.get().proto(py)? else { return Ok(()) };
+        write_appdata(slf, &proto, names(py)?, &PyTuple::new(py, [data])?.into_any())
     }
 }
