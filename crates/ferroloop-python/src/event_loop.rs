@@ -510,13 +510,13 @@ impl EventLoop {
             std::mem::take(&mut st.flush)
         };
         let mut result = Ok(());
-        // TLS first, with the run phase marked once more: the records they make join their
-        // raw transports' batches, listed now and flushed in this same pass
-        let (ssl, rest): (Vec<Flush>, Vec<Flush>) = pending.into_iter().partition(|f| matches!(f, Flush::Ssl(_)));
-        let mut pending = ssl;
-        if !pending.is_empty() {
+        let mut pending = pending;
+        if pending.iter().any(|f| matches!(f, Flush::Ssl(_))) {
+            // TLS first, with the run phase marked once more: the records they make join
+            // their raw transports' batches, listed now and flushed in this same pass
+            let (ssl, rest): (Vec<Flush>, Vec<Flush>) = pending.into_iter().partition(|f| matches!(f, Flush::Ssl(_)));
             let batching = slf.get().batching.swap(true, Ordering::Relaxed);
-            for f in pending.drain(..) {
+            for f in ssl {
                 if let Flush::Ssl(fast) = f {
                     let r = SslFast::flush_batch(fast.bind(py));
                     if result.is_ok() {
@@ -525,12 +525,8 @@ impl EventLoop {
                 }
             }
             slf.get().batching.store(batching, Ordering::Relaxed);
-            // the raw transports the TLS flush listed
-            let more = std::mem::take(&mut slf.get().state.borrow_mut(py)?.flush);
-            pending.extend(rest);
-            pending.extend(more);
-        } else {
             pending = rest;
+            pending.append(&mut slf.get().state.borrow_mut(py)?.flush);
         }
         for f in pending {
             let r = match f {
