@@ -440,7 +440,13 @@ def test_weakly_referenced_handle_dies_after_running(loop):
 
 def test_handle_after_failed_callback_is_not_reused_while_reported(loop):
     reported = []
-    loop.set_exception_handler(lambda lp, ctx: reported.append(ctx["handle"]))
+    reprs = []
+
+    def handler(lp, ctx):
+        reported.append(ctx["handle"])
+        reprs.append(repr(ctx["handle"]))
+
+    loop.set_exception_handler(handler)
 
     def boom():
         raise ValueError("boom")
@@ -450,6 +456,7 @@ def test_handle_after_failed_callback_is_not_reused_while_reported(loop):
     out = []
     fresh = [loop.call_soon(out.append, i) for i in range(10)]
     assert len(reported) == 1 and all(h is not reported[0] for h in fresh)
+    assert "boom" in reprs[0]  # the report names the callback
     run_briefly(loop)
     assert out == list(range(10))
 

@@ -32,6 +32,26 @@ pub struct HandleInner {
     pub repr: Option<Py<PyAny>>,
 }
 
+impl Drop for HandleInner {
+    /// What a handle still holds when it is freed, released as `Bound`s: a plain decref
+    /// each (a `Py`'s drop first asks PyO3's thread-local state whether the thread is
+    /// attached: a TLS lookup per field).
+    fn drop(&mut self) {
+        // SAFETY: a handle's contents are dropped by its `tp_dealloc` (CPython holds the GIL
+        // there) or, for a handle never made into an object, by the method that built it,
+        // which runs under the GIL too.
+        let py = unsafe { Python::assume_attached() };
+        drop((
+            self.callback.take().map(|o| o.into_bound(py)),
+            self.args.take().map(|o| o.into_bound(py)),
+            self.context.take().map(|o| o.into_bound(py)),
+            self.loop_.take().map(|o| o.into_bound(py)),
+            self.source_traceback.take().map(|o| o.into_bound(py)),
+            self.repr.take().map(|o| o.into_bound(py)),
+        ));
+    }
+}
+
 // No `freelist`: measured, PyO3's freelist costs more instructions per `sleep(0)` step
 // (5,656 vs 5,618) than CPython's small-object allocator for a non-GC object.
 #[pyclass(module = "ferroloop._native", subclass, frozen, weakref)]
@@ -243,24 +263,43 @@ impl Handle {
         let py = slf.py();
         let me = slf.get();
         // SAFETY: slf is live; a refcount of 1 means our reference is the only one.
-        let exclusive = me.oneshot && !me.snapshot_context.load(Ordering::Relaxed) && unsafe { ffi::Py_REFCNT(slf.as_ptr()) } == 1;
+        let exclusive = me.oneshot && unsafe { ffi::Py_REFCNT(slf.as_ptr()) } == 1;
         if !exclusive {
             let r = Handle::run(slf);
             me.release_after_run(py)?;
             return r;
         }
+        // a snapshot context is given up too (`release_after_run` would drop it); a caller's
+        // context stays with the handle
+        let snapshot = me.snapshot_context.load(Ordering::Relaxed);
         let (cb, args, ctx) = {
             let mut inner = me.inner.borrow_mut(py)?;
-            match (inner.callback.take(), inner.args.take(), &inner.context) {
-                (Some(cb), Some(args), Some(ctx)) => (cb.into_bound(py), args.into_bound(py), ctx.bind(py).clone()),
-                (cb, args, _) => {
+            let ctx = if snapshot { inner.context.take() } else { inner.context.as_ref().map(|c| c.clone_ref(py)) };
+            match (inner.callback.take(), inner.args.take(), ctx) {
+                (Some(cb), Some(args), Some(ctx)) => (cb.into_bound(py), args.into_bound(py), ctx.into_bound(py)),
+                (cb, args, ctx) => {
                     inner.callback = cb;
                     inner.args = args;
+                    if snapshot {
+                        inner.context = ctx;
+                    }
                     return Ok(());
                 }
             }
         };
-        match call_in_context(py, &cb, &args, &ctx) {
+        let result = if snapshot {
+            // a snapshot that other handles (or the loop's snapshot slot) still hold is
+            // shared: what the callback sets is undone after the run (context.rs)
+            // SAFETY: ctx is live (we own a reference).
+            let shared = unsafe { ffi::Py_REFCNT(ctx.as_ptr()) } > 1;
+            let run = crate::context::for_run(&ctx, shared)?;
+            let r = call_in_context(py, &cb, &args, run.context());
+            drop(run); // a shared snapshot's variables are restored now
+            r
+        } else {
+            call_in_context(py, &cb, &args, &ctx)
+        };
+        match result {
             Ok(()) => Ok(()),
             Err(err) => {
                 // the report names the callback: give it back first
@@ -268,6 +307,9 @@ impl Handle {
                     let mut inner = me.inner.borrow_mut(py)?;
                     inner.callback = Some(cb.unbind());
                     inner.args = Some(args.unbind());
+                    if snapshot {
+                        inner.context = Some(ctx.unbind());
+                    }
                 }
                 Handle::handle_error(slf, err)
             }
