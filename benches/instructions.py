@@ -18,6 +18,7 @@ call: schedule and run). `timers`: N `call_later(0,
 cb)` scheduled from one task, then awaited until all fired (per timer: schedule and fire).
 `gather`: N coroutines through one `asyncio.gather` (per task: create, run, collect).
 `queue`: N items through an `asyncio.Queue(maxsize=100)` from a producer task (per item).
+`executor`: N `run_in_executor(None, f, i)` round trips, f trivial (both threads' work).
 `threadsafe`: N `call_soon_threadsafe(cb)` from one other thread, awaited until all ran
 (per call: schedule from the thread and run on the loop; the thread's start is in both
 runs, so it cancels out).
@@ -83,6 +84,13 @@ async def call_soon(n):
         await asyncio.sleep(0)
 async def _job(i):
     return i
+def _identity(x):
+    return x
+async def executor(n):
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, _identity, 0)  # the pool's thread starts in both runs
+    for i in range(n):
+        await loop.run_in_executor(None, _identity, i)
 async def queue(n):
     q = asyncio.Queue(maxsize=100)
     async def producer():
@@ -96,7 +104,7 @@ async def queue(n):
 async def gather(n):
     await asyncio.gather(*[_job(i) for i in range(n)])
 which, n, case = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-bench = {"sleep0": sleep0, "call_soon": call_soon, "timers": timers, "threadsafe": threadsafe, "gather": gather, "queue": queue}[case]
+bench = {"sleep0": sleep0, "call_soon": call_soon, "timers": timers, "threadsafe": threadsafe, "gather": gather, "queue": queue, "executor": executor}[case]
 if which == "floor":
     c = bench(n)
     try:
@@ -111,7 +119,7 @@ else:
 """
 
 
-CASES = ["sleep0", "call_soon", "timers", "threadsafe", "gather", "queue"]
+CASES = ["sleep0", "call_soon", "timers", "threadsafe", "gather", "queue", "executor"]
 
 # Calls through which ferroloop's code runs somebody else's code (a callback, a Task's step,
 # a Python method) or frees what it released (`_Py_Dealloc`: when a handle lets go of a
