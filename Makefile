@@ -1,19 +1,31 @@
 # ferroloop: `make help` lists the targets.
+# Every target that runs Python runs on each supported CPython (>= 3.11) found:
+# the default python3 and $(pyenv root)/versions/3.1*/bin/python, one .venv-X.Y each
+# (scripts/pythons.sh; PYTHONS="python3.12 ..." overrides the list). The per-version targets
+# (test-python, conformance, soak, demo-one) take PY=.venv-X.Y/bin/python; alone they use
+# the default interpreter's .venv.
 PY := .venv/bin/python
 
-.PHONY: help setup build demo test test-rust test-python conformance soak bench bench-net bench-rust
+.PHONY: help setup build demo demo-one test test-rust test-python conformance soak bench bench-net bench-rust versions
 help:            ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
 
-setup:           ## create .venv with the dev dependencies and build the extension (release)
+versions:        ## the CPython interpreters the project builds and tests on
+	@bash scripts/pythons.sh
+
+setup:           ## create .venv-X.Y per CPython with the dev dependencies and build the extension (release)
 	bash scripts/setup.sh
 
 build: setup     ## same as setup
 
-demo: setup      ## build, then run the seeds' programs on ferroloop and the sleep(0) table
+demo:            ## build, then run the seeds' programs and the sleep(0) table, on every CPython
+	bash scripts/each-python.sh demo-one
+
+demo-one:        ## the demo on one interpreter (PY=...)
 	$(PY) examples/demo.py
 
-test: setup test-rust test-python conformance soak  ## build and run every test
+test: test-rust  ## build and run every test, on every CPython
+	bash scripts/each-python.sh test-python conformance soak
 
 test-rust:       ## the engine's Rust tests and the Rust API's examples (examples/rust)
 	cargo test -p ferroloop -q
@@ -23,7 +35,7 @@ test-python:     ## the pytest suite on asyncio, ferroloop (and uvloop), normal 
 	$(PY) -m pytest -q tests
 	PYTHONASYNCIODEBUG=1 $(PY) -m pytest -q tests
 
-conformance:     ## CPython's test_asyncio against ferroloop (fails on unexpected results)
+conformance:     ## the running CPython's own test_asyncio against ferroloop (fails on unexpected results)
 	$(PY) conformance/run.py
 
 soak:            ## short soaks: loop lifecycles and short connections, fd count and memory flat
@@ -31,7 +43,7 @@ soak:            ## short soaks: loop lifecycles and short connections, fd count
 	$(PY) scripts/soak_connections.py --short
 	$(PY) scripts/soak_connections.py --tls --count 2000
 
-bench: setup     ## the benchmark table: asyncio, uvloop, rloop, ferroloop interleaved
+bench: setup     ## the benchmark table: asyncio, uvloop, rloop, ferroloop interleaved (default CPython)
 	$(PY) benches/bench_core.py
 
 bench-rust:      ## the Rust API against tokio's current-thread runtime, interleaved
