@@ -6,9 +6,7 @@
 """
 
 import asyncio as _asyncio
-from asyncio import events as _events
-
-from . import _native
+from . import _compat, _native
 from ._loop import EventLoop
 
 __version__ = _native.__version__
@@ -37,7 +35,7 @@ def install():
 
 def run(main, *, debug=None):
     """Run coroutine ``main`` on a new ferroloop loop and return its result (``asyncio.run``)."""
-    if _events._get_running_loop() is not None:
+    if _compat.get_running_loop() is not None:
         raise RuntimeError("ferroloop.run() cannot be called from a running event loop")
     with _asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
         return runner.run(main)

@@ -12,15 +12,13 @@ before asyncio's ``__init__`` registers the reader. The subclass also replaces w
 """
 
 import socket
-from asyncio import selector_events
-
-from . import _native
+from . import _compat, _native
 
 
 _FAST_FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
 
 
-class DatagramTransport(selector_events._SelectorDatagramTransport):
+class DatagramTransport(_compat.SelectorDatagramTransport):
     """asyncio's datagram transport on a ferroloop loop."""
 
     _fast = None

@@ -7,6 +7,13 @@ asyncio's own ``format_helpers`` and produce exactly asyncio's text.
 import sys
 from asyncio import base_events, coroutines, format_helpers
 
+from . import _compat
+
+
+def _debug(handle):
+    loop = handle._loop
+    return loop is not None and loop.get_debug()
+
 
 def handle_repr(handle):
     info = [type(handle).__name__]
@@ -15,7 +22,7 @@ def handle_repr(handle):
         info.append("cancelled")
     callback = handle._callback
     if callback is not None:
-        info.append(format_helpers._format_callback_source(callback, handle._args))
+        info.append(_compat.format_callback_source(callback, handle._args, _debug(handle)))
     tb = handle._source_traceback
     if tb:
         filename, lineno = tb[-1][0], tb[-1][1]
@@ -27,7 +34,7 @@ def handle_repr(handle):
 
 
 def report_callback_error(handle, exc):
-    source = format_helpers._format_callback_source(handle._callback, handle._args)
+    source = _compat.format_callback_source(handle._callback, handle._args, _debug(handle))
     context = {
         "message": f"Exception in callback {source}",
         "exception": exc,
@@ -47,7 +54,7 @@ def source_traceback():
 def log_slow_callback(handle, seconds):
     # looked up at call time, so a test patching asyncio.base_events.logger sees it
     base_events.logger.warning(
-        "Executing %s took %.3f seconds", base_events._format_handle(handle), seconds
+        "Executing %s took %.3f seconds", _compat.format_handle(handle), seconds
     )
 
 

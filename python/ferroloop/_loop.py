@@ -12,9 +12,9 @@ so there is one state.
 import sys
 import threading
 import weakref
-from asyncio import base_events, events, futures
+from asyncio import base_events, futures
 
-from . import _native
+from . import _compat, _native
 from ._datagram import DatagramMixin
 from ._dns import DnsMixin
 from ._pipes import PipesMixin
@@ -45,6 +45,8 @@ class EventLoop(
     def __init__(self):
         base_events.BaseEventLoop.__init__(self)
         self._transports = weakref.WeakValueDictionary()
+        self._old_agen_hooks = None
+        self._streams_init()
         self._signal_init()
         self._subprocess_init()
         # asyncio's Task looks call_soon up on every step: instance attributes bound once
@@ -61,17 +63,8 @@ class EventLoop(
 
     def run_forever(self):
         """Run until ``stop()`` is called."""
-        self._check_closed()
-        self._check_running()
-        self._set_coroutine_origin_tracking(self._debug)
-        saved_hooks = sys.get_asyncgen_hooks()
+        self._run_forever_setup()
         try:
-            self._thread_id = threading.get_ident()
-            sys.set_asyncgen_hooks(
-                firstiter=self._asyncgen_firstiter_hook,
-                finalizer=self._asyncgen_finalizer_hook,
-            )
-            events._set_running_loop(self)
             if "_run_once" in self.__dict__:
                 # someone wrapped _run_once on this loop (tests count turns): honour it
                 while True:
@@ -81,11 +74,30 @@ class EventLoop(
             else:
                 self._run_forever_native()
         finally:
-            self._stopping = False
-            self._thread_id = None
-            events._set_running_loop(None)
-            self._set_coroutine_origin_tracking(False)
-            sys.set_asyncgen_hooks(*saved_hooks)
+            self._run_forever_cleanup()
+
+    # 3.13 splits run_forever into these so that an embedding (a GUI toolkit) can drive
+    # _run_once itself; ferroloop has them on every version
+    def _run_forever_setup(self):
+        self._check_closed()
+        self._check_running()
+        self._set_coroutine_origin_tracking(self._debug)
+        self._old_agen_hooks = sys.get_asyncgen_hooks()
+        self._thread_id = threading.get_ident()
+        sys.set_asyncgen_hooks(
+            firstiter=self._asyncgen_firstiter_hook,
+            finalizer=self._asyncgen_finalizer_hook,
+        )
+        _compat.set_running_loop(self)
+
+    def _run_forever_cleanup(self):
+        self._stopping = False
+        self._thread_id = None
+        _compat.set_running_loop(None)
+        self._set_coroutine_origin_tracking(False)
+        if self._old_agen_hooks is not None:
+            sys.set_asyncgen_hooks(*self._old_agen_hooks)
+            self._old_agen_hooks = None
 
     def close(self):
         if self.is_running():

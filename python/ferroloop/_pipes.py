@@ -10,9 +10,7 @@ before asyncio's ``__init__`` registers the reader; the native methods hand ever
 case back to asyncio's.
 """
 
-from asyncio import unix_events
-
-from . import _native
+from . import _compat, _native
 
 
 def _fileno(pipe):
@@ -46,7 +44,7 @@ class _FastPipeMixin:
                 self.__dict__.pop("_write_ready", None)
 
 
-class ReadPipeTransport(_FastPipeMixin, unix_events._UnixReadPipeTransport):
+class ReadPipeTransport(_FastPipeMixin, _compat.UnixReadPipeTransport):
     """asyncio's read pipe transport with a native read path."""
 
     def __init__(self, loop, pipe, protocol, waiter=None, extra=None):
@@ -54,7 +52,7 @@ class ReadPipeTransport(_FastPipeMixin, unix_events._UnixReadPipeTransport):
         super().__init__(loop, pipe, protocol, waiter, extra)
 
 
-class WritePipeTransport(_FastPipeMixin, unix_events._UnixWritePipeTransport):
+class WritePipeTransport(_FastPipeMixin, _compat.UnixWritePipeTransport):
     """asyncio's write pipe transport with native writes (immediate and buffered) and
     a native ``_write_ready``."""
 

@@ -8,9 +8,7 @@ is one coroutine frame around one native call.
 """
 
 import socket
-from asyncio import base_events
-
-from . import _native
+from . import _compat, _native
 
 _sock_call = _native.sock_call
 
@@ -21,7 +19,7 @@ class SockMixin:
     __slots__ = ()
 
     def _check_nonblocking(self, sock):
-        base_events._check_ssl_socket(sock)
+        _compat.check_ssl_socket(sock)
         if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
 
@@ -61,7 +59,7 @@ class SockMixin:
     async def sock_connect(self, sock, address):
         self._check_nonblocking(sock)
         if sock.family == socket.AF_INET or (
-            base_events._HAS_IPv6 and sock.family == socket.AF_INET6
+            _compat.HAS_IPv6 and sock.family == socket.AF_INET6
         ):
             resolved = await self._ensure_resolved(
                 address, family=sock.family, type=sock.type, proto=sock.proto, loop=self

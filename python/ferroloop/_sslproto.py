@@ -9,12 +9,10 @@ building this protocol instead of asyncio's.
 """
 
 import ssl
-from asyncio import sslproto
-
-from . import _native
+from . import _compat, _native
 
 
-class SSLProtocol(sslproto.SSLProtocol):
+class SSLProtocol(_compat.SSLProtocol):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         fast = _native.SslFast(self)

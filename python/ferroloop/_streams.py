@@ -14,21 +14,27 @@ asyncio's behaviour, kept in step with the interpreter. The functions are listed
 name; none is copied.
 """
 
-from asyncio import base_events, constants, selector_events, unix_events
+import os
+from asyncio import base_events, constants, log
 
-from . import _sslproto
-from ._transports import Server, SocketTransport
+from . import _compat, _server, _sslproto
+from ._transports import SocketTransport
 
-_selector_loop = selector_events.BaseSelectorEventLoop
-_unix_loop = unix_events._UnixSelectorEventLoop
+_selector_loop = _compat.SelectorEventLoop
+_unix_loop = _compat.UnixSelectorEventLoop
 
 
 class StreamsMixin:
     """The transport factory and server plumbing ``BaseEventLoop`` calls."""
 
+    def _streams_init(self):
+        # 3.13's create_unix_server(cleanup_socket=True) records {socket: inode} here, and
+        # _stop_serving removes the socket file if it is still that one (3.11 and 3.12
+        # leave the file, and record nothing)
+        self._unix_server_sockets = {}
+
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
         return SocketTransport(self, sock, protocol, waiter, extra, server)
-
     def _make_ssl_transport(
         self,
         rawsock,
@@ -60,19 +66,37 @@ class StreamsMixin:
 
     async def create_server(self, *args, **kwargs):
         server = await base_events.BaseEventLoop.create_server(self, *args, **kwargs)
-        server.__class__ = Server  # adds close_clients/abort_clients (no state of its own)
-        return server
+        return _server.adopt(server)
 
     async def create_unix_server(self, *args, **kwargs):
         server = await _unix_loop.create_unix_server(self, *args, **kwargs)
-        server.__class__ = Server
-        return server
+        return _server.adopt(server)
 
     # accepting connections: a reader on the listening socket, one transport per accept
-    _start_serving = _selector_loop._start_serving
+    def _start_serving(self, protocol_factory, sock, sslcontext=None, server=None, *args):
+        if server is not None:
+            _server.adopt(server)  # before its first connection attaches
+        _selector_loop._start_serving(self, protocol_factory, sock, sslcontext, server, *args)
+
     _accept_connection = _selector_loop._accept_connection
     _accept_connection2 = _selector_loop._accept_connection2
-    _stop_serving = _selector_loop._stop_serving
+
+    def _stop_serving(self, sock):
+        """Stop accepting on ``sock`` and close it; remove the socket file that
+        ``create_unix_server(cleanup_socket=True)`` made (3.13), as asyncio's Unix loop does."""
+        path = sock.getsockname() if sock in self._unix_server_sockets else None
+        self._remove_reader(sock.fileno())
+        sock.close()
+        if path is None:
+            return
+        inode = self._unix_server_sockets.pop(sock)
+        try:
+            if os.stat(path).st_ino == inode:
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            log.logger.error("Unable to clean up listening UNIX socket %r: %r", path, err)
 
     # Unix sockets
     create_unix_connection = _unix_loop.create_unix_connection

@@ -15,7 +15,9 @@ data read in the same iteration reaches the protocol first.
 import os
 import threading
 
-from asyncio import log, unix_events
+from asyncio import log
+
+from . import _compat
 
 logger = log.logger
 
@@ -32,7 +34,7 @@ class SubprocessMixin:
         self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra=None, **kwargs
     ):
         waiter = self.create_future()
-        transp = unix_events._UnixSubprocessTransport(
+        transp = _compat.UnixSubprocessTransport(
             self, protocol, args, shell, stdin, stdout, stderr, bufsize,
             waiter=waiter, extra=extra, **kwargs,
         )

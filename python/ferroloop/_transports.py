@@ -15,10 +15,9 @@ properties reading the core, so there is one state.
 
 import socket
 import warnings
-import weakref
-from asyncio import base_events, constants, futures, log, transports, trsock
+from asyncio import log, transports, trsock
 
-from . import _native
+from . import _compat, _native, _server
 
 logger = log.logger
 
@@ -43,34 +42,13 @@ def warn_send_after_lost():
 
 
 def attach(server, transport):
-    """Count a new connection of ``server`` and remember it for ``close_clients``."""
-    server._attach()
-    clients = server.__dict__.get("_clients")
-    if clients is None:
-        clients = server._clients = weakref.WeakSet()
-    clients.add(transport)
+    """Count a new connection of ``server`` (``_server.Server``, every version)."""
+    _server.adopt(server)._attach(transport)
 
 
 def detach(server, transport):
     """The connection is lost (called by the core once per connection)."""
-    clients = server.__dict__.get("_clients")
-    if clients is not None:
-        clients.discard(transport)
-    server._detach()
-
-
-class Server(base_events.Server):
-    """asyncio's ``Server``, with ``close_clients`` and ``abort_clients`` of Python 3.13."""
-
-    def close_clients(self):
-        """Close every connection this server accepted that is still open."""
-        for transport in list(self.__dict__.get("_clients", ())):
-            transport.close()
-
-    def abort_clients(self):
-        """Abort every connection this server accepted that is still open."""
-        for transport in list(self.__dict__.get("_clients", ())):
-            transport.abort()
+    server._detach(transport)
 
 
 def _set_nodelay(sock):
@@ -94,7 +72,7 @@ def _core_property(name, doc):
     return property(lambda self: getattr(self._core, name), doc=doc)
 
 
-class SocketTransport(transports._FlowControlMixin, transports.Transport):
+class SocketTransport(_compat.FlowControlMixin, transports.Transport):
     """A TCP or Unix stream transport (asyncio's ``_SelectorSocketTransport``).
 
     ``_FlowControlMixin`` is a base for ``isinstance`` checks only (asyncio's sendfile
@@ -102,7 +80,7 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
     """
 
     _start_tls_compatible = True
-    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+    _sendfile_compatible = _compat.SendfileMode.TRY_NATIVE
     max_size = 256 * 1024
     _core = None
 
@@ -133,7 +111,7 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
         loop.call_soon(core._start_reading)
         if waiter is not None:
             # only wake the waiter once connection_made() has run
-            loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+            loop.call_soon(_compat.set_result_unless_cancelled, waiter, None)
 
     _sock = _core_property("_sock", "The socket; None once the connection is lost.")
     _sock_fd = _core_property("_sock_fd", "The socket's descriptor number.")
@@ -183,9 +161,12 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
         core = self._core
         if core is not None and core._sock is not None:
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            server = core._server
             sock = core._detach_sock()
             if sock is not None:
                 sock.close()
+                if server is not None and _compat.SERVER_DETACH_ON_DEL:
+                    server._detach(self)  # 3.13: an unclosed transport leaves its server
 
     # -- the rest of the Transport API (once per connection) ------------------------------
 

@@ -114,7 +114,7 @@ pub struct DatagramFast {
 fn slow_sendto(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
     static F: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     F.get_or_try_init(py, || {
-        let cls = py.import("asyncio.selector_events")?.getattr("_SelectorDatagramTransport")?;
+        let cls = py.import("ferroloop._compat")?.getattr("SelectorDatagramTransport")?;
         Ok::<_, PyErr>(cls.getattr("sendto")?.unbind())
     })
     .map(|f| f.bind(py))

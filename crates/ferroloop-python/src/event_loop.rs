@@ -721,49 +721,57 @@ impl EventLoop {
         module.bind(py).getattr(pyo3::intern!(py, "Future"))?.call((), Some(&kwargs))
     }
 
-    /// asyncio's `create_task` (3.11), without its three Python frames per task: the task
-    /// factory or `asyncio.tasks.Task` (looked up per call, as asyncio does), the name set.
-    #[pyo3(signature = (coro, *, name=None, context=None))]
+    /// asyncio's `create_task` without its Python frames per task when no task factory is
+    /// set: `asyncio.tasks.Task` (looked up per call, as asyncio does), with `name`,
+    /// `context` and any other keyword (3.12's `eager_start`) passed on. With a task factory,
+    /// the running version's own `BaseEventLoop.create_task` (its factory call and naming
+    /// differ between versions), or, when keywords other than `name` and `context` are
+    /// given, `factory(loop, coro, **kwargs)` as 3.14 does.
+    #[pyo3(signature = (coro, *, name=None, context=None, **kwargs))]
     fn create_task<'py>(
         slf: &Bound<'py, Self>,
         coro: Bound<'py, PyAny>,
         name: Option<Bound<'py, PyAny>>,
         context: Option<Bound<'py, PyAny>>,
+        kwargs: Option<Bound<'py, pyo3::types::PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let me = slf.get();
         me.check_closed()?;
+        let name = name.filter(|n| !n.is_none());
+        let context = context.filter(|c| !c.is_none());
+        let extra = kwargs.filter(|k| !k.is_empty());
+        let factory = slf.getattr(pyo3::intern!(py, "_task_factory"))?;
+        if !factory.is_none() && extra.is_none() {
+            static BASE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+            let base = BASE.get_or_try_init(py, || {
+                let cls = py.import("asyncio.base_events")?.getattr("BaseEventLoop")?;
+                Ok::<_, PyErr>(cls.getattr("create_task")?.unbind())
+            })?;
+            let kw = pyo3::types::PyDict::new(py);
+            kw.set_item(pyo3::intern!(py, "name"), &name)?;
+            kw.set_item(pyo3::intern!(py, "context"), &context)?;
+            return base.bind(py).call((slf, coro), Some(&kw));
+        }
+        // `name` and `context` only when given: `None` is the Task's default for both,
+        // and each dict entry cost about 200 instructions per task
+        let kw = extra.unwrap_or_else(|| pyo3::types::PyDict::new(py));
+        if let Some(name) = &name {
+            kw.set_item(pyo3::intern!(py, "name"), name)?;
+        }
+        if let Some(context) = &context {
+            kw.set_item(pyo3::intern!(py, "context"), context)?;
+        }
+        if !factory.is_none() {
+            return factory.call((slf, coro), Some(&kw));
+        }
+        kw.set_item(pyo3::intern!(py, "loop"), slf)?;
         static TASKS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
         let tasks = TASKS.get_or_try_init(py, || py.import("asyncio.tasks").map(Bound::unbind))?.bind(py);
-        let none = py.None().into_bound(py);
-        let name = name.unwrap_or_else(|| none.clone());
-        let context = context.unwrap_or_else(|| none.clone());
-        let factory = slf.getattr(pyo3::intern!(py, "_task_factory"))?;
-        if factory.is_none() {
-            // `name` and `context` only when given: `None` is the Task's default for both,
-            // and each dict entry cost about 200 instructions per task
-            let kwargs = pyo3::types::PyDict::new(py);
-            kwargs.set_item(pyo3::intern!(py, "loop"), slf)?;
-            if !name.is_none() {
-                kwargs.set_item(pyo3::intern!(py, "name"), &name)?;
-            }
-            if !context.is_none() {
-                kwargs.set_item(pyo3::intern!(py, "context"), &context)?;
-            }
-            // (asyncio then drops the last entry of a debug-mode `_source_traceback`: its
-            // own `create_task` frame; here there is no such frame, the last entry is
-            // already the caller's)
-            return tasks.getattr(pyo3::intern!(py, "Task"))?.call((coro,), Some(&kwargs));
-        }
-        let task = if context.is_none() {
-            factory.call1((slf, coro))?
-        } else {
-            let kwargs = pyo3::types::PyDict::new(py);
-            kwargs.set_item(pyo3::intern!(py, "context"), &context)?;
-            factory.call((slf, coro), Some(&kwargs))?
-        };
-        tasks.getattr(pyo3::intern!(py, "_set_task_name"))?.call1((&task, &name))?;
-        Ok(task)
+        // (asyncio then drops the last entry of a debug-mode `_source_traceback`: its own
+        // `create_task` frame; here there is no such frame, the last entry is already the
+        // caller's)
+        tasks.getattr(pyo3::intern!(py, "Task"))?.call((coro,), Some(&kw))
     }
 
     fn time(&self) -> f64 {

@@ -39,7 +39,7 @@ pub struct PipeFast {
 
 fn asyncio_method<'py>(py: Python<'py>, cell: &'static PyOnceLock<Py<PyAny>>, class: &str, name: &str) -> PyResult<&'py Bound<'py, PyAny>> {
     cell.get_or_try_init(py, || {
-        let cls = py.import("asyncio.unix_events")?.getattr(class)?;
+        let cls = py.import("ferroloop._compat")?.getattr(class)?;
         Ok::<_, PyErr>(cls.getattr(name)?.unbind())
     })
     .map(|f| f.bind(py))
@@ -48,7 +48,7 @@ fn asyncio_method<'py>(py: Python<'py>, cell: &'static PyOnceLock<Py<PyAny>>, cl
 /// asyncio's own `_UnixWritePipeTransport.write`: the unusual cases.
 fn slow_write(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
     static SLOW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    asyncio_method(py, &SLOW, "_UnixWritePipeTransport", "write")
+    asyncio_method(py, &SLOW, "UnixWritePipeTransport", "write")
 }
 
 /// `buffer += data` for a bytearray.
@@ -76,7 +76,7 @@ impl PipeFast {
 
     fn slow_write_ready(&self, py: Python<'_>, tr: &Bound<'_, PyAny>) -> PyResult<()> {
         static SLOW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-        asyncio_method(py, &SLOW, "_UnixWritePipeTransport", "_write_ready")?.call1((tr,))?;
+        asyncio_method(py, &SLOW, "UnixWritePipeTransport", "_write_ready")?.call1((tr,))?;
         Ok(())
     }
 
@@ -134,7 +134,7 @@ impl PipeFast {
             Err(e) if ferroloop::sock::would_block(&e) => Ok(()),
             // end of file or an error: asyncio's own method reads again and handles it
             _ => {
-                asyncio_method(py, &SLOW, "_UnixReadPipeTransport", "_read_ready")?.call1((tr,))?;
+                asyncio_method(py, &SLOW, "UnixReadPipeTransport", "_read_ready")?.call1((tr,))?;
                 Ok(())
             }
         }

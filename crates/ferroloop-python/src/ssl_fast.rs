@@ -58,9 +58,9 @@ struct Names {
 fn names(py: Python<'_>) -> PyResult<&Names> {
     static NAMES: PyOnceLock<Names> = PyOnceLock::new();
     NAMES.get_or_try_init(py, || {
-        let sslproto = py.import("asyncio.sslproto")?;
-        let state = sslproto.getattr("SSLProtocolState")?;
-        let proto = sslproto.getattr("SSLProtocol")?;
+        let compat = py.import("ferroloop._compat")?;
+        let state = compat.getattr("SSLProtocolState")?;
+        let proto = compat.getattr("SSLProtocol")?;
         let ssl = py.import("ssl")?;
         Ok::<_, PyErr>(Names {
             wrapped: state.getattr("WRAPPED")?.unbind(),

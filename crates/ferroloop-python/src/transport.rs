@@ -843,9 +843,15 @@ impl SocketTransportCore {
         Ok(())
     }
 
-    /// Called by the wrapper's `__del__` on an unclosed transport: forget the socket.
+    /// Called by the wrapper's `__del__` on an unclosed transport: forget the socket and
+    /// the server (the wrapper detaches from it where the version does, once).
     fn _detach_sock(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        Ok(self.state.borrow_mut(py)?.sock.take())
+        let (sock, server) = {
+            let mut st = self.state.borrow_mut(py)?;
+            (st.sock.take(), st.server.take())
+        };
+        drop(server);
+        Ok(sock)
     }
 
     #[getter]

@@ -1,0 +1,143 @@
+"""Every private name of CPython's asyncio that ferroloop uses, resolved for the running
+interpreter in this one module.
+
+ferroloop inherits ``asyncio.BaseEventLoop`` and reuses asyncio's once-per-connection code
+(docs/architecture.md), so it leans on names CPython does not promise. Each is listed here
+with what it is used for, looked up once at import and handed out as a module attribute;
+the rest of the package (and the extension, which imports its classes from here) uses
+these attributes, never ``asyncio.x._y`` directly. When a CPython release removes or moves
+one, ``import ferroloop`` fails at once with ``MissingPrivateName`` naming it, and
+tests/test_compat.py (which walks ``PRIVATE_NAMES`` and the attribute lists below) fails
+naming it, instead of a loop that breaks at the first connection.
+
+Where the versions differ, the difference is resolved here (``format_callback_source``,
+``SERVER_DETACH_ON_DEL``...) or the code is ferroloop's own (``_server.py``,
+``_streams.py``'s ``_stop_serving``).
+"""
+
+import inspect
+import sys
+from asyncio import (
+    base_events,
+    constants,
+    events,
+    format_helpers,
+    futures,
+    selector_events,
+    sslproto,
+    transports,
+    unix_events,
+)
+
+VERSION = sys.version_info[:2]
+
+
+class MissingPrivateName(ImportError):
+    """A private asyncio name ferroloop needs is missing from this CPython."""
+
+
+#: ``(qualified name, what ferroloop does with it)`` for every private module-level name.
+PRIVATE_NAMES = {}
+
+
+def _private(module, name, why):
+    qualified = f"{module.__name__}.{name}"
+    PRIVATE_NAMES[qualified] = why
+    try:
+        return getattr(module, name)
+    except AttributeError:
+        raise MissingPrivateName(
+            f"ferroloop needs {qualified} ({why}), which CPython "
+            f"{sys.version.split()[0]} does not have"
+        ) from None
+
+
+# -- running loop, futures, formatting -------------------------------------------------------
+
+get_running_loop = _private(events, "_get_running_loop", "ferroloop.run refuses to nest")
+set_running_loop = _private(events, "_set_running_loop", "run_forever marks the running loop")
+set_result_unless_cancelled = _private(
+    futures, "_set_result_unless_cancelled", "a connection's waiter is woken after connection_made")
+_format_callback_source = _private(
+    format_helpers, "_format_callback_source", "Handle repr and callback error messages")
+format_handle = _private(base_events, "_format_handle", "the slow-callback warning's text")
+check_ssl_socket = _private(base_events, "_check_ssl_socket", "sock_* refuse SSL sockets")
+HAS_IPv6 = _private(base_events, "_HAS_IPv6", "sock_connect resolves IPv6 addresses")
+SendfileMode = _private(constants, "_SendfileMode", "transports declare native sendfile")
+FlowControlMixin = _private(
+    transports, "_FlowControlMixin", "asyncio's sendfile fallback checks isinstance")
+
+# 3.13 shows a callback's arguments only in debug mode (`debug=`); 3.11 and 3.12 always do.
+_FORMAT_TAKES_DEBUG = "debug" in inspect.signature(_format_callback_source).parameters
+
+
+def format_callback_source(callback, args, debug):
+    """asyncio's text for a callback and its arguments, as this version writes it."""
+    if _FORMAT_TAKES_DEBUG:
+        return _format_callback_source(callback, args, debug=debug)
+    return _format_callback_source(callback, args)
+
+
+# -- asyncio's classes whose code ferroloop reuses (the engine issue replaces them) ------------
+
+SelectorDatagramTransport = _private(
+    selector_events, "_SelectorDatagramTransport", "datagram transport (native per-datagram paths)")
+UnixReadPipeTransport = _private(
+    unix_events, "_UnixReadPipeTransport", "read pipe transport (native read path)")
+UnixWritePipeTransport = _private(
+    unix_events, "_UnixWritePipeTransport", "write pipe transport (native write paths)")
+UnixSubprocessTransport = _private(
+    unix_events, "_UnixSubprocessTransport", "subprocess transport over ferroloop's pipes")
+SelectorEventLoop = _private(
+    selector_events, "BaseSelectorEventLoop", "accepting connections, sendfile (functions reused)")
+UnixSelectorEventLoop = _private(
+    unix_events, "_UnixSelectorEventLoop", "Unix sockets, sock_sendfile (functions reused)")
+SSLProtocol = sslproto.SSLProtocol  # public name, private state (SSLPROTOCOL_ATTRIBUTES)
+SSLProtocolState = sslproto.SSLProtocolState
+Server = base_events.Server
+
+#: Methods of asyncio's loops that ferroloop's loop takes over unchanged (``_streams.py``).
+#: None uses ``super()`` or state that ferroloop's loop lacks, on any supported version.
+SELECTOR_LOOP_METHODS = ("_start_serving", "_accept_connection", "_accept_connection2",
+                         "_sendfile_native")
+UNIX_LOOP_METHODS = ("create_unix_connection", "_sock_sendfile_native",
+                     "_sock_sendfile_native_impl", "_sock_sendfile_update_filepos",
+                     "_sock_add_cancellation_callback")
+for _name in SELECTOR_LOOP_METHODS:
+    _private(SelectorEventLoop, _name, "reused by ferroloop's loop (_streams.py)")
+for _name in UNIX_LOOP_METHODS:
+    _private(UnixSelectorEventLoop, _name, "reused by ferroloop's loop (_streams.py)")
+_private(UnixSelectorEventLoop, "create_unix_server", "reused by ferroloop's loop (_streams.py)")
+for _name in ("_wait", "_process_exited"):
+    _private(UnixSubprocessTransport, _name, "the loop reports a child's exit")
+
+#: Instance attributes of asyncio's ``SSLProtocol`` that the native record paths
+#: (crates/ferroloop-python/src/ssl_fast.rs) and ``_sslproto.py`` read or write.
+SSLPROTOCOL_ATTRIBUTES = (
+    "_state", "_write_backlog", "_write_buffer_size", "_incoming", "_outgoing", "_sslobj",
+    "_transport", "_loop", "_app_protocol", "_app_transport", "_app_protocol_is_buffer",
+    "_app_reading_paused", "_app_writing_paused", "_ssl_reading_paused",
+    "_ssl_writing_paused", "_incoming_low_water", "_incoming_high_water",
+    "_outgoing_low_water", "_outgoing_high_water", "_ssl_buffer_view", "max_size",
+    "_call_eof_received", "_start_shutdown", "_fatal_error", "_control_app_writing",
+    "_control_ssl_reading", "_do_read", "_do_read__buffered", "_write_appdata", "_abort",
+    "get_buffer", "buffer_updated",
+)
+#: ... of the datagram transport (crates/ferroloop-python/src/datagram.rs, ``_datagram.py``).
+DATAGRAM_ATTRIBUTES = (
+    "_protocol", "_fatal_error", "_conn_lost", "_buffer", "_sock_fd", "_sock", "_closing",
+    "_call_connection_lost", "_read_ready", "sendto",
+)
+#: ... of the pipe transports (crates/ferroloop-python/src/pipe.rs, ``_pipes.py``).
+PIPE_ATTRIBUTES = (
+    "_protocol", "_conn_lost", "_closing", "_buffer", "_high_water",
+    "_maybe_pause_protocol", "_maybe_resume_protocol", "_call_connection_lost",
+)
+#: ... of the loop, set by asyncio's ``__init__`` or read by the reused methods above.
+LOOP_ATTRIBUTES = ("_task_factory", "_current_handle", "_default_executor", "_asyncgens",
+                   "_asyncgens_shutdown_called", "_executor_shutdown_called")
+
+#: 3.13 gives ``Server._attach``/``_detach`` the transport and tracks clients in a WeakSet;
+#: an unclosed transport collected by the GC detaches itself (3.11 and 3.12: a count).
+SERVER_TRACKS_CLIENTS = "transport" in inspect.signature(Server._attach).parameters
+SERVER_DETACH_ON_DEL = SERVER_TRACKS_CLIENTS
