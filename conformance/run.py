@@ -11,7 +11,7 @@ Each module runs in its own process (``child.py``) with the tests bound to ferro
 (``bindings.py``); what is not run and why is in ``excluded.py``. The run fails on a failure
 that is not in ``expected_failures.txt``, on an expected failure that passes, and on a test
 that created an event loop other than ferroloop's. Per-test outcomes are written to
-``target/conformance/results.json``, the modules' output to ``target/conformance/logs/``.
+``target/conformance-X.Y/results.json``, the modules' output to ``target/conformance-X.Y/logs/``.
 """
 
 import argparse
@@ -31,7 +31,7 @@ import expectations  # noqa: E402
 import report  # noqa: E402
 import targets  # noqa: E402
 
-OUT_DIR = os.path.join(os.path.dirname(HERE), "target", "conformance")
+OUT_DIR = os.path.join(os.path.dirname(HERE), "target", "conformance-%d.%d" % sys.version_info[:2])
 
 
 def run_module(module, module_timeout, test_timeout):

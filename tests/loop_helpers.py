@@ -25,5 +25,12 @@ def run_briefly(loop, turns=1):
 
 
 PY311 = sys.version_info < (3, 12)
+PY313 = sys.version_info >= (3, 13)
+
+
+def shows_args(loop):
+    """Whether asyncio's handle reprs and callback messages show the arguments: always
+    before 3.13, only in debug mode from 3.13 (they may hold sensitive data)."""
+    return not PY313 or loop.get_debug()
 UVLOOP_REPR = "uvloop differs: Handle/TimerHandle repr has no arguments, when= or 'cancelled'"
 UVLOOP_NO_RECVFROM = "uvloop differs: sock_recvfrom/sock_recvfrom_into/sock_sendto raise NotImplementedError"

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from loop_helpers import PY311, UVLOOP_REPR, run_briefly, xfail_on
+from loop_helpers import PY311, UVLOOP_REPR, run_briefly, shows_args, xfail_on
 
 var = contextvars.ContextVar("var", default="default")
 
@@ -320,7 +320,7 @@ def test_handle_repr(loop):
     h = loop.call_soon(callback, 1, "x")
     r = repr(h)
     assert r.startswith("<Handle ")
-    assert "callback(1, 'x')" in r
+    assert ("callback(1, 'x')" if shows_args(loop) else "callback()") in r
     assert "cancelled" not in r
     if loop.get_debug():
         assert re.search(r"created at .*test_call_soon\.py:\d+>$", r), r
@@ -368,7 +368,7 @@ def test_handle_repr_debug_created_at(debug_loop):
 @xfail_on("uvloop", UVLOOP_REPR)
 def test_repr_of_partial_callback(loop):
     h = loop.call_soon(functools.partial(print, 1), 2)
-    assert "print(1)(2)" in repr(h)
+    assert ("print(1)(2)" if shows_args(loop) else "print()()") in repr(h)
     h.cancel()
 
 

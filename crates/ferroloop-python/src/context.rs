@@ -267,6 +267,19 @@ impl<'py> RunContext<'py> {
     pub fn context(&self) -> &Bound<'py, PyAny> {
         &self.ctx
     }
+
+    /// For a run that failed, before this is dropped: a context holding the variables as
+    /// the callback left them, for the error report (3.12's `call_exception_handler` runs the
+    /// handler in `handle.get_context()`). A snapshot run in place gets a copy, since its own
+    /// variables are put back when this is dropped; any other context is itself.
+    pub fn for_report(&self) -> PyResult<Bound<'py, PyAny>> {
+        if self.saved_vars.is_null() {
+            return Ok(self.ctx.clone());
+        }
+        // SAFETY: ctx is a live Context; PyContext_Copy returns a new reference or NULL
+        // with an exception set.
+        unsafe { Bound::from_owned_ptr_or_err(self.ctx.py(), ffi::PyContext_Copy(self.ctx.as_ptr())) }
+    }
 }
 
 impl Drop for RunContext<'_> {

@@ -287,6 +287,7 @@ impl Handle {
                 }
             }
         };
+        let mut ctx = ctx;
         let result = if snapshot {
             // a snapshot that other handles (or the loop's snapshot slot) still hold is
             // shared: what the callback sets is undone after the run (context.rs)
@@ -294,6 +295,10 @@ impl Handle {
             let shared = unsafe { ffi::Py_REFCNT(ctx.as_ptr()) } > 1;
             let run = crate::context::for_run(&ctx, shared)?;
             let r = call_in_context(py, &cb, &args, run.context());
+            if r.is_err() {
+                // the report sees the variables the callback set
+                ctx = run.for_report()?;
+            }
             drop(run); // a shared snapshot's variables are restored now
             r
         } else {
@@ -347,11 +352,22 @@ impl Handle {
             }
         };
         let result = call_in_context(py, &cb, &args, ctx.context());
+        let err = match result {
+            Ok(()) => return Ok(()),
+            Err(err) => err,
+        };
+        let report_ctx = ctx.for_report()?;
         drop(ctx); // a shared snapshot's variables are restored now
-        match result {
-            Ok(()) => Ok(()),
-            Err(err) => Handle::handle_error(slf, err),
+        let own_ptr = slf.get().inner.borrow_mut(py)?.context.as_ref().map(|c| c.as_ptr());
+        if own_ptr == Some(report_ctx.as_ptr()) {
+            return Handle::handle_error(slf, err);
         }
+        // the report sees the variables the callback set; the handle keeps its snapshot
+        let own = slf.get().inner.borrow_mut(py)?.context.replace(report_ctx.unbind());
+        let reported = Handle::handle_error(slf, err);
+        let copy = std::mem::replace(&mut slf.get().inner.borrow_mut(py)?.context, own);
+        drop(copy);
+        reported
     }
 }
 
