@@ -31,9 +31,10 @@ test-rust:       ## the engine's Rust tests and the Rust API's examples (example
 	cargo test -p ferroloop -q
 	bash scripts/run-rust-examples.sh
 
-test-python:     ## the pytest suite on asyncio, ferroloop (and uvloop), normal and debug mode
+test-python:     ## the pytest suite on asyncio, ferroloop (and uvloop): normal mode, debug mode, and with CPython's private fast paths off
 	$(PY) -m pytest -q tests
 	PYTHONASYNCIODEBUG=1 $(PY) -m pytest -q tests
+	FERROLOOP_PRIVATE_FAST_PATHS=0 $(PY) -m pytest -q tests
 
 conformance:     ## the running CPython's own test_asyncio against ferroloop (fails on unexpected results)
 	$(PY) conformance/run.py

@@ -8,6 +8,10 @@ __version__: str
 def _panic_for_tests(message: str) -> None:
     """Panic inside native code; surfaces as pyo3_runtime.PanicException."""
 
+def private_fast_paths() -> dict[str, bool]:
+    """Which of CPython's private fast paths are on (FERROLOOP_PRIVATE_FAST_PATHS=0 turns
+    them off): allowed, context_layout, thread_state_context, bytes_resize."""
+
 class Handle:
     _callback: Optional[Callable[..., object]]
     _args: Optional[tuple[Any, ...]]

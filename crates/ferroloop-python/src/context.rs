@@ -25,11 +25,12 @@
 //! entered); if the check fails, sharing is off and every handle gets its own copy.
 //!
 //! When the snapshot can be shared, no copy is made at all: the current context is read
-//! from the thread state's `context` field (CPython 3.11's public `PyThreadState` layout,
-//! `Include/cpython/pystate.h`) and its variables compared with the snapshot's; a copy is
-//! made only for a new snapshot. `init` checks that field too (it holds a context while
-//! that context is entered, and no longer after), and only on 3.11; otherwise every
-//! `call_soon` copies as before (measured: 84 instructions per `call_soon` saved).
+//! from the thread state's `context` field (at this version's offset in
+//! `Include/cpython/pystate.h`: 3.11, 3.12 and 3.13, `private_api.rs`) and its variables
+//! compared with the snapshot's; a copy is made only for a new snapshot. `init` checks that
+//! field too (it holds a context while that context is entered, and no longer after);
+//! otherwise every `call_soon` copies as before (measured: 84 instructions per `call_soon`
+//! saved). `FERROLOOP_PRIVATE_FAST_PATHS=0` turns both off (`private_api.rs`).
 //!
 //! Threading: under the GIL.
 
@@ -53,74 +54,59 @@ struct PyContextLayout {
 
 static SHARING: AtomicBool = AtomicBool::new(false);
 
-/// CPython 3.11's `PyThreadState` (`struct _ts`, Include/cpython/pystate.h) up to
-/// `context`: the thread's current context, NULL before any was entered.
-#[repr(C)]
-struct ThreadStatePrefix {
-    prev: *mut libc::c_void,
-    next: *mut libc::c_void,
-    interp: *mut libc::c_void,
-    _initialized: libc::c_int,
-    _static: libc::c_int,
-    recursion_remaining: libc::c_int,
-    recursion_limit: libc::c_int,
-    recursion_headroom: libc::c_int,
-    tracing: libc::c_int,
-    tracing_what: libc::c_int,
-    cframe: *mut libc::c_void,
-    c_profilefunc: *mut libc::c_void,
-    c_tracefunc: *mut libc::c_void,
-    c_profileobj: *mut ffi::PyObject,
-    c_traceobj: *mut ffi::PyObject,
-    curexc_type: *mut ffi::PyObject,
-    curexc_value: *mut ffi::PyObject,
-    curexc_traceback: *mut ffi::PyObject,
-    exc_info: *mut libc::c_void,
-    dict: *mut ffi::PyObject,
-    gilstate_counter: libc::c_int,
-    async_exc: *mut ffi::PyObject,
-    thread_id: libc::c_ulong,
-    native_thread_id: libc::c_ulong,
-    trash_delete_nesting: libc::c_int,
-    trash_delete_later: *mut ffi::PyObject,
-    on_delete: *mut libc::c_void,
-    on_delete_data: *mut libc::c_void,
-    coroutine_origin_tracking_depth: libc::c_int,
-    async_gen_firstiter: *mut ffi::PyObject,
-    async_gen_finalizer: *mut ffi::PyObject,
-    context: *mut ffi::PyObject,
-}
-
-/// `ThreadStatePrefix::context` was checked by `init`.
-static CURRENT_READABLE: AtomicBool = AtomicBool::new(false);
+/// `PyThreadState.context`'s offset on this interpreter, once `init` checked it; 0 = not
+/// readable (`private_api::thread_state_context_offset`).
+static CONTEXT_OFFSET: AtomicUsize = AtomicUsize::new(0);
 
 /// The calling thread's current context (borrowed), NULL when none was entered yet.
 fn current_context() -> *mut ffi::PyObject {
-    // SAFETY: only called when `init` verified the layout on this interpreter; the caller
-    // holds the GIL, so the thread state is live and its `context` field stable.
-    unsafe { (*(ffi::PyThreadState_Get() as *const ThreadStatePrefix)).context }
+    let offset = CONTEXT_OFFSET.load(Ordering::Relaxed);
+    debug_assert!(offset != 0);
+    // SAFETY: only called once `init` verified, on this interpreter, that the pointer at
+    // this offset of the thread state is the current context; the caller holds the GIL, so
+    // the thread state is live and its `context` field stable.
+    unsafe { *((ffi::PyThreadState_Get() as *const u8).add(offset) as *const *mut ffi::PyObject) }
 }
 
-/// Check `ThreadStatePrefix::context` on this interpreter: 3.11, and the field holds a
-/// fresh context exactly while it is entered.
-fn check_current_readable(py: Python<'_>) -> PyResult<bool> {
-    if py.version_info() < (3, 11) || py.version_info() >= (3, 12) {
-        return Ok(false);
-    }
+/// Whether `init` enabled context sharing (`private_api`).
+pub fn sharing() -> bool {
+    SHARING.load(Ordering::Relaxed)
+}
+
+/// Whether `init` enabled reading the current context from the thread state.
+pub fn current_readable() -> bool {
+    CONTEXT_OFFSET.load(Ordering::Relaxed) != 0
+}
+
+/// Check `PyThreadState.context` at this version's offset: the field holds a fresh context
+/// exactly while it is entered. Sets `CONTEXT_OFFSET` when it does.
+fn check_current_readable(py: Python<'_>) -> PyResult<()> {
+    let Some(offset) = crate::private_api::thread_state_context_offset(py) else {
+        return Ok(());
+    };
     // SAFETY: PyContext_New returns a new reference or NULL with an exception set.
     let probe = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_New())? };
-    // SAFETY: probe is a Context no one else has entered; Enter/Exit are balanced. The
-    // thread state is at least as large as the prefix on 3.11 (checked above).
-    unsafe {
+    let read = || {
+        // SAFETY: the offset is inside this version's `PyThreadState` (its header puts the
+        // `context` pointer there, with more fields after it), so the read stays in the
+        // live thread state's allocation; the GIL is held.
+        unsafe { *((ffi::PyThreadState_Get() as *const u8).add(offset) as *const *mut ffi::PyObject) }
+    };
+    // SAFETY: probe is a Context no one else has entered; Enter/Exit are balanced.
+    let ok = unsafe {
         if ffi::PyContext_Enter(probe.as_ptr()) != 0 {
             return Err(PyErr::fetch(py));
         }
-        let inside = current_context() == probe.as_ptr();
+        let inside = read() == probe.as_ptr();
         if ffi::PyContext_Exit(probe.as_ptr()) != 0 {
             return Err(PyErr::fetch(py));
         }
-        Ok(inside && current_context() != probe.as_ptr())
+        inside && read() != probe.as_ptr()
+    };
+    if ok {
+        CONTEXT_OFFSET.store(offset, Ordering::Relaxed);
     }
+    Ok(())
 }
 
 /// The snapshots running a callback in place right now, as (context, its variables before
@@ -187,6 +173,9 @@ fn is_entered(ctx: &Bound<'_, PyAny>) -> bool {
 /// Check the layout on live objects: two copies of one context share their variables, and
 /// a copy in which a variable was set does not. Enables sharing when both hold.
 pub fn init(py: Python<'_>) -> PyResult<()> {
+    if !crate::private_api::allowed() {
+        return Ok(()); // FERROLOOP_PRIVATE_FAST_PATHS=0: the public-API paths only
+    }
     let contextvars = py.import("contextvars")?;
     let a = py_helpers::copy_context(py)?.into_bound(py);
     // SAFETY: a is a Context; PyContext_Copy returns a new reference or NULL with an error.
@@ -214,7 +203,9 @@ pub fn init(py: Python<'_>) -> PyResult<()> {
         ok = ok && !is_entered(&b);
     }
     SHARING.store(ok, Ordering::Relaxed);
-    CURRENT_READABLE.store(ok && check_current_readable(py)?, Ordering::Relaxed);
+    if ok {
+        check_current_readable(py)?;
+    }
     Ok(())
 }
 
@@ -225,7 +216,7 @@ pub fn snapshot(
     py: Python<'_>,
     snapshot: &mut Option<Py<PyAny>>,
 ) -> PyResult<(Py<PyAny>, Option<Py<PyAny>>)> {
-    if CURRENT_READABLE.load(Ordering::Relaxed) {
+    if current_readable() {
         if let Some(s) = snapshot.as_ref() {
             let current = current_context();
             // SAFETY: a non-NULL current context is a live exact Context (the thread state

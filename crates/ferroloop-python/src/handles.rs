@@ -375,24 +375,38 @@ impl Handle {
 /// panic in some extension's callback) is not turned back into a panic here: it is an
 /// exception of a callback like any other and goes to the loop's exception handler.
 fn fetch_without_resuming_panics(py: Python<'_>) -> PyErr {
-    let (mut t, mut v, mut tb) = (std::ptr::null_mut(), std::ptr::null_mut(), std::ptr::null_mut());
-    // SAFETY: PyErr_Fetch moves the error indicator (three owned references or NULLs) out;
-    // NormalizeException makes `v` an instance; the traceback is attached to the value and
-    // our references are released. With no exception set, we report a SystemError.
-    unsafe {
-        ffi::PyErr_Fetch(&mut t, &mut v, &mut tb);
-        if t.is_null() {
-            return pyo3::exceptions::PySystemError::new_err("callback failed without an exception");
-        }
-        ffi::PyErr_NormalizeException(&mut t, &mut v, &mut tb);
-        if !tb.is_null() && !v.is_null() {
-            ffi::PyException_SetTraceback(v, tb);
-        }
-        ffi::Py_XDECREF(t);
-        ffi::Py_XDECREF(tb);
-        match Bound::from_owned_ptr_or_opt(py, v) {
+    let missing = || pyo3::exceptions::PySystemError::new_err("callback failed without an exception");
+    #[cfg(Py_3_12)]
+    {
+        // SAFETY: PyErr_GetRaisedException moves the (normalized, traceback attached)
+        // current exception out as a new reference, or returns NULL when none is set.
+        match unsafe { Bound::from_owned_ptr_or_opt(py, ffi::PyErr_GetRaisedException()) } {
             Some(value) => PyErr::from_value(value),
-            None => pyo3::exceptions::PySystemError::new_err("callback failed without an exception"),
+            None => missing(),
+        }
+    }
+    #[cfg(not(Py_3_12))]
+    {
+        let (mut t, mut v, mut tb) = (std::ptr::null_mut(), std::ptr::null_mut(), std::ptr::null_mut());
+        // SAFETY: PyErr_Fetch moves the error indicator (three owned references or NULLs)
+        // out; NormalizeException makes `v` an instance; the traceback is attached to the
+        // value and our references are released. With no exception set, we report a
+        // SystemError.
+        unsafe {
+            ffi::PyErr_Fetch(&mut t, &mut v, &mut tb);
+            if t.is_null() {
+                return missing();
+            }
+            ffi::PyErr_NormalizeException(&mut t, &mut v, &mut tb);
+            if !tb.is_null() && !v.is_null() {
+                ffi::PyException_SetTraceback(v, tb);
+            }
+            ffi::Py_XDECREF(t);
+            ffi::Py_XDECREF(tb);
+            match Bound::from_owned_ptr_or_opt(py, v) {
+                Some(value) => PyErr::from_value(value),
+                None => missing(),
+            }
         }
     }
 }

@@ -10,6 +10,7 @@ mod event_loop;
 mod fastcall;
 mod handles;
 mod pipe;
+mod private_api;
 mod py_helpers;
 mod rust_tasks;
 mod sock_ops;
@@ -36,6 +37,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sock_ops::sock_accept, m)?)?;
     m.add_function(wrap_pyfunction!(sock_ops::sock_connect_wait, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
+    m.add_function(wrap_pyfunction!(private_api::private_fast_paths, m)?)?;
     m.add_class::<rust_tasks::RustTaskCanceller>()?;
     m.add_function(wrap_pyfunction!(rust_tasks::rust_sleep, m)?)?;
     m.add_function(wrap_pyfunction!(rust_tasks::rust_echo, m)?)?;

@@ -95,8 +95,16 @@ pub(crate) const DIRECT_READ_MAX: usize = 96 * 1024;
 /// shrunk to what arrived, as the socket module's `recv` does: no copy, where
 /// `recv_bytes` copies out of the spare buffer (measured: a 100 KiB `sock_recv` echo spent
 /// about 7 us per message more than rloop's with the copy).
+///
+/// Shrinking uses CPython's private `_PyBytes_Resize` (`private_api.rs`); with the private
+/// fast paths off, the read goes into a temporary buffer and is copied out.
 pub(crate) fn recv_into_new<'py>(py: Python<'py>, fd: RawFd, max: usize) -> PyResult<std::io::Result<Bound<'py, PyBytes>>> {
     debug_assert!(max > 0 && max <= DIRECT_READ_MAX);
+    if !crate::private_api::allowed() {
+        let mut buf = vec![0u8; max];
+        // SAFETY: buf is a live, writable allocation of `max` bytes.
+        return Ok(unsafe { sock::recv_raw(fd, buf.as_mut_ptr(), max) }.map(|n| PyBytes::new(py, &buf[..n])));
+    }
     // SAFETY: a NULL source makes an uninitialised bytes of `max` (> 0, so not the shared
     // empty object) bytes: a new reference, or NULL with an exception set.
     let mut p = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), max as ffi::Py_ssize_t) };
