@@ -58,6 +58,26 @@ class EventLoop(
         for name, function in self._fast_methods():
             if getattr(cls, name) is getattr(_native.EventLoop, name):
                 setattr(self, name, function)
+        # asyncio reads its clock through self.time(): a subclass's time() is the clock of
+        # the turns and of call_later (as is a time set on the instance: __setattr__)
+        if cls.time is not _native.EventLoop.time:
+            self._set_class_time(True)
+
+    # asyncio's turns and call_later read self.time(): a time set on the instance (a test's
+    # mock.patch.object(loop, "time", ...)) becomes the clock. The native half keeps a flag
+    # (a dict lookup per call_later cost 5% of a timer); only setattr/delattr are seen, not a
+    # write straight into __dict__. In Python, not a native slot: object.__setattr__(loop,
+    # ...) keeps working.
+
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, value)
+        if name == "time":
+            self._set_instance_time(True)
+
+    def __delattr__(self, name):
+        object.__delattr__(self, name)
+        if name == "time":
+            self._set_instance_time(False)
 
     # -- lifecycle -----------------------------------------------------------------------
 

@@ -2,13 +2,15 @@
 //!
 //! A handle is created once per `call_soon`/`call_later` and run once, so it is the object
 //! on the hot path: a frozen pyclass whose callback, arguments and context live in a
-//! `GilCell`, with the cancelled/scheduled flags and the deadline as plain fields the timer
-//! heap reads without the GIL. Running enters the handle's `contextvars.Context` with
-//! `PyContext_Enter` and calls through vectorcall, so no bound method or tuple is built.
+//! `GilCell`, with the cancelled/scheduled flags as plain fields the timer heap reads without
+//! the GIL. Running enters the handle's `contextvars.Context` with `PyContext_Enter` and
+//! calls through vectorcall, so no bound method or tuple is built.
 //!
-//! `TimerHandle` adds only its type and timer methods: the deadline lives in the base so the
-//! loop keeps one `Py<Handle>` type in its ready queue. Formatting (`repr`) and error
-//! reports call back into `ferroloop._handles` (rare paths, written once in Python).
+//! `TimerHandle` adds its timer methods and the deadline object `call_at` was given (asyncio's
+//! `_when`: an int stays an int, a NaN keeps its identity and hash); the loop's heap orders
+//! by a float key of its own (event_loop.rs, `deadline_key`), so the loop keeps one
+//! `Py<Handle>` type in its ready queue. Formatting (`repr`) and error reports call back into
+//! `ferroloop._handles` (rare paths, written once in Python).
 //!
 //! Threading: created and run on the loop thread; `cancel` may come from any thread holding
 //! the GIL (as in asyncio, that is the caller's responsibility).
@@ -60,8 +62,6 @@ pub struct Handle {
     pub cancelled: AtomicBool,
     /// Timers only: still in the loop's heap.
     pub scheduled: AtomicBool,
-    /// Timers only: the deadline on the loop's clock.
-    pub when: f64,
     /// Run once by the loop (`call_soon`, timers), as opposed to a reader/writer handle that
     /// runs on every readiness event. The loop drops a one-shot handle's callback and
     /// arguments after running it (see "GC" below).
@@ -96,7 +96,6 @@ impl Handle {
         context: Py<PyAny>,
         loop_: Py<PyAny>,
         source_traceback: Option<Py<PyAny>>,
-        when: f64,
         oneshot: bool,
         snapshot_context: bool,
     ) -> Handle {
@@ -111,7 +110,6 @@ impl Handle {
             }),
             cancelled: AtomicBool::new(false),
             scheduled: AtomicBool::new(false),
-            when,
             oneshot,
             snapshot_context: AtomicBool::new(snapshot_context),
         }
@@ -534,17 +532,22 @@ impl Handle {
 
 /// asyncio's `TimerHandle`: a handle with a deadline, ordered by it.
 #[pyclass(module = "ferroloop._native", extends = Handle, frozen, subclass)]
-pub struct TimerHandle {}
+pub struct TimerHandle {
+    /// The deadline as `call_at` was given it (`call_later`: `self.time() + delay`), as
+    /// asyncio stores it. A number in practice, so never part of a cycle: handles are not
+    /// GC objects (see "GC" above) and the loop's traversal does not visit it.
+    pub when: Py<PyAny>,
+}
 
 #[pymethods]
 impl TimerHandle {
-    fn when(slf: &Bound<'_, Self>) -> f64 {
-        slf.as_super().get().when
+    fn when(&self, py: Python<'_>) -> Py<PyAny> {
+        self.when.clone_ref(py)
     }
 
     #[getter]
-    fn _when(slf: &Bound<'_, Self>) -> f64 {
-        slf.as_super().get().when
+    fn _when(&self, py: Python<'_>) -> Py<PyAny> {
+        self.when.clone_ref(py)
     }
 
     #[getter]
@@ -570,8 +573,9 @@ impl TimerHandle {
         Handle::do_cancel(base)
     }
 
-    fn __hash__(slf: &Bound<'_, Self>) -> PyResult<isize> {
-        pyo3::types::PyFloat::new(slf.py(), slf.as_super().get().when).hash()
+    /// asyncio's `hash(self._when)`.
+    fn __hash__(&self, py: Python<'_>) -> PyResult<isize> {
+        self.when.bind(py).hash()
     }
 
     fn __richcmp__(
@@ -583,27 +587,33 @@ impl TimerHandle {
         let Ok(other) = other.cast::<TimerHandle>() else {
             return Ok(py.NotImplemented());
         };
-        let a = slf.as_super().get();
-        let b = other.as_super().get();
+        // asyncio compares the `_when` objects themselves
+        let (wa, wb) = (slf.get().when.bind(py), other.get().when.bind(py));
+        let (a, b) = (slf.as_super().get(), other.as_super().get());
         use pyo3::basic::CompareOp::*;
         let r = match op {
-            Lt => a.when < b.when,
-            Gt => a.when > b.when,
-            Le => a.when < b.when || same_timer(py, a, b)?,
-            Ge => a.when > b.when || same_timer(py, a, b)?,
-            Eq => same_timer(py, a, b)?,
-            Ne => !same_timer(py, a, b)?,
+            Lt => wa.lt(wb)?,
+            Gt => wa.gt(wb)?,
+            Le => wa.lt(wb)? || same_timer(py, (a, wa), (b, wb))?,
+            Ge => wa.gt(wb)? || same_timer(py, (a, wa), (b, wb))?,
+            Eq => same_timer(py, (a, wa), (b, wb))?,
+            Ne => !same_timer(py, (a, wa), (b, wb))?,
         };
         Ok(pyo3::types::PyBool::new(py, r).to_owned().into_any().unbind())
     }
 }
 
 /// asyncio's `TimerHandle.__eq__`: same deadline, callback, arguments and cancelled state.
-fn same_timer(py: Python<'_>, a: &Handle, b: &Handle) -> PyResult<bool> {
+/// Each side is the base handle and its `_when`.
+fn same_timer(
+    py: Python<'_>,
+    (a, a_when): (&Handle, &Bound<'_, PyAny>),
+    (b, b_when): (&Handle, &Bound<'_, PyAny>),
+) -> PyResult<bool> {
     if std::ptr::eq(a, b) {
         return Ok(true);
     }
-    if a.when != b.when || a.is_cancelled() != b.is_cancelled() {
+    if a.is_cancelled() != b.is_cancelled() || !a_when.eq(b_when)? {
         return Ok(false);
     }
     let (ca, aa) = {

@@ -587,16 +587,31 @@ impl SocketTransportCore {
             return Ok(());
         }
         let waiting = me.waiting.load(Ordering::Relaxed);
-        {
-            let mut st = me.state.borrow_mut(py)?;
-            if is_bytes {
-                st.buffer.push_shared(SharedBytes(data.cast::<PyBytes>()?.clone().unbind()));
-            } else {
-                let copy: Vec<u8> = pyo3::buffer::PyBuffer::<u8>::get(data)
-                    .and_then(|b| b.to_vec(py))
-                    .or_else(|_| data.call_method0(intern!(py, "tobytes")).and_then(|b| b.extract::<Vec<u8>>()))?;
-                st.buffer.push_copy(&copy);
+        if is_bytes {
+            me.state.borrow_mut(py)?.buffer.push_shared(SharedBytes(data.cast::<PyBytes>()?.clone().unbind()));
+        } else {
+            let mut view = std::mem::MaybeUninit::<ffi::Py_buffer>::uninit();
+            // SAFETY: p is live; on success the view is released below exactly once.
+            if unsafe { ffi::PyObject_GetBuffer(p, view.as_mut_ptr(), ffi::PyBUF_SIMPLE) } != 0 {
+                let err = PyErr::fetch(py);
+                if waiting && py.version_info() < (3, 12) {
+                    // 3.11 appends to its bytearray buffer, which refuses the memoryview
+                    return Err(PyTypeError::new_err("can't set bytearray slice from memoryview"));
+                }
+                // asyncio's `sock.send(data)` asks for the same contiguous buffer: a
+                // non-contiguous memoryview is its fatal write error (`BufferError`); 3.12+
+                // meet it when the bytes before it have left, here it is at once
+                return Self::fatal_error(slf, err, "Fatal write error on socket transport");
             }
+            // SAFETY: PyObject_GetBuffer succeeded.
+            let mut view = unsafe { view.assume_init() };
+            let pushed = me.state.borrow_mut(py).map(|mut st| {
+                // SAFETY: the view's buffer is `len` readable bytes until it is released.
+                st.buffer.push_copy(unsafe { std::slice::from_raw_parts(view.buf as *const u8, view.len as usize) })
+            });
+            // SAFETY: releasing the view obtained above.
+            unsafe { ffi::PyBuffer_Release(&mut view) };
+            pushed?;
         }
         if waiting {
             return Self::maybe_pause_protocol(slf);
