@@ -29,7 +29,7 @@ import time
 import pytest
 
 import ferroloop
-from loop_helpers import PY311, PY313, run, xfail_on
+from loop_helpers import PY313, run, xfail_on
 
 PY312 = sys.version_info >= (3, 12)
 NEEDS_312 = pytest.mark.skipif(not PY312, reason="the API is new in Python 3.12")
@@ -58,7 +58,7 @@ async def _echo_one_line(server, open_connection):
     return line
 
 
-def _line_echo_handler(loop, handled):
+def _line_echo_handler(handled):
     async def handle(reader, writer):
         try:
             writer.write(await reader.readline())
@@ -74,7 +74,7 @@ def _line_echo_handler(loop, handled):
 def test_streams_tcp_echo_then_wait_closed(loop):
     async def main():
         handled = loop.create_future()
-        server = await step(asyncio.start_server(_line_echo_handler(loop, handled), "127.0.0.1", 0))
+        server = await step(asyncio.start_server(_line_echo_handler(handled), "127.0.0.1", 0))
         host, port = server.sockets[0].getsockname()[:2]
         line = await _echo_one_line(server, lambda: asyncio.open_connection(host, port))
         await step(handled)
@@ -88,7 +88,7 @@ def test_streams_unix_echo_then_wait_closed(loop, tmp_path):
 
     async def main():
         handled = loop.create_future()
-        server = await step(asyncio.start_unix_server(_line_echo_handler(loop, handled), path))
+        server = await step(asyncio.start_unix_server(_line_echo_handler(handled), path))
         line = await _echo_one_line(server, lambda: asyncio.open_unix_connection(path))
         await step(handled)
         return line, server.is_serving()
@@ -115,27 +115,27 @@ async def _noop():
     return None
 
 
-def _unnamed_factory_task_name(loop):
-    """The name of a task made by ``loop.create_task(coro)`` with a task factory set and no
-    name, task numbers replaced by ``<n>``."""
+def _unnamed_factory_task_names(loop):
+    """The names of tasks made by ``loop.create_task(coro)`` and ``asyncio.create_task(coro)``
+    with a task factory set and no name, task numbers replaced by ``<n>``."""
 
     async def main():
-        task = loop.create_task(_noop())
-        await task
-        return task.get_name()
+        tasks = [loop.create_task(_noop()), asyncio.create_task(_noop())]
+        await asyncio.gather(*tasks)
+        return [t.get_name() for t in tasks]
 
     loop.set_task_factory(lambda lp, coro, **kwargs: asyncio.Task(coro, loop=lp))
     try:
-        name = loop.run_until_complete(main())
+        names = loop.run_until_complete(main())
     finally:
         loop.set_task_factory(None)
-    return re.sub(r"^Task-\d+$", "Task-<n>", name)
+    return [re.sub(r"^Task-\d+$", "Task-<n>", name) for name in names]
 
 
-def _asyncio_unnamed_factory_task_name():
+def _asyncio_unnamed_factory_task_names():
     lp = asyncio.new_event_loop()
     try:
-        return _unnamed_factory_task_name(lp)
+        return _unnamed_factory_task_names(lp)
     finally:
         lp.close()
         asyncio.set_event_loop(None)
@@ -143,7 +143,7 @@ def _asyncio_unnamed_factory_task_name():
 
 # 3.13.0's create_task calls task.set_name(name) even when name is None (a CPython bug):
 # the task is named "None"; 3.11 and 3.12 keep "Task-<n>"
-_ASYNCIO_NAMES_UNNAMED_NONE = _asyncio_unnamed_factory_task_name() == "None"
+_ASYNCIO_NAMES_UNNAMED_NONE = "None" in _asyncio_unnamed_factory_task_names()
 _UVLOOP_FACTORY_KEYWORDS = (
     "uvloop differs: calls the task factory with context= on every call (and eager_start= "
     "on 3.13), so a (loop, coro) factory raises TypeError"
@@ -161,7 +161,8 @@ def test_task_factory_create_task_names(loop):
         return x.get_name(), y.get_name()
 
     assert run(loop, main()) == ("x", "y")
-    assert loop.get_task_factory() is not None
+    # the factory is not given the name: the loop names the task the factory returns
+    assert calls and all(c.get("name") is None for c in calls)
 
 
 @xfail_on(
@@ -171,9 +172,9 @@ def test_task_factory_create_task_names(loop):
     condition=_ASYNCIO_NAMES_UNNAMED_NONE,
 )
 def test_task_factory_unnamed_task_named_as_asyncio(loop):
-    expected = _asyncio_unnamed_factory_task_name()  # "None" on 3.13.0, else "Task-<n>"
-    assert expected in ("None", "Task-<n>")
-    assert _unnamed_factory_task_name(loop) == expected
+    expected = _asyncio_unnamed_factory_task_names()  # "None" on 3.13.0, else "Task-<n>"
+    assert expected in (["None", "None"], ["Task-<n>", "Task-<n>"])
+    assert _unnamed_factory_task_names(loop) == expected
 
 
 def test_task_factory_gets_context_when_create_task_does(loop):
@@ -208,11 +209,16 @@ def test_task_factory_two_argument_factory(loop):
         made.append(task)
         return task
 
-    loop.set_task_factory(factory)
-
     async def main():
-        a = loop.create_task(_noop(), name="a")
-        b = asyncio.create_task(_noop(), name="b")
+        loop.set_task_factory(factory)
+        coros = [_noop(), _noop()]
+        try:
+            a = loop.create_task(coros[0], name="a")
+            b = asyncio.create_task(coros[1], name="b")
+        except TypeError:
+            for c in coros:
+                c.close()
+            raise
         await step(asyncio.gather(a, b))
         return a, b
 
@@ -307,6 +313,16 @@ _UVLOOP_EAGER = (
 )
 
 
+def create_task(loop, coro, **kwargs):
+    """``loop.create_task(coro, **kwargs)``, closing the coroutine if that raises (uvloop
+    on 3.13: a TypeError), so that the failure is the test's and not a later warning."""
+    try:
+        return loop.create_task(coro, **kwargs)
+    except BaseException:
+        coro.close()
+        raise
+
+
 @NEEDS_312
 @xfail_on("uvloop", _UVLOOP_EAGER, condition=PY313)
 def test_eager_task_factory_first_step_at_creation(loop):
@@ -324,9 +340,9 @@ def test_eager_task_factory_first_step_at_creation(loop):
 
     async def main():
         loop.set_task_factory(asyncio.eager_task_factory)
-        q = loop.create_task(quick(), name="q")
+        q = create_task(loop, quick(), name="q")
         assert q.done() and q.result() == 1 and q.get_name() == "q"
-        s = loop.create_task(slow())
+        s = create_task(loop, slow())
         assert not s.done()
         assert order == ["quick", "slow: first step"]
         assert await step(s) == 2
@@ -346,7 +362,7 @@ def test_create_eager_task_factory_custom_constructor(loop):
 
     async def main():
         loop.set_task_factory(asyncio.create_eager_task_factory(MyTask))
-        t = loop.create_task(quick(), name="mine")
+        t = create_task(loop, quick(), name="mine")
         assert type(t) is MyTask
         assert t.done() and t.result() == "done" and t.get_name() == "mine"
         u = asyncio.create_task(asyncio.sleep(0, "later"))
@@ -369,7 +385,7 @@ def test_eager_task_factory_create_task_from_callback(loop):
 
     def callback():
         try:
-            t = loop.create_task(quick())
+            t = create_task(loop, quick())
             tasks.append(t)
             seen.append(("done at creation", t.done()))
             seen.append(("current task after", asyncio.current_task()))
@@ -403,10 +419,10 @@ def test_eager_task_current_task(loop):
     async def main():
         outer = asyncio.current_task()
         loop.set_task_factory(asyncio.eager_task_factory)
-        t = loop.create_task(who(False))
+        t = create_task(loop, who(False))
         assert t.done() and t.result() is t
         assert asyncio.current_task() is outer  # restored after the eager step
-        u = loop.create_task(who(True))
+        u = create_task(loop, who(True))
         assert asyncio.current_task() is outer
         assert await step(u) is u
         return True
@@ -424,7 +440,7 @@ def test_eager_task_factory_gather(loop):
 
     async def main():
         loop.set_task_factory(asyncio.eager_task_factory)
-        tasks = [loop.create_task(job(i)) for i in range(6)]
+        tasks = [create_task(loop, job(i)) for i in range(6)]
         assert [t.done() for t in tasks] == [True, False] * 3
         from_tasks = await step(asyncio.gather(*tasks))
         from_coros = await step(asyncio.gather(*(job(i) for i in range(6))))
@@ -558,32 +574,44 @@ async def _serve_and_connect(loop, clients):
 def test_server_wait_closed_waits_for_connections(loop):
     async def main():
         server, registry, [(client, client_proto)] = await _serve_and_connect(loop, 1)
-        server.close()
-        if PY312:  # 3.12.1+: wait_closed() waits until every connection is gone
-            with pytest.raises(TimeoutError):
+        try:
+            server.close()
+            if PY312:  # 3.12.1+: wait_closed() waits until every connection is gone
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(server.wait_closed(), 0.2)
+                client.close()
+                await step(client_proto.lost)
+                registry[0].transport.close()
+                assert await step(registry[0].lost) is None
+                await step(server.wait_closed())
+            else:  # 3.11: it returns once the server is closed
                 await asyncio.wait_for(server.wait_closed(), 0.2)
-            client.close()
-            await step(client_proto.lost)
-            registry[0].transport.close()
-            assert await step(registry[0].lost) is None
-            await step(server.wait_closed())
-        else:  # 3.11: it returns once the server is closed
-            await asyncio.wait_for(server.wait_closed(), 0.2)
-            assert not registry[0].lost.done()
-            client.close()
-            await step(client_proto.lost)
-            registry[0].transport.close()
-            assert await step(registry[0].lost) is None
-        return server.is_serving()
+                assert not registry[0].lost.done()
+            return server.is_serving()
+        finally:
+            await _close_all(server, registry, [(client, client_proto)])
 
     assert run(loop, main()) is False
+
+
+async def _close_all(server, registry, connected):
+    """Close the server and both ends of every connection; wait for them to be lost."""
+    server.close()
+    for tr, _ in connected:
+        tr.close()
+    for p in registry:
+        p.transport.close()
+    for p in registry:
+        await step(p.lost)
+    for _, pr in connected:
+        await step(pr.lost)
 
 
 _CLIENTS_API = "close_clients()/abort_clients() are new in Python 3.13"
 
 
 @pytest.mark.parametrize("method", ["close_clients", "abort_clients"])
-@xfail_on("uvloop", f"uvloop differs: its Server has no {_CLIENTS_API.split(' are')[0]}")
+@xfail_on("uvloop", "uvloop differs: its Server has no close_clients()/abort_clients()")
 def test_server_close_clients_abort_clients(loop, loop_name, method):
     if loop_name == "asyncio" and not hasattr(asyncio.base_events.Server, "close_clients"):
         pytest.skip(f"asyncio {sys.version.split()[0]}: {_CLIENTS_API}")
@@ -599,11 +627,7 @@ def test_server_close_clients_abort_clients(loop, loop_name, method):
             client_excs = [await step(pr.lost) for _, pr in connected]
             await step(server.wait_closed())
         finally:
-            for tr, _ in connected:
-                tr.close()
-            for p in registry:
-                p.transport.close()
-            server.close()
+            await _close_all(server, registry, connected)
         return server_excs, client_excs, [bytes(pr.data) for _, pr in connected]
 
     server_excs, client_excs, received = run(loop, main())
@@ -636,6 +660,21 @@ def test_create_unix_server_cleanup_socket(loop, tmp_path, cleanup):
     assert exists is (cleanup is False)  # cleanup_socket defaults to True on 3.13
     if exists:
         os.unlink(path)
+
+
+@NEEDS_313
+def test_create_unix_server_cleanup_socket_keeps_a_replaced_file(loop, tmp_path):
+    path = tmp_path / "server.sock"
+
+    async def main():
+        server = await step(loop.create_unix_server(asyncio.Protocol, str(path)))
+        os.unlink(path)
+        path.write_text("not the server's socket")  # a new inode at the same path
+        server.close()
+        await step(server.wait_closed())
+        return path.read_text()
+
+    assert run(loop, main()) == "not the server's socket"
 
 
 @NEEDS_313
