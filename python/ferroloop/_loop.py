@@ -97,7 +97,8 @@ class EventLoop(
             self._run_forever_cleanup()
 
     # 3.13 splits run_forever into these so that an embedding (a GUI toolkit) can drive
-    # _run_once itself; ferroloop has them on every version
+    # _run_once itself; ferroloop has them on every version (adapted from asyncio's
+    # base_events, PSF licence: NOTICE)
     def _run_forever_setup(self):
         self._check_closed()
         self._check_running()

@@ -7,7 +7,8 @@ connections (``_attach()``/``_detach()``, ``_active_count``), 3.13 keeps them in
 (``_attach(transport)``/``_detach(transport)``, ``_clients``) and adds ``close_clients`` and
 ``abort_clients``. Here both are kept, so the inherited ``close`` and ``wait_closed`` of
 each version see the state they read, and every version has ``close_clients`` and
-``abort_clients``. Once per connection: Python.
+``abort_clients``. Once per connection: Python. The methods follow asyncio's ``Server`` of
+3.11 and 3.13 (PSF licence, see NOTICE).
 """
 
 import weakref

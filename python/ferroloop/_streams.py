@@ -11,7 +11,9 @@ Decision: where CPython's selector and Unix loops implement a once-per-connectio
 ferroloop also has, the loop uses CPython's own function from the installed interpreter
 rather than a rewrite, exactly as it inherits ``BaseEventLoop``: one definition of
 asyncio's behaviour, kept in step with the interpreter. The functions are listed here by
-name; none is copied.
+name; none is copied, except ``_stop_serving``'s socket-file clean-up, adapted from 3.13's
+``_UnixSelectorEventLoop._stop_serving`` (it calls ``super()``, so it cannot be reused;
+PSF licence, see NOTICE).
 """
 
 import os
