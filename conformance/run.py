@@ -6,6 +6,10 @@
     .venv/bin/python conformance/run.py --module test_tasks --verbose
     .venv/bin/python conformance/run.py --update        # rewrite expected_failures.txt
     .venv/bin/python conformance/run.py --markdown      # the table for docs/compatibility.md
+    .venv/bin/python conformance/run.py --last --markdown   # the last run's table, no rerun
+
+Each interpreter runs its own ``test_asyncio`` (``targets.py``), so run it with each
+``.venv-X.Y/bin/python``; ``make conformance`` does so for every supported CPython.
 
 Each module runs in its own process (``child.py``) with the tests bound to ferroloop
 (``bindings.py``); what is not run and why is in ``excluded.py``. The run fails on a failure
@@ -116,6 +120,8 @@ def parse_args():
     parser.add_argument("--update", action="store_true",
                         help="rewrite expected_failures.txt from this run's failures")
     parser.add_argument("--markdown", action="store_true", help="print the table in Markdown")
+    parser.add_argument("--last", action="store_true",
+                        help="print the table of this interpreter's last run (results.json), run nothing")
     parser.add_argument("--verbose", action="store_true", help="print every test's outcome")
     parser.add_argument("--jobs", type=int, default=2, help="modules run at once (default 2)")
     parser.add_argument("--module-timeout", type=float, default=300,
@@ -135,9 +141,25 @@ def selected_modules(args):
     return targets.QUICK if args.quick else targets.MODULES
 
 
+def print_last(args, modules):
+    """The table of the last run of this interpreter, from its results.json."""
+    with open(os.path.join(OUT_DIR, "results.json")) as f:
+        results = json.load(f)
+    per_module = {m: ({}, "") for m in modules}
+    for test_id, result in results.items():
+        module = expectations.module_of(test_id)
+        if module in per_module:
+            per_module[module][0][test_id] = result
+    rows = report.rows(modules, per_module, expectations.load())
+    print(report.markdown(rows) if args.markdown else report.text(rows))
+
+
 def main():
     args = parse_args()
     modules = selected_modules(args)
+    if args.last:
+        print_last(args, modules)
+        return
     os.makedirs(os.path.join(OUT_DIR, "logs"), exist_ok=True)
     started = time.monotonic()
 
