@@ -38,15 +38,18 @@ class Server(_compat.Server):
             return len(self._clients) == 0
         return self._active_count == 0
 
-    def close_clients(self):
-        """Close every connection this server accepted that is still open (3.13's API)."""
-        for transport in self._clients.copy():
-            transport.close()
+    if not hasattr(_compat.Server, "close_clients"):
+        # 3.11 and 3.12: 3.13's API, over the same `_clients` (3.13 has its own)
 
-    def abort_clients(self):
-        """Abort every connection this server accepted that is still open (3.13's API)."""
-        for transport in self._clients.copy():
-            transport.abort()
+        def close_clients(self):
+            """Close every connection this server accepted that is still open."""
+            for transport in self._clients.copy():
+                transport.close()
+
+        def abort_clients(self):
+            """Abort every connection this server accepted that is still open."""
+            for transport in self._clients.copy():
+                transport.abort()
 
 
 def adopt(server):
