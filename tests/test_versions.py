@@ -728,3 +728,48 @@ def test_run_forever_setup_run_once_cleanup(loop, loop_name):
         asyncio.get_running_loop()
     # the loop runs normally afterwards
     assert loop.run_until_complete(asyncio.sleep(0, "again")) == "again"
+
+
+# -- 3.12+: a transport refuses a descriptor another live transport owns ---------------------
+
+FD_OWNED = "3.12+ asyncio refuses a descriptor a live transport owns"
+
+
+@pytest.mark.skipif(not PY312, reason="the check is new in Python 3.12")
+@xfail_on("uvloop", "uvloop differs: a second transport on an owned socket is accepted")
+def test_second_stream_transport_on_one_socket_refused(loop):
+    a, b = socket.socketpair()
+    a.setblocking(False)
+
+    async def main():
+        transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+        try:
+            with pytest.raises(RuntimeError, match="is used by transport"):
+                await loop.connect_accepted_socket(asyncio.Protocol, a)
+        finally:
+            transport.close()
+            await asyncio.sleep(0)
+
+    try:
+        run(loop, main())
+    finally:
+        b.close()
+
+
+@pytest.mark.skipif(not PY312, reason="the check is new in Python 3.12")
+@xfail_on("uvloop", "uvloop differs: a second transport on an owned socket is accepted")
+def test_second_datagram_transport_on_one_socket_refused(loop):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+
+    async def main():
+        transport, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, sock=sock)
+        try:
+            with pytest.raises(RuntimeError, match="is used by transport"):
+                await loop.create_datagram_endpoint(asyncio.DatagramProtocol, sock=sock)
+        finally:
+            transport.close()
+            await asyncio.sleep(0)
+
+    run(loop, main())

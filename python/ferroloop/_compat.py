@@ -137,6 +137,10 @@ PIPE_ATTRIBUTES = (
 LOOP_ATTRIBUTES = ("_task_factory", "_current_handle", "_default_executor", "_asyncgens",
                    "_asyncgens_shutdown_called", "_executor_shutdown_called")
 
+#: 3.12+: a new socket or datagram transport refuses a descriptor another live transport
+#: owns (``_ensure_fd_no_transport`` in the selector loop's ``_make_*_transport``).
+TRANSPORT_CHECKS_FD = "_ensure_fd_no_transport" in SelectorEventLoop._make_socket_transport.__code__.co_names
+
 #: 3.13 gives ``Server._attach``/``_detach`` the transport and tracks clients in a WeakSet;
 #: an unclosed transport collected by the GC detaches itself (3.11 and 3.12: a count).
 SERVER_TRACKS_CLIENTS = "transport" in inspect.signature(Server._attach).parameters

@@ -67,4 +67,6 @@ class DatagramTransport(_compat.SelectorDatagramTransport):
 
 class DatagramMixin:
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
+        if _compat.TRANSPORT_CHECKS_FD:
+            self._ensure_fd_no_transport(sock)
         return DatagramTransport(self, sock, protocol, address, waiter, extra)

@@ -36,6 +36,8 @@ class StreamsMixin:
         self._unix_server_sockets = {}
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+        if _compat.TRANSPORT_CHECKS_FD:
+            self._ensure_fd_no_transport(sock)
         return SocketTransport(self, sock, protocol, waiter, extra, server)
     def _make_ssl_transport(
         self,
@@ -53,6 +55,8 @@ class StreamsMixin:
     ):
         # asyncio's TLS state machine with native record paths (_sslproto.py) over the
         # native stream transport
+        if _compat.TRANSPORT_CHECKS_FD:
+            self._ensure_fd_no_transport(rawsock)
         ssl_protocol = _sslproto.SSLProtocol(
             self,
             protocol,
