@@ -6,14 +6,20 @@
 """
 
 import asyncio as _asyncio
+from collections.abc import Coroutine as _Coroutine
+from typing import Any as _Any
+from typing import TypeVar as _TypeVar
+
 from . import _compat, _native
 from ._loop import EventLoop
 
 __version__ = _native.__version__
 __all__ = ["EventLoop", "EventLoopPolicy", "new_event_loop", "run", "install"]
 
+_T = _TypeVar("_T")
 
-def new_event_loop():
+
+def new_event_loop() -> EventLoop:
     """A new ferroloop event loop."""
     return EventLoop()
 
@@ -24,16 +30,16 @@ class EventLoopPolicy(_asyncio.DefaultEventLoopPolicy):
 
     _loop_factory = EventLoop
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<ferroloop.EventLoopPolicy>"
 
 
-def install():
+def install() -> None:
     """Make ferroloop the loop of ``asyncio.run`` and ``asyncio.new_event_loop``."""
     _asyncio.set_event_loop_policy(EventLoopPolicy())
 
 
-def run(main, *, debug=None):
+def run(main: _Coroutine[_Any, _Any, _T], *, debug: bool | None = None) -> _T:
     """Run coroutine ``main`` on a new ferroloop loop and return its result (``asyncio.run``)."""
     if _compat.get_running_loop() is not None:
         raise RuntimeError("ferroloop.run() cannot be called from a running event loop")

@@ -4,13 +4,17 @@
     python -m ferroloop bench [--n N] [--rounds R]
 """
 
+from __future__ import annotations
+
 import argparse
 import os
 import runpy
 import sys
+from collections.abc import Sequence
+from types import TracebackType
 
 
-def _cmd_run(args):
+def _cmd_run(args: argparse.Namespace) -> int:
     import ferroloop
 
     script = args.script
@@ -40,7 +44,7 @@ def _cmd_run(args):
     return 0
 
 
-def _strip_wrapper_frames(tb):
+def _strip_wrapper_frames(tb: TracebackType | None) -> TracebackType | None:
     """Drop the leading traceback entries that belong to this module or to runpy."""
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
@@ -52,13 +56,13 @@ def _strip_wrapper_frames(tb):
     return tb
 
 
-def _is_zip(path):
+def _is_zip(path: str) -> bool:
     import zipfile
 
     return zipfile.is_zipfile(path)
 
 
-def _cmd_bench(args):
+def _cmd_bench(args: argparse.Namespace) -> int:
     from . import _bench
 
     specs, skipped = _bench.available_loops()
@@ -70,14 +74,14 @@ def _cmd_bench(args):
     return 0
 
 
-def _positive_int(text):
+def _positive_int(text: str) -> int:
     value = int(text.replace("_", "").replace(",", ""))
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text}")
     return value
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m ferroloop",
         description="ferroloop: the asyncio event loop, rebuilt in Rust.",
@@ -110,7 +114,8 @@ def main(argv=None):
     p_bench.set_defaults(func=_cmd_bench)
 
     args = parser.parse_args(argv)
-    return args.func(args)
+    status: int = args.func(args)
+    return status
 
 
 if __name__ == "__main__":

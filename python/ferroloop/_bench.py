@@ -7,12 +7,18 @@ event loop, and every measurement runs in a fresh loop through
 ``time.perf_counter`` so loop creation and teardown are not counted.
 """
 
+from __future__ import annotations
+
 import asyncio
 import gc
 import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 __all__ = [
     "LoopSpec",
@@ -33,25 +39,30 @@ __all__ = [
 class LoopSpec:
     """A loop under test: ``name``, ``factory`` (returns a new loop) and ``version``."""
 
-    def __init__(self, name, factory, version):
+    def __init__(
+        self, name: str, factory: Callable[[], asyncio.AbstractEventLoop], version: str
+    ) -> None:
         self.name = name
         self.factory = factory
         self.version = version
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<LoopSpec {self.name} {self.version}>"
 
 
-def _asyncio_factory():
+def _asyncio_factory() -> asyncio.AbstractEventLoop:
     # Not ``asyncio.new_event_loop``: after ``ferroloop.install()`` (``python -m ferroloop
     # run``) that would return a ferroloop loop.
     return asyncio.SelectorEventLoop()
 
 
-def available_loops(names=("asyncio", "uvloop", "rloop", "ferroloop")):
+def available_loops(
+    names: Iterable[str] = ("asyncio", "uvloop", "rloop", "ferroloop"),
+) -> tuple[list[LoopSpec], list[tuple[str, str]]]:
     """``(specs, skipped)``: the installed loops among ``names`` (in that order) and a
     list of ``(name, reason)`` for those that could not be imported."""
-    specs, skipped = [], []
+    specs: list[LoopSpec] = []
+    skipped: list[tuple[str, str]] = []
     for name in names:
         try:
             if name == "asyncio":
@@ -75,7 +86,7 @@ def available_loops(names=("asyncio", "uvloop", "rloop", "ferroloop")):
     return specs, skipped
 
 
-def versions_line(specs):
+def versions_line(specs: Iterable[LoopSpec]) -> str:
     """One line naming the interpreter and every loop's version."""
     impl = f"{platform.python_implementation()} {platform.python_version()}"
     loops = ", ".join(f"{s.name} {s.version}" for s in specs)
@@ -85,7 +96,7 @@ def versions_line(specs):
 # -- the sleep(0) case --------------------------------------------------------------------
 
 
-async def sleep0(n):
+async def sleep0(n: int) -> float:
     """``await asyncio.sleep(0)`` ``n`` times in one task; returns the seconds it took."""
     sleep = asyncio.sleep
     t0 = time.perf_counter()
@@ -94,7 +105,7 @@ async def sleep0(n):
     return time.perf_counter() - t0
 
 
-def floor_sleep0(n):
+def floor_sleep0(n: int) -> float:
     """The same coroutine driven by bare ``coro.send(None)``, no loop at all: the cost of
     the coroutine machinery itself (``asyncio.sleep(0)`` yields a bare ``None``)."""
     coro = sleep0(n)
@@ -103,10 +114,15 @@ def floor_sleep0(n):
         while True:
             send(None)
     except StopIteration as stop:
-        return stop.value
+        seconds: float = stop.value
+        return seconds
 
 
-def run_timed(factory, coro_fn, *args):
+def run_timed(
+    factory: Callable[[], asyncio.AbstractEventLoop],
+    coro_fn: Callable[..., Coroutine[Any, Any, _T]],
+    *args: Any,
+) -> _T:
     """Run ``coro_fn(*args)`` to completion in a fresh loop from ``factory``; return its
     result (a time in seconds, for the measuring coroutines here)."""
     gc.collect()
@@ -114,28 +130,28 @@ def run_timed(factory, coro_fn, *args):
         return runner.run(coro_fn(*args))
 
 
-def rotated(items, k):
+def rotated(items: Iterable[_T], k: int) -> list[_T]:
     """``items`` rotated left by ``k``: round ``k`` of a benchmark starts with a different
     loop, so no loop always runs first (cold) or last (warm)."""
-    items = list(items)
-    if not items:
-        return items
-    k %= len(items)
-    return items[k:] + items[:k]
+    listed = list(items)
+    if not listed:
+        return listed
+    k %= len(listed)
+    return listed[k:] + listed[:k]
 
 
 # -- statistics and formatting ------------------------------------------------------------
 
 
-def ratio_stats(ratios):
+def ratio_stats(ratios: Iterable[float | None]) -> tuple[float, float, float] | None:
     """``(median, min, max)`` of a list of per-round ratios (None if empty)."""
-    ratios = [r for r in ratios if r is not None]
-    if not ratios:
+    known = [r for r in ratios if r is not None]
+    if not known:
         return None
-    return statistics.median(ratios), min(ratios), max(ratios)
+    return statistics.median(known), min(known), max(known)
 
 
-def fmt_time(seconds_per_op):
+def fmt_time(seconds_per_op: float | None) -> str:
     """A per-operation time with a unit that keeps 3 significant digits."""
     if seconds_per_op is None:
         return "n/a"
@@ -147,7 +163,7 @@ def fmt_time(seconds_per_op):
     return f"{ns / 1e6:.2f} ms"
 
 
-def fmt_ratio(stats):
+def fmt_ratio(stats: tuple[float, float, float] | None) -> str:
     """``1.23x [1.10-1.31]`` from ``ratio_stats`` output."""
     if stats is None:
         return "n/a"
@@ -157,7 +173,7 @@ def fmt_ratio(stats):
     return f"{med:.2f}x [{lo:.2f}-{hi:.2f}]"
 
 
-def _table(headers, rows):
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()
     out = [line, "  ".join("-" * w for w in widths)]
@@ -169,13 +185,18 @@ def _table(headers, rows):
 # -- the sleep(0) comparison ----------------------------------------------------------------
 
 
-def compare_sleep0(n, rounds, specs=None, progress=None):
+def compare_sleep0(
+    n: int,
+    rounds: int,
+    specs: Sequence[LoopSpec] | None = None,
+    progress: Callable[[str], object] | None = None,
+) -> dict[str, list[float]]:
     """Measure ``sleep0(n)`` on every loop and the floor, ``rounds`` times, rotating the
     loop order each round. Returns ``{name: [seconds per round]}`` with a ``"floor"`` key.
     ``progress`` (optional) is called with a short string after each measurement."""
     if specs is None:
         specs, _ = available_loops()
-    results = {s.name: [] for s in specs}
+    results: dict[str, list[float]] = {s.name: [] for s in specs}
     results["floor"] = []
     for rnd in range(rounds):
         gc.collect()
@@ -187,7 +208,7 @@ def compare_sleep0(n, rounds, specs=None, progress=None):
     return results
 
 
-def sleep0_table(results, n, reference="ferroloop"):
+def sleep0_table(results: dict[str, list[float]], n: int, reference: str = "ferroloop") -> str:
     """A text table of ``compare_sleep0`` results: per-step time (median of rounds), the
     overhead above the floor, and how much faster ``reference`` is (paired per round)."""
     floor = results["floor"]

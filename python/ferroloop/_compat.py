@@ -13,21 +13,35 @@ naming it, instead of a loop that breaks at the first connection.
 Where the versions differ, the difference is resolved here (``format_callback_source``,
 ``SERVER_DETACH_ON_DEL``...) or the code is ferroloop's own (``_server.py``,
 ``_streams.py``'s ``_stop_serving``).
+
+Types: typeshed describes some of these names (``_FlowControlMixin``, ``_SendfileMode``,
+``SSLProtocol``'s state) and not others. Each name is annotated here with the type ferroloop
+relies on; a class typeshed lacks is declared, for the type checker only, with the members
+ferroloop uses (its run-time value is still the interpreter's class, from ``_private``).
 """
 
+from __future__ import annotations
+
 import inspect
+import socket
 import sys
+import weakref
 from asyncio import (
     base_events,
+    base_subprocess,
     constants,
     events,
     format_helpers,
     futures,
+    protocols,
     selector_events,
     sslproto,
     transports,
     unix_events,
 )
+from collections.abc import Callable, Mapping
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, ClassVar
 
 VERSION = sys.version_info[:2]
 
@@ -37,10 +51,10 @@ class MissingPrivateName(ImportError):
 
 
 #: ``(qualified name, what ferroloop does with it)`` for every private module-level name.
-PRIVATE_NAMES = {}
+PRIVATE_NAMES: dict[str, str] = {}
 
 
-def _private(module, name, why):
+def _private(module: ModuleType | type, name: str, why: str) -> Any:
     qualified = f"{module.__name__}.{name}"
     PRIVATE_NAMES[qualified] = why
     try:
@@ -54,24 +68,32 @@ def _private(module, name, why):
 
 # -- running loop, futures, formatting -------------------------------------------------------
 
-get_running_loop = _private(events, "_get_running_loop", "ferroloop.run refuses to nest")
-set_running_loop = _private(events, "_set_running_loop", "run_forever marks the running loop")
-set_result_unless_cancelled = _private(
+get_running_loop: Callable[[], events.AbstractEventLoop | None] = _private(
+    events, "_get_running_loop", "ferroloop.run refuses to nest")
+set_running_loop: Callable[[events.AbstractEventLoop | None], None] = _private(
+    events, "_set_running_loop", "run_forever marks the running loop")
+set_result_unless_cancelled: Callable[[futures.Future[Any], Any], None] = _private(
     futures, "_set_result_unless_cancelled", "a connection's waiter is woken after connection_made")
-_format_callback_source = _private(
+_format_callback_source: Callable[..., str] = _private(
     format_helpers, "_format_callback_source", "Handle repr and callback error messages")
-format_handle = _private(base_events, "_format_handle", "the slow-callback warning's text")
-check_ssl_socket = _private(base_events, "_check_ssl_socket", "sock_* refuse SSL sockets")
-HAS_IPv6 = _private(base_events, "_HAS_IPv6", "sock_connect resolves IPv6 addresses")
-SendfileMode = _private(constants, "_SendfileMode", "transports declare native sendfile")
-FlowControlMixin = _private(
-    transports, "_FlowControlMixin", "asyncio's sendfile fallback checks isinstance")
+format_handle: Callable[[object], str] = _private(
+    base_events, "_format_handle", "the slow-callback warning's text")
+check_ssl_socket: Callable[[socket.socket], None] = _private(
+    base_events, "_check_ssl_socket", "sock_* refuse SSL sockets")
+HAS_IPv6: bool = _private(base_events, "_HAS_IPv6", "sock_connect resolves IPv6 addresses")
+if TYPE_CHECKING:
+    SendfileMode = constants._SendfileMode
+    FlowControlMixin = transports._FlowControlMixin
+else:
+    SendfileMode = _private(constants, "_SendfileMode", "transports declare native sendfile")
+    FlowControlMixin = _private(
+        transports, "_FlowControlMixin", "asyncio's sendfile fallback checks isinstance")
 
 # 3.13 shows a callback's arguments only in debug mode (`debug=`); 3.11 and 3.12 always do.
 _FORMAT_TAKES_DEBUG = "debug" in inspect.signature(_format_callback_source).parameters
 
 
-def format_callback_source(callback, args, debug):
+def format_callback_source(callback: object, args: tuple[Any, ...] | None, debug: bool) -> str:
     """asyncio's text for a callback and its arguments, as this version writes it."""
     if _FORMAT_TAKES_DEBUG:
         return _format_callback_source(callback, args, debug=debug)
@@ -80,21 +102,90 @@ def format_callback_source(callback, args, debug):
 
 # -- asyncio's classes whose code ferroloop reuses (the engine issue replaces them) ------------
 
-SelectorDatagramTransport = _private(
-    selector_events, "_SelectorDatagramTransport", "datagram transport (native per-datagram paths)")
-UnixReadPipeTransport = _private(
-    unix_events, "_UnixReadPipeTransport", "read pipe transport (native read path)")
-UnixWritePipeTransport = _private(
-    unix_events, "_UnixWritePipeTransport", "write pipe transport (native write paths)")
-UnixSubprocessTransport = _private(
-    unix_events, "_UnixSubprocessTransport", "subprocess transport over ferroloop's pipes")
-SelectorEventLoop = _private(
+if TYPE_CHECKING:
+    from typing import type_check_only
+
+    # typeshed has no stubs for these classes: what ferroloop uses of them
+
+    class SelectorDatagramTransport(transports._FlowControlMixin, transports.DatagramTransport):
+        """``asyncio.selector_events._SelectorDatagramTransport``."""
+
+        _loop: events.AbstractEventLoop | None
+        _sock: socket.socket | None
+        _sock_fd: int
+        _closing: bool
+
+        def __init__(
+            self,
+            loop: events.AbstractEventLoop,
+            sock: socket.socket,
+            protocol: protocols.DatagramProtocol,
+            address: Any = None,
+            waiter: futures.Future[Any] | None = None,
+            extra: Mapping[str, Any] | None = None,
+        ) -> None: ...
+        def _call_connection_lost(self, exc: BaseException | None) -> None: ...
+
+    @type_check_only
+    class _PipeTransport(transports.BaseTransport):
+        """What asyncio's two Unix pipe transports have in common."""
+
+        def __init__(
+            self,
+            loop: events.AbstractEventLoop,
+            pipe: Any,
+            protocol: protocols.BaseProtocol,
+            waiter: futures.Future[Any] | None = None,
+            extra: Mapping[str, Any] | None = None,
+        ) -> None: ...
+        def _call_connection_lost(self, exc: BaseException | None) -> None: ...
+        def __del__(self, _warn: Callable[..., None] = ...) -> None: ...
+
+    class UnixReadPipeTransport(_PipeTransport, transports.ReadTransport):
+        """``asyncio.unix_events._UnixReadPipeTransport``."""
+
+        max_size: ClassVar[int]
+
+    class UnixWritePipeTransport(
+        _PipeTransport, transports._FlowControlMixin, transports.WriteTransport
+    ):
+        """``asyncio.unix_events._UnixWritePipeTransport``."""
+
+    class UnixSubprocessTransport(base_subprocess.BaseSubprocessTransport):
+        """``asyncio.unix_events._UnixSubprocessTransport``."""
+
+    class Server(base_events.Server):
+        """``asyncio.base_events.Server`` with the private state ``_server.Server`` uses."""
+
+        _sockets: list[socket.socket] | None
+        _active_count: int
+        _clients: weakref.WeakSet[transports.Transport]  # 3.13 (_server.py: every version)
+        if sys.version_info >= (3, 13):
+            def _attach(self, transport: transports.Transport) -> None: ...
+            def _detach(self, transport: transports.Transport) -> None: ...
+        else:
+            def _attach(self) -> None: ...
+            def _detach(self) -> None: ...
+        def _wakeup(self) -> None: ...
+
+else:
+    SelectorDatagramTransport = _private(
+        selector_events, "_SelectorDatagramTransport",
+        "datagram transport (native per-datagram paths)")
+    UnixReadPipeTransport = _private(
+        unix_events, "_UnixReadPipeTransport", "read pipe transport (native read path)")
+    UnixWritePipeTransport = _private(
+        unix_events, "_UnixWritePipeTransport", "write pipe transport (native write paths)")
+    UnixSubprocessTransport = _private(
+        unix_events, "_UnixSubprocessTransport", "subprocess transport over ferroloop's pipes")
+    Server = base_events.Server
+# only functions are taken from these two (``_streams.py``): Any to the type checker
+SelectorEventLoop: Any = _private(
     selector_events, "BaseSelectorEventLoop", "accepting connections, sendfile (functions reused)")
-UnixSelectorEventLoop = _private(
+UnixSelectorEventLoop: Any = _private(
     unix_events, "_UnixSelectorEventLoop", "Unix sockets, sock_sendfile (functions reused)")
 SSLProtocol = sslproto.SSLProtocol  # public name, private state (SSLPROTOCOL_ATTRIBUTES)
 SSLProtocolState = sslproto.SSLProtocolState
-Server = base_events.Server
 
 #: Methods of asyncio's loops that ferroloop's loop takes over unchanged (``_streams.py``).
 #: None uses ``super()`` or state that ferroloop's loop lacks, on any supported version.
@@ -139,7 +230,9 @@ LOOP_ATTRIBUTES = ("_task_factory", "_current_handle", "_default_executor", "_as
 
 #: 3.12+: a new socket or datagram transport refuses a descriptor another live transport
 #: owns (``_ensure_fd_no_transport`` in the selector loop's ``_make_*_transport``).
-TRANSPORT_CHECKS_FD = "_ensure_fd_no_transport" in SelectorEventLoop._make_socket_transport.__code__.co_names
+TRANSPORT_CHECKS_FD = (
+    "_ensure_fd_no_transport" in SelectorEventLoop._make_socket_transport.__code__.co_names
+)
 
 #: 3.13 gives ``Server._attach``/``_detach`` the transport and tracks clients in a WeakSet;
 #: an unclosed transport collected by the GC detaches itself (3.11 and 3.12: a count).

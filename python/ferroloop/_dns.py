@@ -7,9 +7,20 @@ as asyncio's does (other tasks run while it is awaited). Anything else goes to t
 executor, as in asyncio.
 """
 
+from __future__ import annotations
+
 import socket
 import types
 from asyncio import base_events
+from collections.abc import Generator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from socket import _GetAddrInfoResult  # typeshed's: socket.getaddrinfo's result
+
+    from ._loopbase import LoopBase
+else:
+    LoopBase = object
 
 _inet_pton = socket.inet_pton
 _AF_INET = socket.AF_INET
@@ -18,12 +29,12 @@ _NI_NUMERIC = socket.NI_NUMERICHOST | socket.NI_NUMERICSERV
 
 
 @types.coroutine
-def _yield_once():
+def _yield_once() -> Generator[None, None, None]:
     """Suspend the awaiting task for one loop turn (a bare yield, as ``sleep(0)``)."""
     yield
 
 
-def _is_numeric_host(host):
+def _is_numeric_host(host: object) -> bool:
     if host is None:
         return True
     if isinstance(host, bytes):
@@ -45,7 +56,7 @@ def _is_numeric_host(host):
         return False
 
 
-def _is_numeric_port(port):
+def _is_numeric_port(port: object) -> bool:
     if port is None or type(port) is int:
         return True
     if isinstance(port, bytes):
@@ -53,10 +64,19 @@ def _is_numeric_port(port):
     return isinstance(port, str) and port.isdigit() and port.isascii()
 
 
-class DnsMixin:
+class DnsMixin(LoopBase):
     __slots__ = ()
 
-    async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
+    async def getaddrinfo(
+        self,
+        host: bytes | str | None,
+        port: bytes | str | int | None,
+        *,
+        family: int = 0,
+        type: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+    ) -> _GetAddrInfoResult:
         if _is_numeric_host(host) and _is_numeric_port(port) and not self._debug:
             result = socket.getaddrinfo(host, port, family, type, proto, flags)
             await _yield_once()
@@ -65,7 +85,9 @@ class DnsMixin:
             self, host, port, family=family, type=type, proto=proto, flags=flags
         )
 
-    async def getnameinfo(self, sockaddr, flags=0):
+    async def getnameinfo(
+        self, sockaddr: tuple[str, int] | tuple[str, int, int, int], flags: int = 0
+    ) -> tuple[str, str]:
         if flags & _NI_NUMERIC == _NI_NUMERIC:
             result = socket.getnameinfo(sockaddr, flags)
             await _yield_once()

@@ -4,18 +4,25 @@ The extension calls these once per error, per ``repr`` or only in debug mode, so
 asyncio's own ``format_helpers`` and produce exactly asyncio's text.
 """
 
+from __future__ import annotations
+
 import sys
+import traceback
 from asyncio import base_events, coroutines, format_helpers
+from typing import TYPE_CHECKING, Any, cast
 
-from . import _compat
+from . import _compat, _native
+
+if TYPE_CHECKING:
+    from ._loop import EventLoop
 
 
-def _debug(handle):
+def _debug(handle: _native.Handle) -> bool:
     loop = handle._loop
     return loop is not None and loop.get_debug()
 
 
-def handle_repr(handle):
+def handle_repr(handle: _native.Handle) -> str:
     info = [type(handle).__name__]
     cancelled = handle._cancelled
     if cancelled:
@@ -33,9 +40,9 @@ def handle_repr(handle):
     return "<{}>".format(" ".join(info))
 
 
-def report_callback_error(handle, exc):
+def report_callback_error(handle: _native.Handle, exc: BaseException) -> None:
     source = _compat.format_callback_source(handle._callback, handle._args, _debug(handle))
-    context = {
+    context: dict[str, Any] = {
         "message": f"Exception in callback {source}",
         "exception": exc,
         "handle": handle,
@@ -43,22 +50,23 @@ def report_callback_error(handle, exc):
     tb = handle._source_traceback
     if tb:
         context["source_traceback"] = tb
-    handle._loop.call_exception_handler(context)
+    # the ferroloop loop that made it (a handle lets go of it only after its run)
+    cast("EventLoop", handle._loop).call_exception_handler(context)
 
 
-def source_traceback():
+def source_traceback() -> traceback.StackSummary:
     # frame 1 is the Python code that called the native call_soon/call_later
     return format_helpers.extract_stack(sys._getframe(1))
 
 
-def log_slow_callback(handle, seconds):
+def log_slow_callback(handle: _native.Handle, seconds: float) -> None:
     # looked up at call time, so a test patching asyncio.base_events.logger sees it
-    base_events.logger.warning(
+    base_events.logger.warning(  # type: ignore[attr-defined]  # not in typeshed
         "Executing %s took %.3f seconds", _compat.format_handle(handle), seconds
     )
 
 
-def check_callback(callback, method):
+def check_callback(callback: object, method: str) -> None:
     if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
         raise TypeError(f"coroutines cannot be used with {method}()")
     if not callable(callback):

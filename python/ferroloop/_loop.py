@@ -9,10 +9,14 @@ half (``_closed``, ``_stopping``, ``_thread_id``, ``_debug``...) are native prop
 so there is one state.
 """
 
+from __future__ import annotations
+
 import sys
 import threading
 import weakref
 from asyncio import base_events, futures
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVarTuple
 
 from . import _compat, _native
 from ._datagram import DatagramMixin
@@ -24,11 +28,19 @@ from ._sslproto import StartTLSMixin
 from ._streams import StreamsMixin
 from ._subprocess import SubprocessMixin
 
+if TYPE_CHECKING:
+    from _typeshed import FileDescriptorLike
+
+_Ts = TypeVarTuple("_Ts")
 
 _FAST_METHODS = ("call_soon", "call_soon_threadsafe", "call_later", "call_at")
 
 
-class EventLoop(
+# The native scheduling methods return ``_native.Handle``/``TimerHandle``: asyncio's API, not
+# its classes, so their definitions differ from ``BaseEventLoop``'s (hence the ignore). A
+# caller that holds an ``EventLoop`` sees the native types; as an ``AbstractEventLoop`` it
+# sees asyncio's.
+class EventLoop(  # type: ignore[misc]
     StreamsMixin,
     StartTLSMixin,
     DatagramMixin,
@@ -42,7 +54,9 @@ class EventLoop(
 ):
     """An asyncio event loop whose engine is written in Rust."""
 
-    def __init__(self):
+    _old_agen_hooks: sys._asyncgen_hooks | None
+
+    def __init__(self) -> None:
         base_events.BaseEventLoop.__init__(self)
         self._transports = weakref.WeakValueDictionary()
         self._old_agen_hooks = None
@@ -69,19 +83,19 @@ class EventLoop(
     # write straight into __dict__. In Python, not a native slot: object.__setattr__(loop,
     # ...) keeps working.
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: object) -> None:
         object.__setattr__(self, name, value)
         if name == "time":
             self._set_instance_time(True)
 
-    def __delattr__(self, name):
+    def __delattr__(self, name: str) -> None:
         object.__delattr__(self, name)
         if name == "time":
             self._set_instance_time(False)
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def run_forever(self):
+    def run_forever(self) -> None:
         """Run until ``stop()`` is called."""
         self._run_forever_setup()
         try:
@@ -99,7 +113,7 @@ class EventLoop(
     # 3.13 splits run_forever into these so that an embedding (a GUI toolkit) can drive
     # _run_once itself; ferroloop has them on every version (adapted from asyncio's
     # base_events, PSF licence: NOTICE)
-    def _run_forever_setup(self):
+    def _run_forever_setup(self) -> None:
         self._check_closed()
         self._check_running()
         self._set_coroutine_origin_tracking(self._debug)
@@ -111,7 +125,7 @@ class EventLoop(
         )
         _compat.set_running_loop(self)
 
-    def _run_forever_cleanup(self):
+    def _run_forever_cleanup(self) -> None:
         self._stopping = False
         self._thread_id = None
         _compat.set_running_loop(None)
@@ -120,7 +134,7 @@ class EventLoop(
             sys.set_asyncgen_hooks(*self._old_agen_hooks)
             self._old_agen_hooks = None
 
-    def close(self):
+    def close(self) -> None:
         if self.is_running():
             raise RuntimeError("Cannot close a running event loop")
         if self.is_closed():
@@ -136,22 +150,32 @@ class EventLoop(
 
     # -- readiness watchers (public API; the native half does the work) ------------------
 
-    def add_reader(self, fd, callback, *args):
+    def add_reader(
+        self,
+        fd: FileDescriptorLike,
+        callback: Callable[[*_Ts], object],
+        *args: *_Ts,
+    ) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is readable."""
         self._ensure_fd_no_transport(fd)
         self._add_reader(fd, callback, *args)
 
-    def remove_reader(self, fd):
+    def remove_reader(self, fd: FileDescriptorLike) -> bool:
         """Stop watching ``fd`` for reading; True if it was watched."""
         self._ensure_fd_no_transport(fd)
         return self._remove_reader(fd)
 
-    def add_writer(self, fd, callback, *args):
+    def add_writer(
+        self,
+        fd: FileDescriptorLike,
+        callback: Callable[[*_Ts], object],
+        *args: *_Ts,
+    ) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is writable."""
         self._ensure_fd_no_transport(fd)
         self._add_writer(fd, callback, *args)
 
-    def remove_writer(self, fd):
+    def remove_writer(self, fd: FileDescriptorLike) -> bool:
         """Stop watching ``fd`` for writing; True if it was watched."""
         self._ensure_fd_no_transport(fd)
         return self._remove_writer(fd)

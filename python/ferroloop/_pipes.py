@@ -10,20 +10,33 @@ before asyncio's ``__init__`` registers the reader; the native methods hand ever
 case back to asyncio's.
 """
 
+from __future__ import annotations
+
+from asyncio import futures, protocols
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 from . import _compat, _native
 
+if TYPE_CHECKING:
+    from ._compat import _PipeTransport
+    from ._loopbase import LoopBase
+else:
+    _PipeTransport = LoopBase = object
 
-def _fileno(pipe):
+
+def _fileno(pipe: Any) -> int | None:
     try:
-        return pipe.fileno()
+        fd: int = pipe.fileno()
     except (AttributeError, ValueError, OSError):
         return None
+    return fd
 
 
-class _FastPipeMixin:
-    _fast = None
+class _FastPipeMixin(_PipeTransport):
+    _fast: _native.PipeFast | None = None
 
-    def _bind_fast(self, loop, pipe, *names):
+    def _bind_fast(self, loop: LoopBase, pipe: Any, *names: str) -> None:
         fd = _fileno(pipe)
         if fd is None:
             return
@@ -32,7 +45,7 @@ class _FastPipeMixin:
         for name in names:
             self.__dict__[name] = getattr(fast, name)
 
-    def _call_connection_lost(self, exc):
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
         try:
             super()._call_connection_lost(exc)
         finally:
@@ -47,7 +60,14 @@ class _FastPipeMixin:
 class ReadPipeTransport(_FastPipeMixin, _compat.UnixReadPipeTransport):
     """asyncio's read pipe transport with a native read path."""
 
-    def __init__(self, loop, pipe, protocol, waiter=None, extra=None):
+    def __init__(
+        self,
+        loop: LoopBase,
+        pipe: Any,
+        protocol: protocols.BaseProtocol,
+        waiter: futures.Future[Any] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
         self._bind_fast(loop, pipe, "_read_ready")
         super().__init__(loop, pipe, protocol, waiter, extra)
 
@@ -56,14 +76,33 @@ class WritePipeTransport(_FastPipeMixin, _compat.UnixWritePipeTransport):
     """asyncio's write pipe transport with native writes (immediate and buffered) and
     a native ``_write_ready``."""
 
-    def __init__(self, loop, pipe, protocol, waiter=None, extra=None):
+    def __init__(
+        self,
+        loop: LoopBase,
+        pipe: Any,
+        protocol: protocols.BaseProtocol,
+        waiter: futures.Future[Any] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
         self._bind_fast(loop, pipe, "write", "_write_ready")
         super().__init__(loop, pipe, protocol, waiter, extra)
 
 
-class PipesMixin:
-    def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+class PipesMixin(LoopBase):
+    def _make_read_pipe_transport(
+        self,
+        pipe: Any,
+        protocol: protocols.BaseProtocol,
+        waiter: futures.Future[Any] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> ReadPipeTransport:
         return ReadPipeTransport(self, pipe, protocol, waiter, extra)
 
-    def _make_write_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+    def _make_write_pipe_transport(
+        self,
+        pipe: Any,
+        protocol: protocols.BaseProtocol,
+        waiter: futures.Future[Any] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> WritePipeTransport:
         return WritePipeTransport(self, pipe, protocol, waiter, extra)

@@ -11,7 +11,11 @@ each version see the state they read, and every version has ``close_clients`` an
 3.11 and 3.13 (PSF licence, see NOTICE).
 """
 
+from __future__ import annotations
+
 import weakref
+from asyncio import base_events, transports
+from typing import cast
 
 from . import _compat
 
@@ -19,20 +23,20 @@ from . import _compat
 class Server(_compat.Server):
     """asyncio's ``Server`` (``loop.create_server``, ``create_unix_server``)."""
 
-    def _attach(self, transport=None):
+    def _attach(self, transport: transports.Transport | None = None) -> None:
         assert self._sockets is not None
         if transport is not None:
             self._clients.add(transport)
         self._active_count += 1
 
-    def _detach(self, transport=None):
+    def _detach(self, transport: transports.Transport | None = None) -> None:
         if transport is not None:
             self._clients.discard(transport)
         self._active_count -= 1
         if self._sockets is None and self._no_connections():
             self._wakeup()
 
-    def _no_connections(self):
+    def _no_connections(self) -> bool:
         # 3.13: the transports still alive; 3.11, 3.12: the count
         if _compat.SERVER_TRACKS_CLIENTS:
             return len(self._clients) == 0
@@ -41,18 +45,18 @@ class Server(_compat.Server):
     if not hasattr(_compat.Server, "close_clients"):
         # 3.11 and 3.12: 3.13's API, over the same `_clients` (3.13 has its own)
 
-        def close_clients(self):
+        def close_clients(self) -> None:
             """Close every connection this server accepted that is still open."""
             for transport in self._clients.copy():
                 transport.close()
 
-        def abort_clients(self):
+        def abort_clients(self) -> None:
             """Abort every connection this server accepted that is still open."""
             for transport in self._clients.copy():
                 transport.abort()
 
 
-def adopt(server):
+def adopt(server: base_events.Server) -> Server:
     """Make an ``asyncio.base_events.Server`` this class, keeping its state; idempotent."""
     if type(server) is _compat.Server:
         namespace = server.__dict__
@@ -61,4 +65,4 @@ def adopt(server):
         if "_active_count" not in namespace:
             namespace["_active_count"] = len(namespace["_clients"])
         server.__class__ = Server
-    return server
+    return cast(Server, server)

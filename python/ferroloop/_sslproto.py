@@ -8,47 +8,66 @@ replace, per instance, ``get_buffer``, ``buffer_updated``, ``_do_read``,
 building this protocol instead of asyncio's.
 """
 
+from __future__ import annotations
+
 import ssl
+from asyncio import protocols, transports
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
+
 from . import _compat, _native
+
+if TYPE_CHECKING:
+    from ._loopbase import LoopBase
+else:
+    LoopBase = object
 
 
 class SSLProtocol(_compat.SSLProtocol):
-    def __init__(self, *args, **kwargs):
+    _outgoing: ssl.MemoryBIO
+    _flush_batch: Callable[[], None]
+    _batched: Callable[[], int]
+    if TYPE_CHECKING:
+
+        def _do_read(self) -> None: ...  # asyncio's (not in typeshed)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         fast = _native.SslFast(self)
-        self.get_buffer = fast.get_buffer
-        self.buffer_updated = fast.buffer_updated
-        self._do_read = fast._do_read
-        self._write_appdata = fast._write_appdata
-        self._app_transport.write = fast.write
+        # the native paths, as instance attributes over asyncio's methods
+        self.get_buffer = fast.get_buffer  # type: ignore[method-assign]
+        self.buffer_updated = fast.buffer_updated  # type: ignore[method-assign]
+        self._do_read = fast._do_read  # type: ignore[method-assign]
+        self._write_appdata = fast._write_appdata  # type: ignore[method-assign]
+        self._app_transport.write = fast.write  # type: ignore[method-assign]
         self._flush_batch = fast._flush_batch
         self._batched = fast._batched
 
-    def _get_write_buffer_size(self):
+    def _get_write_buffer_size(self) -> int:
         # writes waiting for the end of the run phase count as sent, as after asyncio's
         # immediate encryption and send
         return self._outgoing.pending + self._write_buffer_size - min(
             self._batched(), self._write_buffer_size)
 
-    def _abort(self, *args):
+    def _abort(self, *args: Any) -> None:
         # writes of this run phase still waiting for its end: asyncio had sent them at
         # write() (ssl_fast.rs, "Write batching")
         self._flush_batch()
         super()._abort(*args)
 
 
-class StartTLSMixin:
+class StartTLSMixin(LoopBase):
     async def start_tls(
         self,
-        transport,
-        protocol,
-        sslcontext,
+        transport: transports.BaseTransport,
+        protocol: protocols.BaseProtocol,
+        sslcontext: ssl.SSLContext,
         *,
-        server_side=False,
-        server_hostname=None,
-        ssl_handshake_timeout=None,
-        ssl_shutdown_timeout=None,
-    ):
+        server_side: bool = False,
+        server_hostname: str | None = None,
+        ssl_handshake_timeout: float | None = None,
+        ssl_shutdown_timeout: float | None = None,
+    ) -> transports.Transport:
         """Upgrade ``transport`` to TLS; return the transport ``protocol`` uses from now on."""
         if not isinstance(sslcontext, ssl.SSLContext):
             raise TypeError(
@@ -57,6 +76,8 @@ class StartTLSMixin:
             )
         if not getattr(transport, "_start_tls_compatible", False):
             raise TypeError(f"transport {transport!r} is not supported by start_tls()")
+        # a transport that declares _start_tls_compatible is a stream Transport
+        transport = cast(transports.Transport, transport)
         waiter = self.create_future()
         ssl_protocol = SSLProtocol(
             self,

@@ -16,43 +16,64 @@ name; none is copied, except ``_stop_serving``'s socket-file clean-up, adapted f
 PSF licence, see NOTICE).
 """
 
+from __future__ import annotations
+
 import os
-from asyncio import base_events, constants, log
+import socket
+import ssl
+from asyncio import base_events, constants, futures, log, protocols, transports
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from . import _compat, _server, _sslproto
 from ._transports import SocketTransport
+
+if TYPE_CHECKING:
+    from ._loopbase import LoopBase
+else:
+    LoopBase = object
 
 _selector_loop = _compat.SelectorEventLoop
 _unix_loop = _compat.UnixSelectorEventLoop
 
 
-class StreamsMixin:
+class StreamsMixin(LoopBase):
     """The transport factory and server plumbing ``BaseEventLoop`` calls."""
 
-    def _streams_init(self):
+    _unix_server_sockets: dict[socket.socket, int]
+
+    def _streams_init(self) -> None:
         # 3.13's create_unix_server(cleanup_socket=True) records {socket: inode} here, and
         # _stop_serving removes the socket file if it is still that one (3.11 and 3.12
         # leave the file, and record nothing)
         self._unix_server_sockets = {}
 
-    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+    def _make_socket_transport(
+        self,
+        sock: socket.socket,
+        protocol: protocols.BaseProtocol,
+        waiter: futures.Future[Any] | None = None,
+        *,
+        extra: Mapping[str, Any] | None = None,
+        server: base_events.Server | None = None,
+    ) -> SocketTransport:
         if _compat.TRANSPORT_CHECKS_FD:
             self._ensure_fd_no_transport(sock)
         return SocketTransport(self, sock, protocol, waiter, extra, server)
     def _make_ssl_transport(
         self,
-        rawsock,
-        protocol,
-        sslcontext,
-        waiter=None,
+        rawsock: socket.socket,
+        protocol: protocols.BaseProtocol,
+        sslcontext: ssl.SSLContext,
+        waiter: futures.Future[Any] | None = None,
         *,
-        server_side=False,
-        server_hostname=None,
-        extra=None,
-        server=None,
-        ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
-        ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
-    ):
+        server_side: bool = False,
+        server_hostname: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+        server: base_events.Server | None = None,
+        ssl_handshake_timeout: float | None = constants.SSL_HANDSHAKE_TIMEOUT,
+        ssl_shutdown_timeout: float | None = constants.SSL_SHUTDOWN_TIMEOUT,
+    ) -> transports.Transport:
         # asyncio's TLS state machine with native record paths (_sslproto.py) over the
         # native stream transport
         if _compat.TRANSPORT_CHECKS_FD:
@@ -70,16 +91,25 @@ class StreamsMixin:
         SocketTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
         return ssl_protocol._app_transport
 
-    async def create_server(self, *args, **kwargs):
-        server = await base_events.BaseEventLoop.create_server(self, *args, **kwargs)
-        return _server.adopt(server)
+    if not TYPE_CHECKING:  # to a type checker, asyncio's (the Server is ferroloop's subclass)
 
-    async def create_unix_server(self, *args, **kwargs):
-        server = await _unix_loop.create_unix_server(self, *args, **kwargs)
-        return _server.adopt(server)
+        async def create_server(self, *args, **kwargs):
+            server = await base_events.BaseEventLoop.create_server(self, *args, **kwargs)
+            return _server.adopt(server)
+
+        async def create_unix_server(self, *args, **kwargs):
+            server = await _unix_loop.create_unix_server(self, *args, **kwargs)
+            return _server.adopt(server)
 
     # accepting connections: a reader on the listening socket, one transport per accept
-    def _start_serving(self, protocol_factory, sock, sslcontext=None, server=None, *args):
+    def _start_serving(
+        self,
+        protocol_factory: Callable[[], protocols.BaseProtocol],
+        sock: socket.socket,
+        sslcontext: ssl.SSLContext | None = None,
+        server: base_events.Server | None = None,
+        *args: Any,
+    ) -> None:
         if server is not None:
             _server.adopt(server)  # before its first connection attaches
         _selector_loop._start_serving(self, protocol_factory, sock, sslcontext, server, *args)
@@ -87,7 +117,7 @@ class StreamsMixin:
     _accept_connection = _selector_loop._accept_connection
     _accept_connection2 = _selector_loop._accept_connection2
 
-    def _stop_serving(self, sock):
+    def _stop_serving(self, sock: socket.socket) -> None:
         """Stop accepting on ``sock`` and close it; remove the socket file that
         ``create_unix_server(cleanup_socket=True)`` made (3.13), as asyncio's Unix loop does."""
         path = sock.getsockname() if sock in self._unix_server_sockets else None
@@ -104,8 +134,8 @@ class StreamsMixin:
         except OSError as err:
             log.logger.error("Unable to clean up listening UNIX socket %r: %r", path, err)
 
-    # Unix sockets
-    create_unix_connection = _unix_loop.create_unix_connection
+    if not TYPE_CHECKING:  # Unix sockets (to a type checker, asyncio's)
+        create_unix_connection = _unix_loop.create_unix_connection
 
     # zero-copy sendfile: os.sendfile driven by writability, asyncio's fallback otherwise
     _sendfile_native = _selector_loop._sendfile_native

@@ -13,11 +13,18 @@ asyncio's private attributes that other parts of asyncio read (``_sock``, ``_soc
 properties reading the core, so there is one state.
 """
 
+from __future__ import annotations
+
 import socket
 import warnings
-from asyncio import log, transports, trsock
+from asyncio import base_events, futures, log, protocols, transports, trsock
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 from . import _compat, _native, _server
+
+if TYPE_CHECKING:
+    from ._loopbase import LoopBase
 
 logger = log.logger
 
@@ -31,27 +38,27 @@ _HOT_METHODS = (
 )
 
 
-def debug(fmt, transport):
+def debug(fmt: str, transport: SocketTransport) -> None:
     """Debug-mode log line about a transport (called by the core)."""
     logger.debug(fmt, transport)
 
 
-def warn_send_after_lost():
+def warn_send_after_lost() -> None:
     """asyncio's warning for writes to a transport whose connection is lost."""
     logger.warning("socket.send() raised exception.")
 
 
-def attach(server, transport):
+def attach(server: base_events.Server, transport: transports.Transport) -> None:
     """Count a new connection of ``server`` (``_server.Server``, every version)."""
     _server.adopt(server)._attach(transport)
 
 
-def detach(server, transport):
+def detach(server: _server.Server, transport: transports.Transport) -> None:
     """The connection is lost (called by the core once per connection)."""
     server._detach(transport)
 
 
-def _set_nodelay(sock):
+def _set_nodelay(sock: socket.socket) -> None:
     """Disable Nagle's algorithm on TCP sockets, as asyncio does, and also on TCP sockets
     made with ``proto=0`` (``socket.socket()``, and the connections they accept), which
     asyncio's check skips: there, two writes of one response (headers, body) meet the
@@ -68,7 +75,7 @@ def _set_nodelay(sock):
             pass
 
 
-def _core_property(name, doc):
+def _core_property(name: str, doc: str) -> property:
     return property(lambda self: getattr(self._core, name), doc=doc)
 
 
@@ -82,9 +89,19 @@ class SocketTransport(_compat.FlowControlMixin, transports.Transport):
     _start_tls_compatible = True
     _sendfile_compatible = _compat.SendfileMode.TRY_NATIVE
     max_size = 256 * 1024
-    _core = None
+    _extra: dict[str, Any]  # BaseTransport's
+    # None only on an instance whose __init__ failed (repr and __del__ check)
+    _core: _native.SocketTransportCore = None  # type: ignore[assignment]
 
-    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+    def __init__(
+        self,
+        loop: LoopBase,
+        sock: socket.socket,
+        protocol: protocols.BaseProtocol,
+        waiter: futures.Future[Any] | None = None,
+        extra: Mapping[str, Any] | None = None,
+        server: base_events.Server | None = None,
+    ) -> None:
         # BaseTransport's __init__ only: the flow-control state lives in the core
         transports.BaseTransport.__init__(self, extra)
         self._extra["socket"] = trsock.TransportSocket(sock)
@@ -126,22 +143,22 @@ class SocketTransport(_compat.FlowControlMixin, transports.Transport):
     _protocol_connected = _core_property("_protocol_connected", "A protocol is set.")
 
     @property
-    def _protocol_paused(self):
+    def _protocol_paused(self) -> bool:
         return self._core._protocol_paused
 
     @_protocol_paused.setter
-    def _protocol_paused(self, value):
+    def _protocol_paused(self, value: bool) -> None:
         self._core._protocol_paused = value
 
     @property
-    def _low_water(self):
+    def _low_water(self) -> int:
         return self._core.get_write_buffer_limits()[0]
 
     @property
-    def _high_water(self):
+    def _high_water(self) -> int:
         return self._core.get_write_buffer_limits()[1]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         info = [self.__class__.__name__]
         core = self._core
         if core is None or core._sock is None:
@@ -150,14 +167,14 @@ class SocketTransport(_compat.FlowControlMixin, transports.Transport):
             info.append("closing")
         if core is not None:
             info.append(f"fd={core._sock_fd}")
-            loop = core._loop
+            loop = cast("LoopBase | None", core._loop)  # the loop __init__ was given
             if loop is not None and not loop.is_closed():
                 info.append("read=polling" if core._read_polling else "read=idle")
                 state = "polling" if core._write_polling else "idle"
                 info.append(f"write=<{state}, bufsize={core.get_write_buffer_size()}>")
         return "<{}>".format(" ".join(info))
 
-    def __del__(self, _warn=warnings.warn):
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
         core = self._core
         if core is not None and core._sock is not None:
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
@@ -166,39 +183,41 @@ class SocketTransport(_compat.FlowControlMixin, transports.Transport):
             if sock is not None:
                 sock.close()
                 if server is not None and _compat.SERVER_DETACH_ON_DEL:
-                    server._detach(self)  # 3.13: an unclosed transport leaves its server
+                    # 3.13: an unclosed transport leaves its server (adopted: _server.Server)
+                    cast(_server.Server, server)._detach(self)
 
     # -- the rest of the Transport API (once per connection) ------------------------------
 
-    def close(self):
+    def close(self) -> None:
         self._core.close()
 
-    def abort(self):
+    def abort(self) -> None:
         self._core.abort()
 
-    def write_eof(self):
+    def write_eof(self) -> None:
         self._core.write_eof()
 
-    def can_write_eof(self):
+    def can_write_eof(self) -> bool:
         return True
 
-    def is_reading(self):
+    def is_reading(self) -> bool:
         return self._core.is_reading()
 
-    def set_protocol(self, protocol):
+    def set_protocol(self, protocol: protocols.BaseProtocol) -> None:
         self._core.set_protocol(protocol)
 
-    def get_protocol(self):
+    # None once the connection is lost, as asyncio's own transports (typeshed: BaseProtocol)
+    def get_protocol(self) -> protocols.BaseProtocol | None:  # type: ignore[override]
         return self._core.get_protocol()
 
-    def get_write_buffer_limits(self):
+    def get_write_buffer_limits(self) -> tuple[int, int]:
         return self._core.get_write_buffer_limits()
 
-    def set_write_buffer_limits(self, high=None, low=None):
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         self._set_write_buffer_limits(high=high, low=low)
         self._core._maybe_pause_protocol()
 
-    def _set_write_buffer_limits(self, high=None, low=None):
+    def _set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         if high is None:
             high = 64 * 1024 if low is None else 4 * low
         if low is None:
@@ -207,21 +226,21 @@ class SocketTransport(_compat.FlowControlMixin, transports.Transport):
             raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
         self._core._set_limits(high, low)
 
-    def _maybe_pause_protocol(self):
+    def _maybe_pause_protocol(self) -> None:
         self._core._maybe_pause_protocol()
 
-    def _maybe_resume_protocol(self):
+    def _maybe_resume_protocol(self) -> None:
         self._core._maybe_resume_protocol()
 
     # -- asyncio internals other parts of asyncio call ------------------------------------
 
-    def _fatal_error(self, exc, message="Fatal error on transport"):
+    def _fatal_error(self, exc: BaseException, message: str = "Fatal error on transport") -> None:
         if isinstance(exc, OSError):
             loop = self._core._loop
             if loop is not None and loop.get_debug():
                 logger.debug("%r: %s", self, message, exc_info=True)
         else:
-            self._core._loop.call_exception_handler(
+            cast("LoopBase", self._core._loop).call_exception_handler(
                 {
                     "message": message,
                     "exception": exc,
@@ -231,14 +250,14 @@ class SocketTransport(_compat.FlowControlMixin, transports.Transport):
             )
         self._core._force_close(exc)
 
-    def _force_close(self, exc):
+    def _force_close(self, exc: BaseException | None) -> None:
         self._core._force_close(exc)
 
-    def _call_connection_lost(self, exc):
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
         self._core._call_connection_lost(exc)
 
-    def _make_empty_waiter(self):
+    def _make_empty_waiter(self) -> futures.Future[None]:
         return self._core._make_empty_waiter()
 
-    def _reset_empty_waiter(self):
+    def _reset_empty_waiter(self) -> None:
         self._core._reset_empty_waiter()
