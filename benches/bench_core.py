@@ -399,7 +399,7 @@ def main(argv=None):
             "unit": "seconds per operation",
             "floor_sleep0": floor,
             "rows": rows,
-            "errors": {f"{c}/{l}": m for (c, l), m in errors.items()},
+            "errors": {f"{c}/{name}": m for (c, name), m in errors.items()},
         }
         with open(args.json, "w") as fh:
             json.dump(raw, fh, indent=1)

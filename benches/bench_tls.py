@@ -476,7 +476,7 @@ def main(argv=None):
             "cases": {c: {"style": CASES[c].style, "kind": CASES[c].kind,
                           "size": CASES[c].size, "conns": CASES[c].conns} for c in args.cases},
             "rows": rows,
-            "errors": {f"{c}/{l}": m for (c, l), m in errors.items()},
+            "errors": {f"{c}/{name}": m for (c, name), m in errors.items()},
         }
         with open(args.json, "w") as fh:
             json.dump(raw, fh, indent=1)

@@ -51,8 +51,9 @@ class LoopCounter:
         self.other = collections.Counter()
 
     def install(self):
-        import ferroloop
         from asyncio import base_events
+
+        import ferroloop
 
         counter = self
         ferro_init = ferroloop.EventLoop.__init__

@@ -47,8 +47,11 @@ def text(table):
     lines = []
     table = table + [_total(table)]
     widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in table)) for c in COLUMNS[:-1]}
-    fmt = lambda r: "  ".join(str(r.get(c, "")).rjust(widths[c]) if c != "module"
-                              else str(r.get(c, "")).ljust(widths[c]) for c in COLUMNS[:-1])
+
+    def fmt(r):
+        return "  ".join(str(r.get(c, "")).rjust(widths[c]) if c != "module"
+                         else str(r.get(c, "")).ljust(widths[c]) for c in COLUMNS[:-1])
+
     lines.append(fmt({c: c for c in COLUMNS}))
     for row in table:
         lines.append(fmt(row) + ("  " + row["note"] if row.get("note") else ""))

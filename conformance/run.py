@@ -35,7 +35,7 @@ import expectations  # noqa: E402
 import report  # noqa: E402
 import targets  # noqa: E402
 
-OUT_DIR = os.path.join(os.path.dirname(HERE), "target", "conformance-%d.%d" % sys.version_info[:2])
+OUT_DIR = os.path.join(os.path.dirname(HERE), "target", "conformance-{}.{}".format(*sys.version_info[:2]))
 
 
 def run_module(module, module_timeout, test_timeout):

@@ -186,7 +186,9 @@ async def executor_main():
     default = await loop.run_in_executor(None, blocking_io)
     assert default == "io result"
     with concurrent.futures.ProcessPoolExecutor(max_workers=2) as pool:
-        squares = await asyncio.gather(*[loop.run_in_executor(pool, cpu_bound, n) for n in (10**5, 10**4)])
+        squares = await asyncio.gather(
+            *[loop.run_in_executor(pool, cpu_bound, n) for n in (10**5, 10**4)]
+        )
     assert squares == [cpu_bound(10**5), cpu_bound(10**4)], squares
     return (f"4 blocking calls in a thread pool took {threads_elapsed * 1000:.0f} ms; "
             f"process pool computed {squares[0]}")

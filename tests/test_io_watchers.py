@@ -254,7 +254,7 @@ def test_many_fds(loop):
     pairs = [socket.socketpair() for _ in range(50)]
     try:
         got = set()
-        for i, (a, b) in enumerate(pairs):
+        for i, (a, _b) in enumerate(pairs):
             a.setblocking(False)
             loop.add_reader(a, lambda i=i, a=a: (got.add(i), a.recv(10)))
         for _, b in pairs:

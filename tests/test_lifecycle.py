@@ -1,13 +1,12 @@
 """run_forever / stop / run_until_complete / close, and what propagates out of them."""
 
 import asyncio
-import concurrent.futures
 import threading
 import time
 
 import pytest
 
-from loop_helpers import run, run_briefly, xfail_on
+from loop_helpers import run_briefly
 
 
 def test_initial_state(loop):

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 import ferroloop
-from loop_helpers import xfail_on
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI_MISSING = not (ROOT / "python" / "ferroloop" / "__main__.py").exists()
@@ -226,7 +225,7 @@ def test_gc_after_running(loop_factory):
 
 def test_gc_unclosed_loop_with_pending_timer(loop_factory):
     loop = loop_factory()
-    loop.call_later(100, lambda: loop)
+    loop.call_later(100, lambda lp=loop: lp)  # the cycle: loop -> handle -> loop
     ref = weakref.ref(loop)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
@@ -257,7 +256,7 @@ def _recycle_a_handle(loop_factory):
 def test_gc_unclosed_loop_with_ready_handle(loop_factory):
     _recycle_a_handle(loop_factory)
     loop = loop_factory()
-    loop.call_soon(lambda: loop)
+    loop.call_soon(lambda lp=loop: lp)  # the cycle: loop -> handle -> loop
     ref = weakref.ref(loop)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from loop_helpers import run, run_briefly, xfail_on
+from loop_helpers import run, run_briefly
 
 
 def test_wakes_a_sleeping_loop(loop, other_thread):

@@ -200,7 +200,7 @@ def test_timer_handle_compare_other_types(loop):
     assert h != 1
     assert not (h == object())
     with pytest.raises(TypeError):
-        h < 1
+        h < 1  # noqa: B015  (the comparison is what must raise)
     h.cancel()
 
 
