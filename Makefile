@@ -6,7 +6,7 @@
 # the default interpreter's .venv.
 PY := .venv/bin/python
 
-.PHONY: help setup build demo demo-one test test-rust test-python conformance soak bench bench-net bench-rust versions
+.PHONY: help setup build demo demo-one test test-rust test-python conformance soak bench bench-net bench-rust versions lint
 help:            ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
 
@@ -43,6 +43,14 @@ soak:            ## short soaks: loop lifecycles and short connections, fd count
 	$(PY) scripts/soak.py --short
 	$(PY) scripts/soak_connections.py --short
 	$(PY) scripts/soak_connections.py --tls --count 2000
+
+lint:            ## stubtest (the stubs match the built extension), mypy --strict, ruff; in .venv (after setup)
+	$(PY) -m pip install -q --disable-pip-version-check $$(grep -E '^(mypy|ruff)\b' scripts/requirements-dev.txt)
+	PYTHONPATH=python $(PY) -m mypy.stubtest --mypy-config-file pyproject.toml ferroloop._native
+	PYTHONPATH=python $(PY) -m mypy.stubtest --mypy-config-file pyproject.toml \
+		--allowlist stubtest-allowlist.txt ferroloop
+	$(PY) -m mypy --strict python/ferroloop examples/typed_user.py
+	$(PY) -m ruff check python tests conformance benches examples scripts
 
 bench: setup     ## the benchmark table: asyncio, uvloop, rloop, ferroloop interleaved (default CPython)
 	$(PY) benches/bench_core.py
