@@ -15,10 +15,12 @@ def _run_for(loop, seconds):
 
 def test_call_later_order_by_delay(loop):
     out = []
-    loop.call_later(0.03, out.append, 3)
-    loop.call_later(0.01, out.append, 1)
-    loop.call_later(0.02, out.append, 2)
-    _run_for(loop, 0.06)
+    # 50 ms apart: each delay counts from its own call, and on a loaded 2-core machine in
+    # debug mode (a stack extracted per call) 10 ms apart once swapped on asyncio's loop
+    loop.call_later(0.15, out.append, 3)
+    loop.call_later(0.05, out.append, 1)
+    loop.call_later(0.10, out.append, 2)
+    _run_for(loop, 0.25)
     assert out == [1, 2, 3]
 
 
