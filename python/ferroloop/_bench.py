@@ -56,6 +56,17 @@ def _asyncio_factory() -> asyncio.AbstractEventLoop:
     return asyncio.SelectorEventLoop()
 
 
+def _dist_version(name: str) -> str:
+    """The installed distribution's version (uvloop exports ``__version__`` only at
+    runtime, not in its type stubs; the distribution metadata is the public record)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "?"
+
+
 def available_loops(
     names: Iterable[str] = ("asyncio", "uvloop", "rloop", "ferroloop"),
 ) -> tuple[list[LoopSpec], list[tuple[str, str]]]:
@@ -70,11 +81,11 @@ def available_loops(
             elif name == "uvloop":
                 import uvloop
 
-                specs.append(LoopSpec(name, uvloop.new_event_loop, uvloop.__version__))
+                specs.append(LoopSpec(name, uvloop.new_event_loop, _dist_version(name)))
             elif name == "rloop":
                 import rloop
 
-                specs.append(LoopSpec(name, rloop.new_event_loop, rloop.__version__))
+                specs.append(LoopSpec(name, rloop.new_event_loop, _dist_version(name)))
             elif name == "ferroloop":
                 import ferroloop
 

@@ -90,7 +90,9 @@ fn check_current_readable(py: Python<'_>) -> PyResult<()> {
         // SAFETY: the offset is inside this version's `PyThreadState` (its header puts the
         // `context` pointer there, with more fields after it), so the read stays in the
         // live thread state's allocation; the GIL is held.
-        unsafe { *((ffi::PyThreadState_Get() as *const u8).add(offset) as *const *mut ffi::PyObject) }
+        unsafe {
+            *((ffi::PyThreadState_Get() as *const u8).add(offset) as *const *mut ffi::PyObject)
+        }
     };
     // SAFETY: probe is a Context no one else has entered; Enter/Exit are balanced.
     let ok = unsafe {
@@ -149,9 +151,16 @@ fn in_place_pop(py: Python<'_>, ctx: usize) {
 /// The variables a snapshot had before the in-place run now running it, if any.
 fn in_place_vars(py: Python<'_>, ctx: usize) -> PyResult<Option<usize>> {
     if NESTED_LEN.load(Ordering::Relaxed) == 0 {
-        return Ok((OUTER_CTX.load(Ordering::Relaxed) == ctx).then(|| OUTER_VARS.load(Ordering::Relaxed)));
+        return Ok(
+            (OUTER_CTX.load(Ordering::Relaxed) == ctx).then(|| OUTER_VARS.load(Ordering::Relaxed))
+        );
     }
-    if let Some(&(_, v)) = NESTED.borrow_mut(py)?.iter().rev().find(|&&(c, _)| c == ctx) {
+    if let Some(&(_, v)) = NESTED
+        .borrow_mut(py)?
+        .iter()
+        .rev()
+        .find(|&&(c, _)| c == ctx)
+    {
         return Ok(Some(v));
     }
     Ok((OUTER_CTX.load(Ordering::Relaxed) == ctx).then(|| OUTER_VARS.load(Ordering::Relaxed)))
@@ -180,7 +189,9 @@ pub fn init(py: Python<'_>) -> PyResult<()> {
     let a = py_helpers::copy_context(py)?.into_bound(py);
     // SAFETY: a is a Context; PyContext_Copy returns a new reference or NULL with an error.
     let b = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_Copy(a.as_ptr()))? };
-    let var = contextvars.getattr("ContextVar")?.call1(("ferroloop_layout_probe",))?;
+    let var = contextvars
+        .getattr("ContextVar")?
+        .call1(("ferroloop_layout_probe",))?;
     let c = py_helpers::copy_context(py)?.into_bound(py);
     c.call_method1("run", (var.getattr("set")?, 1))?;
     // SAFETY: a type check on a live object.
@@ -222,7 +233,8 @@ pub fn snapshot(
             // SAFETY: a non-NULL current context is a live exact Context (the thread state
             // holds it), of the layout `init` checked.
             if !current.is_null()
-                && unsafe { (*(current as *const PyContextLayout)).ctx_vars } as usize == vars_of(s.bind(py))
+                && unsafe { (*(current as *const PyContextLayout)).ctx_vars } as usize
+                    == vars_of(s.bind(py))
                 && !is_entered(s.bind(py))
             {
                 return Ok((s.clone_ref(py), None));
@@ -269,7 +281,9 @@ impl<'py> RunContext<'py> {
         }
         // SAFETY: ctx is a live Context; PyContext_Copy returns a new reference or NULL
         // with an exception set.
-        unsafe { Bound::from_owned_ptr_or_err(self.ctx.py(), ffi::PyContext_Copy(self.ctx.as_ptr())) }
+        unsafe {
+            Bound::from_owned_ptr_or_err(self.ctx.py(), ffi::PyContext_Copy(self.ctx.as_ptr()))
+        }
     }
 }
 
@@ -302,7 +316,10 @@ impl Drop for RunContext<'_> {
 /// now, a private copy.
 pub fn for_run<'py>(ctx: &Bound<'py, PyAny>, shared: bool) -> PyResult<RunContext<'py>> {
     if !shared {
-        return Ok(RunContext { ctx: ctx.clone(), saved_vars: std::ptr::null_mut() });
+        return Ok(RunContext {
+            ctx: ctx.clone(),
+            saved_vars: std::ptr::null_mut(),
+        });
     }
     if SHARING.load(Ordering::Relaxed) && !is_entered(ctx) {
         // SAFETY: an exact Context (sharing is on only for snapshots of the checked layout);
@@ -311,10 +328,14 @@ pub fn for_run<'py>(ctx: &Bound<'py, PyAny>, shared: bool) -> PyResult<RunContex
         in_place_push(ctx.py(), ctx.as_ptr() as usize, vars as usize)?;
         // SAFETY: vars is the live HAMT the context holds.
         unsafe { ffi::Py_INCREF(vars) };
-        return Ok(RunContext { ctx: ctx.clone(), saved_vars: vars });
+        return Ok(RunContext {
+            ctx: ctx.clone(),
+            saved_vars: vars,
+        });
     }
     // SAFETY: ctx is a Context; returns a new reference or NULL with an exception set.
-    let copy = unsafe { Bound::from_owned_ptr_or_err(ctx.py(), ffi::PyContext_Copy(ctx.as_ptr())) }?;
+    let copy =
+        unsafe { Bound::from_owned_ptr_or_err(ctx.py(), ffi::PyContext_Copy(ctx.as_ptr())) }?;
     let before = in_place_vars(ctx.py(), ctx.as_ptr() as usize)?;
     if let Some(vars) = before {
         // the snapshot is running a callback in place, which may have set variables: the
@@ -330,5 +351,8 @@ pub fn for_run<'py>(ctx: &Bound<'py, PyAny>, shared: bool) -> PyResult<RunContex
             ffi::Py_DECREF(old);
         }
     }
-    Ok(RunContext { ctx: copy, saved_vars: std::ptr::null_mut() })
+    Ok(RunContext {
+        ctx: copy,
+        saved_vars: std::ptr::null_mut(),
+    })
 }

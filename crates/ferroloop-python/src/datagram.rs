@@ -41,7 +41,12 @@ use crate::py_helpers;
 
 extern "C" {
     /// POSIX `inet_ntop` (not in the `libc` crate): the text form the socket module uses.
-    fn inet_ntop(af: libc::c_int, src: *const libc::c_void, dst: *mut libc::c_char, size: libc::socklen_t) -> *const libc::c_char;
+    fn inet_ntop(
+        af: libc::c_int,
+        src: *const libc::c_void,
+        dst: *mut libc::c_char,
+        size: libc::socklen_t,
+    ) -> *const libc::c_char;
 }
 
 /// A peer address: its raw `sockaddr` and the object made from it.
@@ -65,11 +70,17 @@ struct Peers {
 
 impl Peers {
     fn by_raw<'py>(&self, py: Python<'py>, raw: &[u8]) -> Option<Bound<'py, PyAny>> {
-        self.list.iter().find(|p| p.raw == raw).map(|p| p.tuple.bind(py).clone())
+        self.list
+            .iter()
+            .find(|p| p.raw == raw)
+            .map(|p| p.tuple.bind(py).clone())
     }
 
     fn raw_of(&self, py: Python<'_>, tuple: &Bound<'_, PyAny>) -> Option<Box<[u8]>> {
-        self.list.iter().find(|p| p.tuple.bind(py).is(tuple)).map(|p| p.raw.clone().into_boxed_slice())
+        self.list
+            .iter()
+            .find(|p| p.tuple.bind(py).is(tuple))
+            .map(|p| p.raw.clone().into_boxed_slice())
     }
 
     /// Remember `peer`; returns the one it replaced (to drop outside the borrow).
@@ -114,7 +125,9 @@ pub struct DatagramFast {
 fn slow_sendto(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
     static F: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     F.get_or_try_init(py, || {
-        let cls = py.import("ferroloop._compat")?.getattr("SelectorDatagramTransport")?;
+        let cls = py
+            .import("ferroloop._compat")?
+            .getattr("SelectorDatagramTransport")?;
         Ok::<_, PyErr>(cls.getattr("sendto")?.unbind())
     })
     .map(|f| f.bind(py))
@@ -123,35 +136,56 @@ fn slow_sendto(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
 /// The address object the socket module makes from a raw `sockaddr` of `family` (the
 /// socket's: an unbound Unix peer has an empty address), or `None` for a family or length
 /// this does not know.
-fn addr_object<'py>(py: Python<'py>, family: i32, raw: &[u8]) -> PyResult<Option<Bound<'py, PyAny>>> {
+fn addr_object<'py>(
+    py: Python<'py>,
+    family: i32,
+    raw: &[u8],
+) -> PyResult<Option<Bound<'py, PyAny>>> {
     match family {
         libc::AF_INET if raw.len() >= std::mem::size_of::<libc::sockaddr_in>() => {
             // SAFETY: the length check above; read_unaligned copes with any alignment.
-            let sin: libc::sockaddr_in = unsafe { std::ptr::read_unaligned(raw.as_ptr() as *const _) };
+            let sin: libc::sockaddr_in =
+                unsafe { std::ptr::read_unaligned(raw.as_ptr() as *const _) };
             let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-            let t = PyTuple::new(py, [ip.to_string().into_pyobject(py)?.into_any(), u16::from_be(sin.sin_port).into_pyobject(py)?.into_any()])?;
+            let t = PyTuple::new(
+                py,
+                [
+                    ip.to_string().into_pyobject(py)?.into_any(),
+                    u16::from_be(sin.sin_port).into_pyobject(py)?.into_any(),
+                ],
+            )?;
             Ok(Some(t.into_any()))
         }
         libc::AF_INET6 if raw.len() >= std::mem::size_of::<libc::sockaddr_in6>() => {
             // SAFETY: the length check above.
-            let sin6: libc::sockaddr_in6 = unsafe { std::ptr::read_unaligned(raw.as_ptr() as *const _) };
+            let sin6: libc::sockaddr_in6 =
+                unsafe { std::ptr::read_unaligned(raw.as_ptr() as *const _) };
             let mut host = [0 as libc::c_char; 64];
             // SAFETY: inet_ntop writes at most host.len() bytes, NUL-terminated, from the
             // 16-byte address.
             let p = unsafe {
-                inet_ntop(libc::AF_INET6, &sin6.sin6_addr as *const _ as *const libc::c_void, host.as_mut_ptr(), host.len() as u32)
+                inet_ntop(
+                    libc::AF_INET6,
+                    &sin6.sin6_addr as *const _ as *const libc::c_void,
+                    host.as_mut_ptr(),
+                    host.len() as u32,
+                )
             };
             if p.is_null() {
                 return Ok(None);
             }
             // SAFETY: inet_ntop succeeded, so host is a NUL-terminated string.
-            let text = unsafe { std::ffi::CStr::from_ptr(host.as_ptr()) }.to_string_lossy().into_owned();
+            let text = unsafe { std::ffi::CStr::from_ptr(host.as_ptr()) }
+                .to_string_lossy()
+                .into_owned();
             let t = PyTuple::new(
                 py,
                 [
                     text.into_pyobject(py)?.into_any(),
                     u16::from_be(sin6.sin6_port).into_pyobject(py)?.into_any(),
-                    u32::from_be(sin6.sin6_flowinfo).into_pyobject(py)?.into_any(),
+                    u32::from_be(sin6.sin6_flowinfo)
+                        .into_pyobject(py)?
+                        .into_any(),
                     sin6.sin6_scope_id.into_pyobject(py)?.into_any(),
                 ],
             )?;
@@ -171,7 +205,9 @@ fn addr_object<'py>(py: Python<'py>, family: i32, raw: &[u8]) -> PyResult<Option
             let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
             // SAFETY: path[..end] is readable; the call returns a new reference or NULL
             // with an exception set.
-            let p = unsafe { ffi::PyUnicode_DecodeFSDefaultAndSize(path.as_ptr().cast(), end as ffi::Py_ssize_t) };
+            let p = unsafe {
+                ffi::PyUnicode_DecodeFSDefaultAndSize(path.as_ptr().cast(), end as ffi::Py_ssize_t)
+            };
             // SAFETY: p is a new reference or NULL (error fetched).
             Ok(Some(unsafe { Bound::from_owned_ptr_or_err(py, p)? }))
         }
@@ -181,7 +217,11 @@ fn addr_object<'py>(py: Python<'py>, family: i32, raw: &[u8]) -> PyResult<Option
 
 impl DatagramFast {
     fn transport<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        Ok(self.transport.borrow_mut(py)?.as_ref().map(|t| t.bind(py).clone()))
+        Ok(self
+            .transport
+            .borrow_mut(py)?
+            .as_ref()
+            .map(|t| t.bind(py).clone()))
     }
 
     /// The address object of a received datagram, from the cache or made and remembered.
@@ -193,7 +233,10 @@ impl DatagramFast {
             return Err(PyOSError::new_err("recvfrom: unexpected address"));
         };
         if !raw.is_empty() {
-            let old = self.peers.borrow_mut(py)?.insert(Peer { raw: raw.to_vec(), tuple: t.clone().unbind() });
+            let old = self.peers.borrow_mut(py)?.insert(Peer {
+                raw: raw.to_vec(),
+                tuple: t.clone().unbind(),
+            });
             drop(old);
         }
         Ok(t)
@@ -233,10 +276,18 @@ impl DatagramFast {
     }
 
     /// Report a send error as asyncio's `sendto` does, through a callback.
-    fn error_received(&self, py: Python<'_>, tr: &Bound<'_, PyAny>, err: std::io::Error) -> PyResult<()> {
+    fn error_received(
+        &self,
+        py: Python<'_>,
+        tr: &Bound<'_, PyAny>,
+        err: std::io::Error,
+    ) -> PyResult<()> {
         let protocol = tr.getattr(intern!(py, "_protocol"))?;
         let cb = protocol.getattr(intern!(py, "error_received"))?;
-        self.loop_.bind(py).call_method1(intern!(py, "call_soon"), (cb, py_helpers::os_error(err).into_value(py)))?;
+        self.loop_.bind(py).call_method1(
+            intern!(py, "call_soon"),
+            (cb, py_helpers::os_error(err).into_value(py)),
+        )?;
         Ok(())
     }
 
@@ -247,11 +298,18 @@ impl DatagramFast {
         if queue.is_empty() {
             return Ok(());
         }
-        let Some(tr) = self.transport(py)? else { return Ok(()) };
+        let Some(tr) = self.transport(py)? else {
+            return Ok(());
+        };
         let mut i = 0;
         while i < queue.len() {
-            let out: Vec<Outgoing<'_>> =
-                queue[i..(i + BATCH).min(queue.len())].iter().map(|q| Outgoing { data: q.data.bind(py).as_bytes(), addr: &q.raw }).collect();
+            let out: Vec<Outgoing<'_>> = queue[i..(i + BATCH).min(queue.len())]
+                .iter()
+                .map(|q| Outgoing {
+                    data: q.data.bind(py).as_bytes(),
+                    addr: &q.raw,
+                })
+                .collect();
             match send_batch(self.fd, &out) {
                 Ok(k) if k > 0 => i += k,
                 Err(e) if !ferroloop::sock::would_block(&e) => {
@@ -283,7 +341,10 @@ impl DatagramFast {
             Err(e) if py_helpers::is_exit(py, &e) => Err(e),
             Err(e) => match me.transport(py)? {
                 Some(tr) => {
-                    tr.call_method1(intern!(py, "_fatal_error"), (e.into_value(py), "Fatal write error on datagram transport"))?;
+                    tr.call_method1(
+                        intern!(py, "_fatal_error"),
+                        (e.into_value(py), "Fatal write error on datagram transport"),
+                    )?;
                     Ok(())
                 }
                 None => Err(e),
@@ -295,9 +356,17 @@ impl DatagramFast {
 #[pymethods]
 impl DatagramFast {
     #[new]
-    fn py_new(transport: Bound<'_, PyAny>, loop_: Bound<'_, EventLoop>, fd: RawFd, connected: bool, family: i32) -> PyResult<Self> {
+    fn py_new(
+        transport: Bound<'_, PyAny>,
+        loop_: Bound<'_, EventLoop>,
+        fd: RawFd,
+        connected: bool,
+        family: i32,
+    ) -> PyResult<Self> {
         if ![libc::AF_INET, libc::AF_INET6, libc::AF_UNIX].contains(&family) {
-            return Err(PyTypeError::new_err("DatagramFast serves AF_INET, AF_INET6 and AF_UNIX sockets"));
+            return Err(PyTypeError::new_err(
+                "DatagramFast serves AF_INET, AF_INET6 and AF_UNIX sockets",
+            ));
         }
         Ok(DatagramFast {
             fd,
@@ -317,7 +386,9 @@ impl DatagramFast {
     /// `datagram_received` is raised after the batch's other datagrams are delivered (so
     /// none is lost), and any further one goes to the exception handler.
     fn _read_ready(&self, py: Python<'_>) -> PyResult<()> {
-        let Some(tr) = self.transport(py)? else { return Ok(()) };
+        let Some(tr) = self.transport(py)? else {
+            return Ok(());
+        };
         if tr.getattr(intern!(py, "_conn_lost"))?.is_truthy()? {
             return Ok(());
         }
@@ -325,12 +396,18 @@ impl DatagramFast {
             Ok(Ok(items)) => items,
             Ok(Err(e)) => {
                 let protocol = tr.getattr(intern!(py, "_protocol"))?;
-                protocol.call_method1(intern!(py, "error_received"), (py_helpers::os_error(e).into_value(py),))?;
+                protocol.call_method1(
+                    intern!(py, "error_received"),
+                    (py_helpers::os_error(e).into_value(py),),
+                )?;
                 return Ok(());
             }
             Err(e) if py_helpers::is_exit(py, &e) => return Err(e),
             Err(e) => {
-                tr.call_method1(intern!(py, "_fatal_error"), (e.into_value(py), "Fatal read error on datagram transport"))?;
+                tr.call_method1(
+                    intern!(py, "_fatal_error"),
+                    (e.into_value(py), "Fatal read error on datagram transport"),
+                )?;
                 return Ok(());
             }
         };
@@ -357,10 +434,16 @@ impl DatagramFast {
     /// asyncio's `sendto`: to the connected peer or a known address while nothing is
     /// buffered, queued for the end of the run phase (or sent at once outside it).
     #[pyo3(signature = (data, addr=None))]
-    fn sendto(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>, addr: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    fn sendto(
+        slf: &Bound<'_, Self>,
+        data: &Bound<'_, PyAny>,
+        addr: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let py = slf.py();
         let me = slf.get();
-        let Some(tr) = me.transport(py)? else { return Ok(()) };
+        let Some(tr) = me.transport(py)? else {
+            return Ok(());
+        };
         let none = py.None().into_bound(py);
         let addr = addr.unwrap_or(&none);
         let slow = || -> PyResult<()> {
@@ -394,7 +477,9 @@ impl DatagramFast {
                 // no run phase: at once
                 return match me.send_one(bytes.as_bytes(), &raw) {
                     Ok(_) => Ok(()),
-                    Err(e) if ferroloop::sock::would_block(&e) => slow_sendto(py)?.call1((&tr, data, addr)).map(|_| ()),
+                    Err(e) if ferroloop::sock::would_block(&e) => {
+                        slow_sendto(py)?.call1((&tr, data, addr)).map(|_| ())
+                    }
                     Err(e) => me.error_received(py, &tr, e),
                 };
             }
@@ -402,7 +487,11 @@ impl DatagramFast {
         }
         let full = {
             let mut q = me.queue.borrow_mut(py)?;
-            q.push(Queued { data: bytes.clone().unbind(), addr: addr.clone().unbind(), raw });
+            q.push(Queued {
+                data: bytes.clone().unbind(),
+                addr: addr.clone().unbind(),
+                raw,
+            });
             q.len() >= BATCH
         };
         if full {
@@ -449,11 +538,23 @@ impl DatagramFast {
 
     fn __clear__(&self) {
         Python::attach(|py| {
-            let t = self.transport.borrow_mut(py).ok().and_then(|mut t| t.take());
+            let t = self
+                .transport
+                .borrow_mut(py)
+                .ok()
+                .and_then(|mut t| t.take());
             drop(t);
-            let p = self.peers.borrow_mut(py).ok().map(|mut p| std::mem::take(&mut *p));
+            let p = self
+                .peers
+                .borrow_mut(py)
+                .ok()
+                .map(|mut p| std::mem::take(&mut *p));
             drop(p);
-            let q = self.queue.borrow_mut(py).ok().map(|mut q| std::mem::take(&mut *q));
+            let q = self
+                .queue
+                .borrow_mut(py)
+                .ok()
+                .map(|mut q| std::mem::take(&mut *q));
             drop(q);
         })
     }
@@ -461,7 +562,12 @@ impl DatagramFast {
 
 /// A second exception from `datagram_received` in one batch: to the exception handler, as
 /// asyncio reports an exception from a callback.
-fn report_datagram_error(py: Python<'_>, lp: &Bound<'_, EventLoop>, protocol: &Bound<'_, PyAny>, err: PyErr) -> PyResult<()> {
+fn report_datagram_error(
+    py: Python<'_>,
+    lp: &Bound<'_, EventLoop>,
+    protocol: &Bound<'_, PyAny>,
+    err: PyErr,
+) -> PyResult<()> {
     let ctx = pyo3::types::PyDict::new(py);
     let cb = protocol.getattr(intern!(py, "datagram_received"))?;
     ctx.set_item("message", format!("Exception in callback {}", cb.repr()?))?;

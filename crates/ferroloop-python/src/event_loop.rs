@@ -31,19 +31,19 @@ use std::sync::Arc;
 use ferroloop::timers::Cancellable;
 use ferroloop::{clock, Event, Reactor, TimerHeap, Waker};
 use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyFloat, PyTuple};
-use pyo3::ffi;
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::cell::GilCell;
-use crate::handles::{Handle, TimerHandle};
-use crate::rust_tasks::EmbeddedLoop;
 use crate::datagram::DatagramFast;
+use crate::handles::{Handle, TimerHandle};
+use crate::py_helpers;
+use crate::rust_tasks::EmbeddedLoop;
 use crate::ssl_fast::SslFast;
 use crate::transport::SocketTransportCore;
-use crate::py_helpers;
 
 /// A timer in the heap: the handle whose `cancelled` flag the heap reads.
 struct TimerEntry(Py<Handle>);
@@ -134,7 +134,8 @@ fn current_thread_ident() -> u64 {
 /// asyncio's `_fileobj_to_fd` (selector_events): an int, or an object with `fileno()`.
 pub fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
     // asyncio's epoll selector refuses it when registering, as `epoll.register` does
-    lookup_fd(obj)?.ok_or_else(|| PyOverflowError::new_err("Python int too large to convert to C int"))
+    lookup_fd(obj)?
+        .ok_or_else(|| PyOverflowError::new_err("Python int too large to convert to C int"))
 }
 
 /// `fileobj_to_fd` for a lookup: `None` for a number beyond a C int, which no watched
@@ -145,19 +146,26 @@ fn lookup_fd(obj: &Bound<'_, PyAny>) -> PyResult<Option<RawFd>> {
         // an int beyond 64 bits: asyncio's `fd < 0` check, then the selector's
         Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => {
             if obj.lt(0)? {
-                return Err(PyValueError::new_err(format!("Invalid file descriptor: {obj}")));
+                return Err(PyValueError::new_err(format!(
+                    "Invalid file descriptor: {obj}"
+                )));
             }
             return Ok(None);
         }
         Err(_) => match obj.call_method0("fileno").and_then(|f| f.extract::<i64>()) {
             Ok(fd) => fd,
             Err(_) => {
-                return Err(PyValueError::new_err(format!("Invalid file object: {}", obj.repr()?)))
+                return Err(PyValueError::new_err(format!(
+                    "Invalid file object: {}",
+                    obj.repr()?
+                )))
             }
         },
     };
     if fd < 0 {
-        return Err(PyValueError::new_err(format!("Invalid file descriptor: {fd}")));
+        return Err(PyValueError::new_err(format!(
+            "Invalid file descriptor: {fd}"
+        )));
     }
     Ok(RawFd::try_from(fd).ok())
 }
@@ -175,9 +183,11 @@ fn deadline_key(when: &Bound<'_, PyAny>) -> PyResult<f64> {
     };
     match value {
         Ok(w) => Ok(float_deadline_key(w)),
-        Err(e) if e.is_instance_of::<PyOverflowError>(when.py()) => {
-            Ok(if when.gt(0)? { f64::INFINITY } else { f64::NEG_INFINITY })
-        }
+        Err(e) if e.is_instance_of::<PyOverflowError>(when.py()) => Ok(if when.gt(0)? {
+            f64::INFINITY
+        } else {
+            f64::NEG_INFINITY
+        }),
         Err(e) => Err(e),
     }
 }
@@ -312,11 +322,22 @@ impl EventLoop {
                 (ctx, true)
             }
         };
-        let tb = if slf.get().is_debug() { Some(py_helpers::source_traceback(py)?) } else { None };
+        let tb = if slf.get().is_debug() {
+            Some(py_helpers::source_traceback(py)?)
+        } else {
+            None
+        };
         if when.is_none() && oneshot && tb.is_none() {
             let spare = slf.get().spare_handles.borrow_mut(py)?.pop();
             if let Some(h) = spare {
-                h.get().refill(py, callback.unbind(), args.unbind(), context, slf.clone().into_any().unbind(), snapshot_context)?;
+                h.get().refill(
+                    py,
+                    callback.unbind(),
+                    args.unbind(),
+                    context,
+                    slf.clone().into_any().unbind(),
+                    snapshot_context,
+                )?;
                 return Ok(h);
             }
         }
@@ -332,7 +353,9 @@ impl EventLoop {
         let h = match when {
             None => Bound::new(py, base)?,
             Some(when) => {
-                let init = PyClassInitializer::from(base).add_subclass(TimerHandle { when: when.unbind() });
+                let init = PyClassInitializer::from(base).add_subclass(TimerHandle {
+                    when: when.unbind(),
+                });
                 Bound::new(py, init)?.into_super()
             }
         };
@@ -357,7 +380,10 @@ impl EventLoop {
         me.check_callback(&callback, method)?;
         let h = Self::make_handle(slf, callback, args, context, Some(when), true)?;
         h.get().scheduled.store(true, Ordering::Relaxed);
-        me.state.borrow_mut(slf.py())?.timers.push(key, TimerEntry(h.clone_ref(slf.py())));
+        me.state
+            .borrow_mut(slf.py())?
+            .timers
+            .push(key, TimerEntry(h.clone_ref(slf.py())));
         Ok(h)
     }
 
@@ -370,7 +396,8 @@ impl EventLoop {
     ) -> PyResult<Py<Handle>> {
         slf.get().check_closed()?;
         let fd = fileobj_to_fd(fd)?;
-        slf.get().check_callback(&callback, if write { "add_writer" } else { "add_reader" })?;
+        slf.get()
+            .check_callback(&callback, if write { "add_writer" } else { "add_reader" })?;
         Self::watch_fd(slf, fd, callback, args, write, false)
     }
 
@@ -392,7 +419,9 @@ impl EventLoop {
         let handle = Self::make_handle(slf, callback, args, None, None, false)?;
         let old = {
             let mut reactor = me.reactor.borrow_mut(py)?;
-            let reactor = reactor.as_mut().ok_or_else(|| PyRuntimeError::new_err("Event loop is closed"))?;
+            let reactor = reactor
+                .as_mut()
+                .ok_or_else(|| PyRuntimeError::new_err("Event loop is closed"))?;
             let mut interest = reactor.interest(fd);
             if write {
                 interest.write = true;
@@ -437,9 +466,15 @@ impl EventLoop {
         }
         let old = {
             let mut reactor = me.reactor.borrow_mut(py)?;
-            let Some(reactor) = reactor.as_mut() else { return Ok(false) };
+            let Some(reactor) = reactor.as_mut() else {
+                return Ok(false);
+            };
             let mut st = me.state.borrow_mut(py)?;
-            let old = if write { st.writers.remove(&fd) } else { st.readers.remove(&fd) };
+            let old = if write {
+                st.writers.remove(&fd)
+            } else {
+                st.readers.remove(&fd)
+            };
             if old.is_some() {
                 let mut interest = reactor.interest(fd);
                 if write {
@@ -447,7 +482,9 @@ impl EventLoop {
                 } else {
                     interest.read = false;
                 }
-                reactor.set_interest(fd, interest).map_err(py_helpers::os_error)?;
+                reactor
+                    .set_interest(fd, interest)
+                    .map_err(py_helpers::os_error)?;
             }
             old
         };
@@ -501,13 +538,17 @@ impl EventLoop {
         // 2. poll, 3. events to ready
         {
             let mut reactor_cell = me.reactor.borrow_mut(py)?;
-            let reactor = reactor_cell.as_mut().ok_or_else(|| PyRuntimeError::new_err("Event loop is closed"))?;
+            let reactor = reactor_cell
+                .as_mut()
+                .ok_or_else(|| PyRuntimeError::new_err("Event loop is closed"))?;
             let busy = timeout == Some(0.0);
             if !(busy && reactor.registered() == 0) {
                 let mut events = me.events.borrow_mut(py)?;
                 events.clear();
                 let result = if busy {
-                    reactor.poll(Some(0.0)).map(|ev| events.extend_from_slice(ev))
+                    reactor
+                        .poll(Some(0.0))
+                        .map(|ev| events.extend_from_slice(ev))
                 } else {
                     let ev_out: &mut Vec<Event> = &mut events;
                     let r: &mut Reactor = reactor;
@@ -515,7 +556,8 @@ impl EventLoop {
                     // call_soon_threadsafe sees it and wakes us
                     me.woken.store(false, Ordering::SeqCst);
                     me.polling.store(true, Ordering::SeqCst);
-                    let res = py.detach(move || r.poll(timeout).map(|ev| ev_out.extend_from_slice(ev)));
+                    let res =
+                        py.detach(move || r.poll(timeout).map(|ev| ev_out.extend_from_slice(ev)));
                     me.polling.store(false, Ordering::SeqCst);
                     res
                 };
@@ -595,7 +637,9 @@ impl EventLoop {
         let py = slf.py();
         let me = slf.get();
         for _ in 0..ntodo {
-            let Some(h) = me.state.borrow_mut(py)?.ready.pop_front() else { break };
+            let Some(h) = me.state.borrow_mut(py)?.ready.pop_front() else {
+                break;
+            };
             if h.get().is_cancelled() {
                 continue;
             }
@@ -629,7 +673,9 @@ impl EventLoop {
         if pending.iter().any(|f| matches!(f, Flush::Ssl(_))) {
             // TLS first, with the run phase marked once more: the records they make join
             // their raw transports' batches, listed now and flushed in this same pass
-            let (ssl, rest): (Vec<Flush>, Vec<Flush>) = pending.into_iter().partition(|f| matches!(f, Flush::Ssl(_)));
+            let (ssl, rest): (Vec<Flush>, Vec<Flush>) = pending
+                .into_iter()
+                .partition(|f| matches!(f, Flush::Ssl(_)));
             let batching = slf.get().batching.swap(true, Ordering::Relaxed);
             for f in ssl {
                 if let Flush::Ssl(fast) = f {
@@ -658,7 +704,10 @@ impl EventLoop {
 
     /// Run `f` with this loop's Rust loop (created and watched on first use), entered so
     /// that what `f` creates belongs to it.
-    pub(crate) fn with_rust_loop<R>(slf: &Bound<'_, Self>, f: impl FnOnce(&ferroloop::Loop) -> R) -> PyResult<R> {
+    pub(crate) fn with_rust_loop<R>(
+        slf: &Bound<'_, Self>,
+        f: impl FnOnce(&ferroloop::Loop) -> R,
+    ) -> PyResult<R> {
         let py = slf.py();
         let me = slf.get();
         me.check_closed()?;
@@ -668,9 +717,17 @@ impl EventLoop {
             None => {
                 let lp = std::rc::Rc::new(ferroloop::Loop::new().map_err(py_helpers::os_error)?);
                 let mut reactor = me.reactor.borrow_mut(py)?;
-                let reactor = reactor.as_mut().ok_or_else(|| PyRuntimeError::new_err("Event loop is closed"))?;
+                let reactor = reactor
+                    .as_mut()
+                    .ok_or_else(|| PyRuntimeError::new_err("Event loop is closed"))?;
                 reactor
-                    .set_interest(lp.as_raw_fd(), ferroloop::Interest { read: true, write: false })
+                    .set_interest(
+                        lp.as_raw_fd(),
+                        ferroloop::Interest {
+                            read: true,
+                            write: false,
+                        },
+                    )
                     .map_err(py_helpers::os_error)?;
                 *me.rust.borrow_mut(py)? = Some(EmbeddedLoop(lp.clone()));
                 lp
@@ -682,7 +739,12 @@ impl EventLoop {
 
     /// A transport now owns `fd` (until `transport_fd_released`).
     pub(crate) fn transport_fd_taken(&self, py: Python<'_>, fd: RawFd) -> PyResult<()> {
-        *self.state.borrow_mut(py)?.transport_fds.entry(fd).or_insert(0) += 1;
+        *self
+            .state
+            .borrow_mut(py)?
+            .transport_fds
+            .entry(fd)
+            .or_insert(0) += 1;
         Ok(())
     }
 
@@ -705,7 +767,12 @@ impl EventLoop {
     /// The future type `create_future` makes, when the loop's class does not override it.
     pub(crate) fn new_future<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        let direct = slf.get().future_type.borrow_mut(py)?.as_ref().map(|t| t.clone_ref(py));
+        let direct = slf
+            .get()
+            .future_type
+            .borrow_mut(py)?
+            .as_ref()
+            .map(|t| t.clone_ref(py));
         match direct {
             Some(t) => {
                 let kwargs = pyo3::types::PyDict::new(py);
@@ -717,24 +784,38 @@ impl EventLoop {
     }
 
     /// Take the loop's spare read buffer (None if a transport holds it or none was made).
-    pub(crate) fn take_read_spare(&self, py: Python<'_>) -> PyResult<Option<Py<pyo3::types::PyBytes>>> {
+    pub(crate) fn take_read_spare(
+        &self,
+        py: Python<'_>,
+    ) -> PyResult<Option<Py<pyo3::types::PyBytes>>> {
         Ok(self.read_spare.borrow_mut(py)?.take())
     }
 
     /// The datagram receive buffers (made on first use; a nested user gets new ones).
-    pub(crate) fn take_recv_batch(&self, py: Python<'_>) -> PyResult<Box<ferroloop::datagram::RecvBatch>> {
+    pub(crate) fn take_recv_batch(
+        &self,
+        py: Python<'_>,
+    ) -> PyResult<Box<ferroloop::datagram::RecvBatch>> {
         Ok(self.recv_batch.borrow_mut(py)?.take().unwrap_or_default())
     }
 
     /// Give the datagram receive buffers back.
-    pub(crate) fn put_recv_batch(&self, py: Python<'_>, batch: Box<ferroloop::datagram::RecvBatch>) -> PyResult<()> {
+    pub(crate) fn put_recv_batch(
+        &self,
+        py: Python<'_>,
+        batch: Box<ferroloop::datagram::RecvBatch>,
+    ) -> PyResult<()> {
         let old = self.recv_batch.borrow_mut(py)?.replace(batch);
         drop(old);
         Ok(())
     }
 
     /// Give the spare read buffer back for the next read.
-    pub(crate) fn put_read_spare(&self, py: Python<'_>, spare: Py<pyo3::types::PyBytes>) -> PyResult<()> {
+    pub(crate) fn put_read_spare(
+        &self,
+        py: Python<'_>,
+        spare: Py<pyo3::types::PyBytes>,
+    ) -> PyResult<()> {
         let old = self.read_spare.borrow_mut(py)?.replace(spare);
         drop(old);
         Ok(())
@@ -742,11 +823,18 @@ impl EventLoop {
 
     /// A transport's write during the run phase: queue it for the end-of-phase flush.
     /// False when no phase is running (the transport then sends at once).
-    pub(crate) fn defer_flush(&self, py: Python<'_>, core: &Bound<'_, SocketTransportCore>) -> PyResult<bool> {
+    pub(crate) fn defer_flush(
+        &self,
+        py: Python<'_>,
+        core: &Bound<'_, SocketTransportCore>,
+    ) -> PyResult<bool> {
         if !self.batching.load(Ordering::Relaxed) {
             return Ok(false);
         }
-        self.state.borrow_mut(py)?.flush.push(Flush::Stream(core.clone().unbind()));
+        self.state
+            .borrow_mut(py)?
+            .flush
+            .push(Flush::Stream(core.clone().unbind()));
         Ok(true)
     }
 
@@ -756,17 +844,27 @@ impl EventLoop {
         if !self.batching.load(Ordering::Relaxed) {
             return Ok(false);
         }
-        self.state.borrow_mut(py)?.flush.push(Flush::Ssl(fast.clone().unbind()));
+        self.state
+            .borrow_mut(py)?
+            .flush
+            .push(Flush::Ssl(fast.clone().unbind()));
         Ok(true)
     }
 
     /// A datagram transport queued its first datagram of this run phase: flush it when the
     /// phase ends. False when no phase is running (the datagram is then sent at once).
-    pub(crate) fn defer_datagrams(&self, py: Python<'_>, fast: &Bound<'_, DatagramFast>) -> PyResult<bool> {
+    pub(crate) fn defer_datagrams(
+        &self,
+        py: Python<'_>,
+        fast: &Bound<'_, DatagramFast>,
+    ) -> PyResult<bool> {
         if !self.batching.load(Ordering::Relaxed) {
             return Ok(false);
         }
-        self.state.borrow_mut(py)?.flush.push(Flush::Datagram(fast.clone().unbind()));
+        self.state
+            .borrow_mut(py)?
+            .flush
+            .push(Flush::Datagram(fast.clone().unbind()));
         Ok(true)
     }
 
@@ -795,7 +893,9 @@ impl EventLoop {
     fn py_new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
         let waker = Arc::new(Waker::new().map_err(py_helpers::os_error)?);
         let mut reactor = Reactor::new().map_err(py_helpers::os_error)?;
-        reactor.register_waker(&waker).map_err(py_helpers::os_error)?;
+        reactor
+            .register_waker(&waker)
+            .map_err(py_helpers::os_error)?;
         Ok(EventLoop {
             state: GilCell::new(State::default()),
             reactor: GilCell::new(Some(reactor)),
@@ -834,10 +934,14 @@ impl EventLoop {
     fn create_future<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         static FUTURES: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-        let module = FUTURES.get_or_try_init(py, || py.import("asyncio.futures").map(Bound::unbind))?;
+        let module =
+            FUTURES.get_or_try_init(py, || py.import("asyncio.futures").map(Bound::unbind))?;
         let kwargs = pyo3::types::PyDict::new(py);
         kwargs.set_item(pyo3::intern!(py, "loop"), slf)?;
-        module.bind(py).getattr(pyo3::intern!(py, "Future"))?.call((), Some(&kwargs))
+        module
+            .bind(py)
+            .getattr(pyo3::intern!(py, "Future"))?
+            .call((), Some(&kwargs))
     }
 
     /// asyncio's `create_task` without its Python frames per task when no task factory is
@@ -886,11 +990,15 @@ impl EventLoop {
         }
         kw.set_item(pyo3::intern!(py, "loop"), slf)?;
         static TASKS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-        let tasks = TASKS.get_or_try_init(py, || py.import("asyncio.tasks").map(Bound::unbind))?.bind(py);
+        let tasks = TASKS
+            .get_or_try_init(py, || py.import("asyncio.tasks").map(Bound::unbind))?
+            .bind(py);
         // (asyncio then drops the last entry of a debug-mode `_source_traceback`: its own
         // `create_task` frame; here there is no such frame, the last entry is already the
         // caller's)
-        tasks.getattr(pyo3::intern!(py, "Task"))?.call((coro,), Some(&kw))
+        tasks
+            .getattr(pyo3::intern!(py, "Task"))?
+            .call((coro,), Some(&kw))
     }
 
     fn time(&self) -> f64 {
@@ -911,7 +1019,10 @@ impl EventLoop {
         }
         me.check_callback(&callback, "call_soon")?;
         let h = Self::make_handle(slf, callback, args, context, None, true)?;
-        me.state.borrow_mut(slf.py())?.ready.push_back(h.clone_ref(slf.py()));
+        me.state
+            .borrow_mut(slf.py())?
+            .ready
+            .push_back(h.clone_ref(slf.py()));
         Ok(h)
     }
 
@@ -982,7 +1093,10 @@ impl EventLoop {
         // Every caller holds the GIL, which orders this push with the loop thread's own
         // use of the queue: the handle joins the one ready queue, in call order, as in
         // asyncio. Only a loop blocked in its poll needs the wake-up.
-        me.state.borrow_mut(slf.py())?.ready.push_back(h.clone_ref(slf.py()));
+        me.state
+            .borrow_mut(slf.py())?
+            .ready
+            .push_back(h.clone_ref(slf.py()));
         if me.polling.load(Ordering::SeqCst) && !me.woken.swap(true, Ordering::SeqCst) {
             me.waker.wake();
         }
@@ -991,7 +1105,9 @@ impl EventLoop {
 
     /// The scheduling methods as builtin functions bound to this loop, `[(name, function)]`
     /// (see `fastcall.rs`).
-    fn _fast_methods<'py>(slf: &Bound<'py, Self>) -> PyResult<Vec<(&'static str, Bound<'py, PyAny>)>> {
+    fn _fast_methods<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<Vec<(&'static str, Bound<'py, PyAny>)>> {
         crate::fastcall::bind_fast_methods(slf)
     }
 
@@ -1133,7 +1249,11 @@ impl EventLoop {
 
     /// Number of unfinished Rust tasks on this loop's Rust loop (0 before its first use).
     fn _rust_task_count(&self, py: Python<'_>) -> PyResult<usize> {
-        Ok(self.rust.borrow_mut(py)?.as_ref().map_or(0, |r| r.0.task_count()))
+        Ok(self
+            .rust
+            .borrow_mut(py)?
+            .as_ref()
+            .map_or(0, |r| r.0.task_count()))
     }
 
     #[getter]
@@ -1182,7 +1302,8 @@ impl EventLoop {
     }
     #[setter(_clock_resolution)]
     fn set_clock_resolution(&self, v: f64) {
-        self.clock_resolution_bits.store(v.to_bits(), Ordering::Relaxed)
+        self.clock_resolution_bits
+            .store(v.to_bits(), Ordering::Relaxed)
     }
 
     #[getter]
@@ -1198,7 +1319,13 @@ impl EventLoop {
     /// `while loop._ready:`). Assignments (`BaseEventLoop.__init__`) are ignored.
     #[getter]
     fn _ready(&self, py: Python<'_>) -> PyResult<Vec<Py<Handle>>> {
-        Ok(self.state.borrow_mut(py)?.ready.iter().map(|h| h.clone_ref(py)).collect())
+        Ok(self
+            .state
+            .borrow_mut(py)?
+            .ready
+            .iter()
+            .map(|h| h.clone_ref(py))
+            .collect())
     }
     #[setter(_ready)]
     fn set_ready(&self, _v: &Bound<'_, PyAny>) {}
@@ -1206,7 +1333,13 @@ impl EventLoop {
     /// asyncio's `loop._scheduled`: a snapshot list of the scheduled timer handles.
     #[getter]
     fn _scheduled(&self, py: Python<'_>) -> PyResult<Vec<Py<Handle>>> {
-        Ok(self.state.borrow_mut(py)?.timers.iter().map(|e| e.0.clone_ref(py)).collect())
+        Ok(self
+            .state
+            .borrow_mut(py)?
+            .timers
+            .iter()
+            .map(|e| e.0.clone_ref(py))
+            .collect())
     }
     #[setter(_scheduled)]
     fn set_scheduled(&self, _v: &Bound<'_, PyAny>) {}
@@ -1256,7 +1389,11 @@ impl EventLoop {
         Python::attach(|py| {
             let snap = self.snapshot.borrow_mut(py).ok().and_then(|mut s| s.take());
             drop(snap);
-            let handles = self.spare_handles.borrow_mut(py).ok().map(|mut s| std::mem::take(&mut *s));
+            let handles = self
+                .spare_handles
+                .borrow_mut(py)
+                .ok()
+                .map(|mut s| std::mem::take(&mut *s));
             drop(handles);
             let taken = match self.state.borrow_mut(py) {
                 Ok(mut st) => {
@@ -1275,5 +1412,4 @@ impl EventLoop {
             drop(taken);
         })
     }
-
 }

@@ -18,10 +18,10 @@ use std::sync::OnceLock;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3::exceptions::PyTypeError;
+use pyo3::ffi;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
-use pyo3::ffi;
 
 use crate::event_loop::EventLoop;
 
@@ -37,7 +37,8 @@ unsafe impl Send for Def {}
 // SAFETY: as above.
 unsafe impl Sync for Def {}
 
-type Impl = for<'py> fn(&Bound<'py, EventLoop>, Args<'_>, Option<Bound<'py, PyAny>>) -> PyResult<Py<PyAny>>;
+type Impl =
+    for<'py> fn(&Bound<'py, EventLoop>, Args<'_>, Option<Bound<'py, PyAny>>) -> PyResult<Py<PyAny>>;
 
 /// The positional arguments of a vectorcall, borrowed from the caller's stack.
 #[derive(Clone, Copy)]
@@ -102,7 +103,10 @@ fn dispatch(
             // positionals in `args`, borrowed from the caller for the call.
             let (kname, value) = unsafe {
                 (
-                    Bound::from_borrowed_ptr(py, ffi::PyTuple_GET_ITEM(kwnames, i as ffi::Py_ssize_t)),
+                    Bound::from_borrowed_ptr(
+                        py,
+                        ffi::PyTuple_GET_ITEM(kwnames, i as ffi::Py_ssize_t),
+                    ),
                     Bound::from_borrowed_ptr(py, *args.add(nargs + i)),
                 )
             };
@@ -132,7 +136,11 @@ fn dispatch(
     }
     if nargs < required.len() {
         let missing = &required[nargs..];
-        let list = missing.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(" and ");
+        let list = missing
+            .iter()
+            .map(|m| format!("'{m}'"))
+            .collect::<Vec<_>>()
+            .join(" and ");
         return Err(PyTypeError::new_err(format!(
             "{name}() missing {} required positional argument{}: {list}",
             missing.len(),
@@ -144,7 +152,13 @@ fn dispatch(
     f(slf, Args(raw), context)
 }
 
-type Body = unsafe fn(Python<'_>, *mut ffi::PyObject, *const *mut ffi::PyObject, ffi::Py_ssize_t, *mut ffi::PyObject) -> PyResult<*mut ffi::PyObject>;
+type Body = unsafe fn(
+    Python<'_>,
+    *mut ffi::PyObject,
+    *const *mut ffi::PyObject,
+    ffi::Py_ssize_t,
+    *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject>;
 
 /// Entry for the methods called on the loop's own thread (`call_soon`, `call_later`,
 /// `call_at`): while the loop runs, PyO3 already counts this thread as attached (the loop's
@@ -162,7 +176,9 @@ unsafe fn enter_loop_thread(
 ) -> *mut ffi::PyObject {
     Python::attach(|py| {
         // SAFETY: the caller's arguments, passed on unchanged.
-        let result = catch_unwind(AssertUnwindSafe(|| unsafe { body(py, slf, args, nargsf, kwnames) }));
+        let result = catch_unwind(AssertUnwindSafe(|| unsafe {
+            body(py, slf, args, nargsf, kwnames)
+        }));
         let err = match result {
             Ok(Ok(obj)) => return obj,
             Ok(Err(e)) => e,
@@ -240,36 +256,77 @@ macro_rules! fast_method {
     };
 }
 
-fast_method!(call_soon_fast, call_soon_def, "call_soon",
-    "Arrange for a callback to be called as soon as possible.", ["callback"], enter_loop_thread,
+fast_method!(
+    call_soon_fast,
+    call_soon_def,
+    "call_soon",
+    "Arrange for a callback to be called as soon as possible.",
+    ["callback"],
+    enter_loop_thread,
     |slf, pos, ctx| {
         let py = slf.py();
         EventLoop::call_soon(slf, pos.get(py, 0), pos.rest(py, 1)?, ctx).map(Py::into_any)
-    });
+    }
+);
 
-fast_method!(call_soon_threadsafe_fast, call_soon_threadsafe_def, "call_soon_threadsafe",
-    "Like call_soon(), but thread-safe.", ["callback"], enter_any_thread,
+fast_method!(
+    call_soon_threadsafe_fast,
+    call_soon_threadsafe_def,
+    "call_soon_threadsafe",
+    "Like call_soon(), but thread-safe.",
+    ["callback"],
+    enter_any_thread,
     |slf, pos, ctx| {
         let py = slf.py();
-        EventLoop::call_soon_threadsafe(slf, pos.get(py, 0), pos.rest(py, 1)?, ctx).map(Py::into_any)
-    });
+        EventLoop::call_soon_threadsafe(slf, pos.get(py, 0), pos.rest(py, 1)?, ctx)
+            .map(Py::into_any)
+    }
+);
 
-fast_method!(call_later_fast, call_later_def, "call_later",
-    "Arrange for a callback to be called at a given time.", ["delay", "callback"], enter_loop_thread,
+fast_method!(
+    call_later_fast,
+    call_later_def,
+    "call_later",
+    "Arrange for a callback to be called at a given time.",
+    ["delay", "callback"],
+    enter_loop_thread,
     |slf, pos, ctx| {
         let py = slf.py();
-        EventLoop::call_later(slf, Some(&pos.get(py, 0)), pos.get(py, 1), pos.rest(py, 2)?, ctx).map(Py::into_any)
-    });
+        EventLoop::call_later(
+            slf,
+            Some(&pos.get(py, 0)),
+            pos.get(py, 1),
+            pos.rest(py, 2)?,
+            ctx,
+        )
+        .map(Py::into_any)
+    }
+);
 
-fast_method!(call_at_fast, call_at_def, "call_at",
-    "Like call_later(), but uses an absolute time.", ["when", "callback"], enter_loop_thread,
+fast_method!(
+    call_at_fast,
+    call_at_def,
+    "call_at",
+    "Like call_later(), but uses an absolute time.",
+    ["when", "callback"],
+    enter_loop_thread,
     |slf, pos, ctx| {
         let py = slf.py();
-        EventLoop::call_at(slf, Some(&pos.get(py, 0)), pos.get(py, 1), pos.rest(py, 2)?, ctx).map(Py::into_any)
-    });
+        EventLoop::call_at(
+            slf,
+            Some(&pos.get(py, 0)),
+            pos.get(py, 1),
+            pos.rest(py, 2)?,
+            ctx,
+        )
+        .map(Py::into_any)
+    }
+);
 
 /// The scheduling methods bound to `slf` as builtin function objects, by name.
-pub fn bind_fast_methods<'py>(slf: &Bound<'py, EventLoop>) -> PyResult<Vec<(&'static str, Bound<'py, PyAny>)>> {
+pub fn bind_fast_methods<'py>(
+    slf: &Bound<'py, EventLoop>,
+) -> PyResult<Vec<(&'static str, Bound<'py, PyAny>)>> {
     let py = slf.py();
     let defs: [(&'static str, *mut ffi::PyMethodDef); 4] = [
         ("call_soon", call_soon_def()),
@@ -281,7 +338,12 @@ pub fn bind_fast_methods<'py>(slf: &Bound<'py, EventLoop>) -> PyResult<Vec<(&'st
         .map(|(name, def)| {
             // SAFETY: def is 'static; slf is live and the function takes a reference to it;
             // NULL module is allowed. Returns a new reference or NULL with an exception.
-            let f = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyCFunction_NewEx(def, slf.as_ptr(), std::ptr::null_mut())) }?;
+            let f = unsafe {
+                Bound::from_owned_ptr_or_err(
+                    py,
+                    ffi::PyCFunction_NewEx(def, slf.as_ptr(), std::ptr::null_mut()),
+                )
+            }?;
             Ok((name, f))
         })
         .collect()

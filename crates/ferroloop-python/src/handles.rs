@@ -131,7 +131,8 @@ impl Handle {
         inner.context = Some(context);
         inner.loop_ = Some(loop_);
         drop(inner);
-        self.snapshot_context.store(snapshot_context, Ordering::Relaxed);
+        self.snapshot_context
+            .store(snapshot_context, Ordering::Relaxed);
         self.cancelled.store(false, Ordering::Relaxed);
         Ok(())
     }
@@ -151,7 +152,10 @@ impl Handle {
                 && ffi::Py_REFCNT(ptr) == 1
                 && tp == <Handle as pyo3::PyTypeInfo>::type_object_raw(py)
                 && (*tp).tp_weaklistoffset > 0
-                && (*(ptr as *const u8).offset((*tp).tp_weaklistoffset as isize).cast::<*mut ffi::PyObject>()).is_null()
+                && (*(ptr as *const u8)
+                    .offset((*tp).tp_weaklistoffset as isize)
+                    .cast::<*mut ffi::PyObject>())
+                .is_null()
         };
         if !exact_and_unshared {
             return None;
@@ -161,7 +165,12 @@ impl Handle {
             if inner.source_traceback.is_some() || inner.repr.is_some() {
                 return None;
             }
-            (inner.callback.take(), inner.args.take(), inner.context.take(), inner.loop_.take())
+            (
+                inner.callback.take(),
+                inner.args.take(),
+                inner.context.take(),
+                inner.loop_.take(),
+            )
         };
         // as `Bound`s (a plain decref); they may run arbitrary code (`__del__`), so after
         // the borrow, and the handle is re-checked afterwards
@@ -187,8 +196,17 @@ impl Handle {
         }
         let taken = {
             let mut inner = self.inner.borrow_mut(py)?;
-            let snapshot = if self.snapshot_context.load(Ordering::Relaxed) { inner.context.take() } else { None };
-            (inner.callback.take(), inner.args.take(), inner.loop_.take(), snapshot)
+            let snapshot = if self.snapshot_context.load(Ordering::Relaxed) {
+                inner.context.take()
+            } else {
+                None
+            };
+            (
+                inner.callback.take(),
+                inner.args.take(),
+                inner.loop_.take(),
+                snapshot,
+            )
         };
         // as `Bound`s: dropped with a plain decref (a `Py`'s drop first asks PyO3's
         // thread-local state whether the thread is attached: 4 TLS lookups per callback)
@@ -204,9 +222,15 @@ impl Handle {
     /// Visit what this handle references, on behalf of the loop that owns it.
     pub fn traverse_contents(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Some(inner) = self.inner.try_borrow_for_gc() {
-            for o in [&inner.callback, &inner.context, &inner.loop_, &inner.source_traceback, &inner.repr]
-                .into_iter()
-                .flatten()
+            for o in [
+                &inner.callback,
+                &inner.context,
+                &inner.loop_,
+                &inner.source_traceback,
+                &inner.repr,
+            ]
+            .into_iter()
+            .flatten()
             {
                 visit.call(o)?;
             }
@@ -272,9 +296,15 @@ impl Handle {
         let snapshot = me.snapshot_context.load(Ordering::Relaxed);
         let (cb, args, ctx) = {
             let mut inner = me.inner.borrow_mut(py)?;
-            let ctx = if snapshot { inner.context.take() } else { inner.context.as_ref().map(|c| c.clone_ref(py)) };
+            let ctx = if snapshot {
+                inner.context.take()
+            } else {
+                inner.context.as_ref().map(|c| c.clone_ref(py))
+            };
             match (inner.callback.take(), inner.args.take(), ctx) {
-                (Some(cb), Some(args), Some(ctx)) => (cb.into_bound(py), args.into_bound(py), ctx.into_bound(py)),
+                (Some(cb), Some(args), Some(ctx)) => {
+                    (cb.into_bound(py), args.into_bound(py), ctx.into_bound(py))
+                }
                 (cb, args, ctx) => {
                     inner.callback = cb;
                     inner.args = args;
@@ -343,8 +373,13 @@ impl Handle {
                     // a snapshot held by anything besides this handle is shared: what the
                     // callback sets is undone after the run (context.rs)
                     // SAFETY: ctx is live (the handle holds it).
-                    let shared = slf.get().snapshot_context.load(Ordering::Relaxed) && unsafe { ffi::Py_REFCNT(ctx.as_ptr()) } > 1;
-                    (cb.bind(py).clone(), args.bind(py).clone(), crate::context::for_run(ctx.bind(py), shared)?)
+                    let shared = slf.get().snapshot_context.load(Ordering::Relaxed)
+                        && unsafe { ffi::Py_REFCNT(ctx.as_ptr()) } > 1;
+                    (
+                        cb.bind(py).clone(),
+                        args.bind(py).clone(),
+                        crate::context::for_run(ctx.bind(py), shared)?,
+                    )
                 }
                 _ => return Ok(()),
             }
@@ -356,12 +391,23 @@ impl Handle {
         };
         let report_ctx = ctx.for_report()?;
         drop(ctx); // a shared snapshot's variables are restored now
-        let own_ptr = slf.get().inner.borrow_mut(py)?.context.as_ref().map(|c| c.as_ptr());
+        let own_ptr = slf
+            .get()
+            .inner
+            .borrow_mut(py)?
+            .context
+            .as_ref()
+            .map(|c| c.as_ptr());
         if own_ptr == Some(report_ctx.as_ptr()) {
             return Handle::handle_error(slf, err);
         }
         // the report sees the variables the callback set; the handle keeps its snapshot
-        let own = slf.get().inner.borrow_mut(py)?.context.replace(report_ctx.unbind());
+        let own = slf
+            .get()
+            .inner
+            .borrow_mut(py)?
+            .context
+            .replace(report_ctx.unbind());
         let reported = Handle::handle_error(slf, err);
         let copy = std::mem::replace(&mut slf.get().inner.borrow_mut(py)?.context, own);
         drop(copy);
@@ -373,7 +419,8 @@ impl Handle {
 /// panic in some extension's callback) is not turned back into a panic here: it is an
 /// exception of a callback like any other and goes to the loop's exception handler.
 fn fetch_without_resuming_panics(py: Python<'_>) -> PyErr {
-    let missing = || pyo3::exceptions::PySystemError::new_err("callback failed without an exception");
+    let missing =
+        || pyo3::exceptions::PySystemError::new_err("callback failed without an exception");
     #[cfg(Py_3_12)]
     {
         // SAFETY: PyErr_GetRaisedException moves the (normalized, traceback attached)
@@ -385,7 +432,11 @@ fn fetch_without_resuming_panics(py: Python<'_>) -> PyErr {
     }
     #[cfg(not(Py_3_12))]
     {
-        let (mut t, mut v, mut tb) = (std::ptr::null_mut(), std::ptr::null_mut(), std::ptr::null_mut());
+        let (mut t, mut v, mut tb) = (
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
         // SAFETY: PyErr_Fetch moves the error indicator (three owned references or NULLs)
         // out; NormalizeException makes `v` an instance; the traceback is attached to the
         // value and our references are released. With no exception set, we report a
@@ -430,7 +481,8 @@ fn call_in_context(
         let argv: *mut *mut ffi::PyObject = if n < 4 {
             for i in 0..n {
                 // SAFETY: i < len; borrowed references kept alive by `args`.
-                stack[i + 1] = unsafe { ffi::PyTuple_GET_ITEM(args.as_ptr(), i as ffi::Py_ssize_t) };
+                stack[i + 1] =
+                    unsafe { ffi::PyTuple_GET_ITEM(args.as_ptr(), i as ffi::Py_ssize_t) };
             }
             stack.as_mut_ptr()
         } else {
@@ -479,7 +531,12 @@ impl Handle {
     }
 
     fn get_context(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        Ok(self.inner.borrow_mut(py)?.context.as_ref().map(|c| c.clone_ref(py)))
+        Ok(self
+            .inner
+            .borrow_mut(py)?
+            .context
+            .as_ref()
+            .map(|c| c.clone_ref(py)))
     }
 
     fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -488,12 +545,22 @@ impl Handle {
 
     #[getter]
     fn _callback(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        Ok(self.inner.borrow_mut(py)?.callback.as_ref().map(|c| c.clone_ref(py)))
+        Ok(self
+            .inner
+            .borrow_mut(py)?
+            .callback
+            .as_ref()
+            .map(|c| c.clone_ref(py)))
     }
 
     #[getter]
     fn _args(&self, py: Python<'_>) -> PyResult<Option<Py<PyTuple>>> {
-        Ok(self.inner.borrow_mut(py)?.args.as_ref().map(|c| c.clone_ref(py)))
+        Ok(self
+            .inner
+            .borrow_mut(py)?
+            .args
+            .as_ref()
+            .map(|c| c.clone_ref(py)))
     }
 
     #[getter]
@@ -503,7 +570,12 @@ impl Handle {
 
     #[getter]
     fn _loop(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        Ok(self.inner.borrow_mut(py)?.loop_.as_ref().map(|c| c.clone_ref(py)))
+        Ok(self
+            .inner
+            .borrow_mut(py)?
+            .loop_
+            .as_ref()
+            .map(|c| c.clone_ref(py)))
     }
 
     #[getter]
@@ -513,16 +585,32 @@ impl Handle {
 
     #[getter]
     fn _source_traceback(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        Ok(self.inner.borrow_mut(py)?.source_traceback.as_ref().map(|c| c.clone_ref(py)))
+        Ok(self
+            .inner
+            .borrow_mut(py)?
+            .source_traceback
+            .as_ref()
+            .map(|c| c.clone_ref(py)))
     }
 
     #[getter]
     fn _repr(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        Ok(self.inner.borrow_mut(py)?.repr.as_ref().map(|c| c.clone_ref(py)))
+        Ok(self
+            .inner
+            .borrow_mut(py)?
+            .repr
+            .as_ref()
+            .map(|c| c.clone_ref(py)))
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        let cached = slf.get().inner.borrow_mut(slf.py())?.repr.as_ref().map(|r| r.clone_ref(slf.py()));
+        let cached = slf
+            .get()
+            .inner
+            .borrow_mut(slf.py())?
+            .repr
+            .as_ref()
+            .map(|r| r.clone_ref(slf.py()));
         match cached {
             Some(r) => Ok(r),
             None => Ok(py_helpers::handle_repr(slf.as_any())?.unbind()),
@@ -558,7 +646,13 @@ impl TimerHandle {
     fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
         let base = slf.as_super();
         if !base.get().is_cancelled() {
-            let loop_ = base.get().inner.borrow_mut(slf.py())?.loop_.as_ref().map(|l| l.clone_ref(slf.py()));
+            let loop_ = base
+                .get()
+                .inner
+                .borrow_mut(slf.py())?
+                .loop_
+                .as_ref()
+                .map(|l| l.clone_ref(slf.py()));
             if let Some(l) = loop_ {
                 let l = l.bind(slf.py());
                 match l.cast::<EventLoop>() {
@@ -599,7 +693,10 @@ impl TimerHandle {
             Eq => same_timer(py, (a, wa), (b, wb))?,
             Ne => !same_timer(py, (a, wa), (b, wb))?,
         };
-        Ok(pyo3::types::PyBool::new(py, r).to_owned().into_any().unbind())
+        Ok(pyo3::types::PyBool::new(py, r)
+            .to_owned()
+            .into_any()
+            .unbind())
     }
 }
 
@@ -618,11 +715,17 @@ fn same_timer(
     }
     let (ca, aa) = {
         let i = a.inner.borrow_mut(py)?;
-        (i.callback.as_ref().map(|c| c.clone_ref(py)), i.args.as_ref().map(|c| c.clone_ref(py)))
+        (
+            i.callback.as_ref().map(|c| c.clone_ref(py)),
+            i.args.as_ref().map(|c| c.clone_ref(py)),
+        )
     };
     let (cb, ab) = {
         let i = b.inner.borrow_mut(py)?;
-        (i.callback.as_ref().map(|c| c.clone_ref(py)), i.args.as_ref().map(|c| c.clone_ref(py)))
+        (
+            i.callback.as_ref().map(|c| c.clone_ref(py)),
+            i.args.as_ref().map(|c| c.clone_ref(py)),
+        )
     };
     let cb_eq = match (ca, cb) {
         (Some(x), Some(y)) => x.bind(py).eq(y.bind(py))?,

@@ -37,7 +37,12 @@ pub struct PipeFast {
     loop_: Py<EventLoop>,
 }
 
-fn asyncio_method<'py>(py: Python<'py>, cell: &'static PyOnceLock<Py<PyAny>>, class: &str, name: &str) -> PyResult<&'py Bound<'py, PyAny>> {
+fn asyncio_method<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyAny>>,
+    class: &str,
+    name: &str,
+) -> PyResult<&'py Bound<'py, PyAny>> {
     cell.get_or_try_init(py, || {
         let cls = py.import("ferroloop._compat")?.getattr(class)?;
         Ok::<_, PyErr>(cls.getattr(name)?.unbind())
@@ -58,7 +63,11 @@ fn append(buffer: &Bound<'_, PyByteArray>, data: &[u8]) -> PyResult<()> {
     // SAFETY: the bytearray now has old + data.len() bytes; the tail is ours to fill and no
     // Python code runs meanwhile.
     unsafe {
-        std::ptr::copy_nonoverlapping(data.as_ptr(), (ffi::PyByteArray_AsString(buffer.as_ptr()) as *mut u8).add(old), data.len());
+        std::ptr::copy_nonoverlapping(
+            data.as_ptr(),
+            (ffi::PyByteArray_AsString(buffer.as_ptr()) as *mut u8).add(old),
+            data.len(),
+        );
     }
     Ok(())
 }
@@ -81,17 +90,27 @@ impl PipeFast {
     }
 
     fn transport<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        Ok(self.transport.borrow_mut(py)?.as_ref().map(|t| t.bind(py).clone()))
+        Ok(self
+            .transport
+            .borrow_mut(py)?
+            .as_ref()
+            .map(|t| t.bind(py).clone()))
     }
 }
 
-fn read_once<'py>(lp: &EventLoop, py: Python<'py>, fd: RawFd) -> PyResult<std::io::Result<Bound<'py, PyBytes>>> {
+fn read_once<'py>(
+    lp: &EventLoop,
+    py: Python<'py>,
+    fd: RawFd,
+) -> PyResult<std::io::Result<Bound<'py, PyBytes>>> {
     let spare = match lp.take_read_spare(py)? {
         Some(s) => s.into_bound(py),
         None => {
             // SAFETY: a NULL source makes an uninitialised bytes of MAX_READ bytes: a new
             // reference, or NULL with an exception set.
-            let p = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), MAX_READ as ffi::Py_ssize_t) };
+            let p = unsafe {
+                ffi::PyBytes_FromStringAndSize(std::ptr::null(), MAX_READ as ffi::Py_ssize_t)
+            };
             // SAFETY: p is a new reference or NULL (error fetched).
             unsafe { Bound::from_owned_ptr_or_err(py, p)?.cast_into_unchecked::<PyBytes>() }
         }
@@ -119,16 +138,23 @@ fn read_once<'py>(lp: &EventLoop, py: Python<'py>, fd: RawFd) -> PyResult<std::i
 impl PipeFast {
     #[new]
     fn py_new(transport: Bound<'_, PyAny>, loop_: Bound<'_, EventLoop>, fd: RawFd) -> Self {
-        PipeFast { fd, transport: GilCell::new(Some(transport.unbind())), loop_: loop_.unbind() }
+        PipeFast {
+            fd,
+            transport: GilCell::new(Some(transport.unbind())),
+            loop_: loop_.unbind(),
+        }
     }
 
     /// asyncio's `_UnixReadPipeTransport._read_ready`, data path native.
     fn _read_ready(&self, py: Python<'_>) -> PyResult<()> {
         static SLOW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-        let Some(tr) = self.transport(py)? else { return Ok(()) };
+        let Some(tr) = self.transport(py)? else {
+            return Ok(());
+        };
         match read_once(self.loop_.get(), py, self.fd)? {
             Ok(data) if !data.as_bytes().is_empty() => {
-                tr.getattr(intern!(py, "_protocol"))?.call_method1(intern!(py, "data_received"), (data,))?;
+                tr.getattr(intern!(py, "_protocol"))?
+                    .call_method1(intern!(py, "data_received"), (data,))?;
                 Ok(())
             }
             Err(e) if ferroloop::sock::would_block(&e) => Ok(()),
@@ -144,18 +170,25 @@ impl PipeFast {
     /// buffered, an append to the buffer (flow control checked) while something is; every
     /// other case is asyncio's.
     fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        let Some(tr) = self.transport(py)? else { return Ok(()) };
+        let Some(tr) = self.transport(py)? else {
+            return Ok(());
+        };
         let slow = |d: &Bound<'_, PyAny>| slow_write(py)?.call1((&tr, d)).map(|_| ());
         // SAFETY: a type check on a live object.
         if unsafe { ffi::PyBytes_Check(data.as_ptr()) } == 0 {
             return slow(data);
         }
         let bytes = data.cast::<PyBytes>()?.as_bytes();
-        if bytes.is_empty() || tr.getattr(intern!(py, "_conn_lost"))?.is_truthy()? || tr.getattr(intern!(py, "_closing"))?.is_truthy()? {
+        if bytes.is_empty()
+            || tr.getattr(intern!(py, "_conn_lost"))?.is_truthy()?
+            || tr.getattr(intern!(py, "_closing"))?.is_truthy()?
+        {
             return slow(data);
         }
         let buffer = tr.getattr(intern!(py, "_buffer"))?;
-        let Ok(buffer) = buffer.cast_exact::<PyByteArray>() else { return slow(data) };
+        let Ok(buffer) = buffer.cast_exact::<PyByteArray>() else {
+            return slow(data);
+        };
         if !buffer.is_empty() {
             // the pipe is full: queue behind what waits, as asyncio's `_buffer += data`
             append(buffer, bytes)?;
@@ -178,9 +211,13 @@ impl PipeFast {
     /// removed, `resume_writing` if paused, connection lost if closing); an error is
     /// asyncio's method's (the write fails again there, the same way).
     fn _write_ready(&self, py: Python<'_>) -> PyResult<()> {
-        let Some(tr) = self.transport(py)? else { return Ok(()) };
+        let Some(tr) = self.transport(py)? else {
+            return Ok(());
+        };
         let buffer = tr.getattr(intern!(py, "_buffer"))?;
-        let Ok(buffer) = buffer.cast_exact::<PyByteArray>() else { return self.slow_write_ready(py, &tr) };
+        let Ok(buffer) = buffer.cast_exact::<PyByteArray>() else {
+            return self.slow_write_ready(py, &tr);
+        };
         let len = buffer.len();
         if len == 0 {
             return self.slow_write_ready(py, &tr);
@@ -188,7 +225,13 @@ impl PipeFast {
         let n = loop {
             // SAFETY: the bytearray's storage is readable for len bytes, and no Python code
             // runs (nothing can resize it) during the call.
-            let n = unsafe { libc::write(self.fd, ffi::PyByteArray_AsString(buffer.as_ptr()).cast(), len) };
+            let n = unsafe {
+                libc::write(
+                    self.fd,
+                    ffi::PyByteArray_AsString(buffer.as_ptr()).cast(),
+                    len,
+                )
+            };
             if n >= 0 {
                 break Ok(n as usize);
             }
@@ -212,7 +255,9 @@ impl PipeFast {
             Ok(n) => {
                 if n > 0 {
                     // SAFETY: a live bytearray; deleting its first n <= len bytes.
-                    if unsafe { ffi::PySequence_DelSlice(buffer.as_ptr(), 0, n as ffi::Py_ssize_t) } < 0 {
+                    if unsafe { ffi::PySequence_DelSlice(buffer.as_ptr(), 0, n as ffi::Py_ssize_t) }
+                        < 0
+                    {
                         return Err(PyErr::fetch(py));
                     }
                 }
@@ -242,7 +287,11 @@ impl PipeFast {
 
     fn __clear__(&self) {
         Python::attach(|py| {
-            let t = self.transport.borrow_mut(py).ok().and_then(|mut t| t.take());
+            let t = self
+                .transport
+                .borrow_mut(py)
+                .ok()
+                .and_then(|mut t| t.take());
             drop(t);
         })
     }

@@ -23,7 +23,10 @@ use pyo3::types::PyDict;
 pub fn allowed() -> bool {
     static ALLOWED: OnceLock<bool> = OnceLock::new();
     *ALLOWED.get_or_init(|| {
-        !matches!(std::env::var("FERROLOOP_PRIVATE_FAST_PATHS").as_deref(), Ok("0") | Ok("off") | Ok("false"))
+        !matches!(
+            std::env::var("FERROLOOP_PRIVATE_FAST_PATHS").as_deref(),
+            Ok("0") | Ok("off") | Ok("false")
+        )
     })
 }
 

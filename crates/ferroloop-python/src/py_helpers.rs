@@ -8,9 +8,9 @@
 //!
 //! Threading: any thread holding the GIL.
 
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::ffi;
 
 const MODULE: &str = "ferroloop._handles";
 const TRANSPORTS: &str = "ferroloop._transports";
@@ -70,7 +70,10 @@ pub fn send_after_lost_warning(py: Python<'_>) -> PyResult<()> {
 }
 
 /// A server's connection is lost: `ferroloop._transports.detach(server, transport)`.
-pub fn detach_from_server(server: &Bound<'_, PyAny>, transport: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+pub fn detach_from_server(
+    server: &Bound<'_, PyAny>,
+    transport: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
     let py = server.py();
     helper!(py, TRANSPORTS, "detach")?.call1((server, transport))?;
     Ok(())
@@ -98,5 +101,6 @@ pub fn os_error(e: std::io::Error) -> PyErr {
 
 /// `SystemExit` or `KeyboardInterrupt`: the exceptions asyncio lets out of the loop.
 pub fn is_exit(py: Python<'_>, err: &PyErr) -> bool {
-    err.is_instance_of::<pyo3::exceptions::PySystemExit>(py) || err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
+    err.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
+        || err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
 }

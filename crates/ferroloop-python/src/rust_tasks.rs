@@ -64,7 +64,10 @@ impl Resolver {
         let Some(fut) = self.fut.take() else { return };
         Python::attach(|py| {
             let fut = fut.bind(py);
-            let done = fut.call_method0("done").and_then(|d| d.extract::<bool>()).unwrap_or(true);
+            let done = fut
+                .call_method0("done")
+                .and_then(|d| d.extract::<bool>())
+                .unwrap_or(true);
             if done {
                 return;
             }
@@ -85,7 +88,10 @@ impl Drop for Resolver {
         if let Some(fut) = self.fut.take() {
             Python::attach(|py| {
                 let fut = fut.bind(py);
-                let done = fut.call_method0("done").and_then(|d| d.extract::<bool>()).unwrap_or(true);
+                let done = fut
+                    .call_method0("done")
+                    .and_then(|d| d.extract::<bool>())
+                    .unwrap_or(true);
                 // a loop that closes drops its Rust tasks: the future stays pending then, as
                 // any asyncio future pending at close does (its callbacks could not run)
                 let closed = fut
@@ -114,15 +120,26 @@ where
 {
     let native = native_loop(loop_)?;
     let fut = loop_.call_method0("create_future")?;
-    let resolver = Resolver { fut: Some(fut.clone().unbind()) };
-    let task = Rc::new(EventLoop::with_rust_loop(native, |lp| lp.spawn(make(resolver)))?);
-    let canceller = Py::new(loop_.py(), RustTaskCanceller { task: Some(task.clone()) })?;
+    let resolver = Resolver {
+        fut: Some(fut.clone().unbind()),
+    };
+    let task = Rc::new(EventLoop::with_rust_loop(native, |lp| {
+        lp.spawn(make(resolver))
+    })?);
+    let canceller = Py::new(
+        loop_.py(),
+        RustTaskCanceller {
+            task: Some(task.clone()),
+        },
+    )?;
     fut.call_method1("add_done_callback", (canceller,))?;
     Ok((fut.unbind(), task))
 }
 
 fn native_loop<'a, 'py>(loop_: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, EventLoop>> {
-    loop_.cast::<EventLoop>().map_err(|_| PyTypeError::new_err("a ferroloop event loop is required"))
+    loop_
+        .cast::<EventLoop>()
+        .map_err(|_| PyTypeError::new_err("a ferroloop event loop is required"))
 }
 
 /// `rust_sleep(loop, delay, result=None, rust_cancel_after=None)`: an `asyncio.Future`
@@ -160,7 +177,12 @@ pub fn rust_sleep(
 /// back after a Rust task connected to it with the engine's `TcpStream`, sent `data`,
 /// half-closed and read to the end.
 #[pyfunction]
-pub fn rust_echo(r#loop: &Bound<'_, PyAny>, host: String, port: u16, data: Vec<u8>) -> PyResult<Py<PyAny>> {
+pub fn rust_echo(
+    r#loop: &Bound<'_, PyAny>,
+    host: String,
+    port: u16,
+    data: Vec<u8>,
+) -> PyResult<Py<PyAny>> {
     let (fut, _task) = bridge(r#loop, move |mut resolver| async move {
         let r = echo(&host, port, &data).await;
         let r = Python::attach(|py| match r {

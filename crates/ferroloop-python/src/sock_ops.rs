@@ -32,7 +32,10 @@ enum Op {
     /// `sock.recv(n)` done natively (no exception object for each would-block).
     Recv { n: usize },
     /// `sock.<method>(*args)`; the result is the future's.
-    Call { method: Py<PyString>, args: Py<PyTuple> },
+    Call {
+        method: Py<PyString>,
+        args: Py<PyTuple>,
+    },
     /// Send all of `data` (a bytes-like object) from offset `pos`.
     SendAll { data: Py<PyAny>, pos: usize },
     /// `sock.accept()`, the new socket made non-blocking.
@@ -96,7 +99,13 @@ pub fn check_socket(sock: &Bound<'_, PyAny>) -> PyResult<()> {
     Ok(())
 }
 
-fn attempt(lp: &EventLoop, py: Python<'_>, sock: &Bound<'_, PyAny>, fd: RawFd, op: &mut Op) -> Attempt {
+fn attempt(
+    lp: &EventLoop,
+    py: Python<'_>,
+    sock: &Bound<'_, PyAny>,
+    fd: RawFd,
+    op: &mut Op,
+) -> Attempt {
     let result = match op {
         Op::Recv { n } => {
             // straight into a new bytes when the allocation stays on the heap (a copy of a
@@ -112,19 +121,34 @@ fn attempt(lp: &EventLoop, py: Python<'_>, sock: &Bound<'_, PyAny>, fd: RawFd, o
                 Ok(Err(e)) if ferroloop::sock::would_block(&e) => Attempt::WouldBlock,
                 Ok(Err(e)) => Attempt::Failed(py_helpers::os_error(e)),
                 Err(e) => Attempt::Failed(e),
-            }
+            };
         }
-        Op::Call { method, args } => sock.call_method1(method.bind(py), args.bind(py).clone()).map(Bound::unbind),
+        Op::Call { method, args } => sock
+            .call_method1(method.bind(py), args.bind(py).clone())
+            .map(Bound::unbind),
         Op::Accept => sock.call_method0(intern!(py, "accept")).and_then(|pair| {
             let conn = pair.get_item(0)?;
             conn.call_method1(intern!(py, "setblocking"), (false,))?;
             Ok(pair.unbind())
         }),
         Op::Connect { address } => {
-            match sock.call_method1(intern!(py, "getsockopt"), (libc::SOL_SOCKET, libc::SO_ERROR)).and_then(|e| e.extract::<i32>()) {
+            match sock
+                .call_method1(
+                    intern!(py, "getsockopt"),
+                    (libc::SOL_SOCKET, libc::SO_ERROR),
+                )
+                .and_then(|e| e.extract::<i32>())
+            {
                 Ok(0) => Ok(py.None()),
                 Ok(err) => {
-                    let msg = format!("Connect call failed {}", address.bind(py).str().map(|s| s.to_string()).unwrap_or_default());
+                    let msg = format!(
+                        "Connect call failed {}",
+                        address
+                            .bind(py)
+                            .str()
+                            .map(|s| s.to_string())
+                            .unwrap_or_default()
+                    );
                     // SAFETY: strerror is not needed: OSError(errno, msg) picks the subclass.
                     Err(pyo3::exceptions::PyOSError::new_err((err, msg)))
                 }
@@ -144,7 +168,8 @@ fn attempt(lp: &EventLoop, py: Python<'_>, sock: &Bound<'_, PyAny>, fd: RawFd, o
 fn send_some(py: Python<'_>, fd: RawFd, data: &Bound<'_, PyAny>, pos: &mut usize) -> Attempt {
     let mut view = std::mem::MaybeUninit::<ffi::Py_buffer>::uninit();
     // SAFETY: data is live; on success the view is released below exactly once.
-    if unsafe { ffi::PyObject_GetBuffer(data.as_ptr(), view.as_mut_ptr(), ffi::PyBUF_SIMPLE) } != 0 {
+    if unsafe { ffi::PyObject_GetBuffer(data.as_ptr(), view.as_mut_ptr(), ffi::PyBUF_SIMPLE) } != 0
+    {
         return Attempt::Failed(PyErr::fetch(py));
     }
     // SAFETY: PyObject_GetBuffer succeeded.
@@ -154,7 +179,8 @@ fn send_some(py: Python<'_>, fd: RawFd, data: &Bound<'_, PyAny>, pos: &mut usize
         Ok(0)
     } else {
         // SAFETY: the view's buffer is len readable bytes while exported; pos < len.
-        let rest = unsafe { std::slice::from_raw_parts((view.buf as *const u8).add(*pos), len - *pos) };
+        let rest =
+            unsafe { std::slice::from_raw_parts((view.buf as *const u8).add(*pos), len - *pos) };
         ferroloop::sock::send(fd, rest)
     };
     // SAFETY: releasing the view obtained above.
@@ -200,7 +226,13 @@ impl SockWaiter {
     }
 
     /// Try `op` on `sock` now; return a future, done or waiting on a watcher.
-    fn start(lp: &Bound<'_, EventLoop>, sock: &Bound<'_, PyAny>, write: bool, mut op: Op, first_try: bool) -> PyResult<Py<PyAny>> {
+    fn start(
+        lp: &Bound<'_, EventLoop>,
+        sock: &Bound<'_, PyAny>,
+        write: bool,
+        mut op: Op,
+        first_try: bool,
+    ) -> PyResult<Py<PyAny>> {
         let py = lp.py();
         check_socket(sock)?;
         let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
@@ -232,9 +264,19 @@ impl SockWaiter {
                 handle: GilCell::new(None),
             },
         )?;
-        let handle = EventLoop::watch_fd(lp, fd, waiter.getattr(intern!(py, "_ready"))?, PyTuple::empty(py), write, true)?;
+        let handle = EventLoop::watch_fd(
+            lp,
+            fd,
+            waiter.getattr(intern!(py, "_ready"))?,
+            PyTuple::empty(py),
+            write,
+            true,
+        )?;
         *waiter.get().handle.borrow_mut(py)? = Some(handle);
-        fut.call_method1(intern!(py, "add_done_callback"), (waiter.getattr(intern!(py, "_done"))?,))?;
+        fut.call_method1(
+            intern!(py, "add_done_callback"),
+            (waiter.getattr(intern!(py, "_done"))?,),
+        )?;
         Ok(fut.unbind())
     }
 }
@@ -295,24 +337,53 @@ pub fn sock_call(
     method: Bound<'_, PyString>,
     args: Bound<'_, PyTuple>,
 ) -> PyResult<Py<PyAny>> {
-    SockWaiter::start(loop_, sock, write, Op::Call { method: method.unbind(), args: args.unbind() }, true)
+    SockWaiter::start(
+        loop_,
+        sock,
+        write,
+        Op::Call {
+            method: method.unbind(),
+            args: args.unbind(),
+        },
+        true,
+    )
 }
 
 /// `sock_recv(sock, n)`: natively when `0 < n <= 256 KiB`, else through `sock.recv`.
 #[pyfunction]
-pub fn sock_recv(loop_: &Bound<'_, EventLoop>, sock: &Bound<'_, PyAny>, n: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+pub fn sock_recv(
+    loop_: &Bound<'_, EventLoop>,
+    sock: &Bound<'_, PyAny>,
+    n: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyAny>> {
     let py = sock.py();
     let op = match n.extract::<isize>() {
         Ok(k) if k > 0 && k as usize <= crate::transport::MAX_READ => Op::Recv { n: k as usize },
-        _ => Op::Call { method: intern!(py, "recv").clone().unbind(), args: PyTuple::new(py, [n])?.unbind() },
+        _ => Op::Call {
+            method: intern!(py, "recv").clone().unbind(),
+            args: PyTuple::new(py, [n])?.unbind(),
+        },
     };
     SockWaiter::start(loop_, sock, false, op, true)
 }
 
 /// `sock_sendall`: send everything, waiting for writability as often as needed.
 #[pyfunction]
-pub fn sock_sendall(loop_: &Bound<'_, EventLoop>, sock: &Bound<'_, PyAny>, data: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-    SockWaiter::start(loop_, sock, true, Op::SendAll { data: data.clone().unbind(), pos: 0 }, true)
+pub fn sock_sendall(
+    loop_: &Bound<'_, EventLoop>,
+    sock: &Bound<'_, PyAny>,
+    data: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    SockWaiter::start(
+        loop_,
+        sock,
+        true,
+        Op::SendAll {
+            data: data.clone().unbind(),
+            pos: 0,
+        },
+        true,
+    )
 }
 
 /// `sock_accept`: `(conn, address)` with `conn` non-blocking.
@@ -323,6 +394,18 @@ pub fn sock_accept(loop_: &Bound<'_, EventLoop>, sock: &Bound<'_, PyAny>) -> PyR
 
 /// `sock_connect` after `connect()` raised `BlockingIOError`: wait for the outcome.
 #[pyfunction]
-pub fn sock_connect_wait(loop_: &Bound<'_, EventLoop>, sock: &Bound<'_, PyAny>, address: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-    SockWaiter::start(loop_, sock, true, Op::Connect { address: address.clone().unbind() }, false)
+pub fn sock_connect_wait(
+    loop_: &Bound<'_, EventLoop>,
+    sock: &Bound<'_, PyAny>,
+    address: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    SockWaiter::start(
+        loop_,
+        sock,
+        true,
+        Op::Connect {
+            address: address.clone().unbind(),
+        },
+        false,
+    )
 }

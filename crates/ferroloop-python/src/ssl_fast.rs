@@ -32,10 +32,12 @@
 //! Threading: loop thread, under the GIL.
 
 use pyo3::exceptions::{PyException, PyTypeError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::intern;
-use pyo3::types::{PyByteArray, PyBytes, PyList, PyMemoryView, PyTuple, PyWeakrefMethods, PyWeakrefReference};
+use pyo3::types::{
+    PyByteArray, PyBytes, PyList, PyMemoryView, PyTuple, PyWeakrefMethods, PyWeakrefReference,
+};
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -114,7 +116,12 @@ fn slice(py: Python<'_>, start: usize, stop: usize) -> PyResult<Bound<'_, PyAny>
     let stop = stop.into_pyobject(py)?;
     // SAFETY: PySlice_New borrows its arguments (live for the call) and returns a new
     // reference, or NULL with an exception set.
-    unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PySlice_New(start.as_ptr(), stop.as_ptr(), std::ptr::null_mut())) }
+    unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            pyo3::ffi::PySlice_New(start.as_ptr(), stop.as_ptr(), std::ptr::null_mut()),
+        )
+    }
 }
 
 fn attr_usize(obj: &Bound<'_, PyAny>, name: &Bound<'_, pyo3::types::PyString>) -> PyResult<usize> {
@@ -127,7 +134,10 @@ fn guarded(proto: &Bound<'_, PyAny>, f: impl FnOnce() -> PyResult<()>) -> PyResu
     let py = proto.py();
     match f() {
         Err(e) if e.is_instance_of::<PyException>(py) => {
-            proto.call_method1(intern!(py, "_fatal_error"), (e.into_value(py), "Fatal error on SSL protocol"))?;
+            proto.call_method1(
+                intern!(py, "_fatal_error"),
+                (e.into_value(py), "Fatal error on SSL protocol"),
+            )?;
             Ok(())
         }
         r => r,
@@ -138,8 +148,14 @@ fn guarded(proto: &Bound<'_, PyAny>, f: impl FnOnce() -> PyResult<()>) -> PyResu
 fn do_read(proto: &Bound<'_, PyAny>, n: &Names) -> PyResult<()> {
     let py = proto.py();
     guarded(proto, || {
-        if !proto.getattr(intern!(py, "_app_reading_paused"))?.is_truthy()? {
-            if proto.getattr(intern!(py, "_app_protocol_is_buffer"))?.is_truthy()? {
+        if !proto
+            .getattr(intern!(py, "_app_reading_paused"))?
+            .is_truthy()?
+        {
+            if proto
+                .getattr(intern!(py, "_app_protocol_is_buffer"))?
+                .is_truthy()?
+            {
                 n.do_read_buffered.bind(py).call1((proto,))?;
             } else {
                 read_copied(proto, n)?;
@@ -181,7 +197,10 @@ fn read_copied(proto: &Bound<'_, PyAny>, n: &Names) -> PyResult<()> {
                 // only raise SSLWantReadError (an exception object per record, measured
                 // with benches/bench_tls_paths.py), so stop here
                 if attr_usize(&incoming, intern!(py, "pending"))? == 0
-                    && sslobj.call_method0(intern!(py, "pending"))?.extract::<usize>()? == 0
+                    && sslobj
+                        .call_method0(intern!(py, "pending"))?
+                        .extract::<usize>()?
+                        == 0
                 {
                     break;
                 }
@@ -230,7 +249,9 @@ fn do_write(proto: &Bound<'_, PyAny>, n: &Names) -> PyResult<()> {
     let result = (|| -> PyResult<()> {
         while backlog.len()? > 0 {
             let data = backlog.get_item(0)?;
-            let count: usize = sslobj.call_method1(intern!(py, "write"), (&data,))?.extract()?;
+            let count: usize = sslobj
+                .call_method1(intern!(py, "write"), (&data,))?
+                .extract()?;
             let data_len = data.len()?;
             if count < data_len {
                 let rest = data.get_item(slice(py, count, data_len)?)?;
@@ -254,10 +275,17 @@ fn do_write(proto: &Bound<'_, PyAny>, n: &Names) -> PyResult<()> {
 /// asyncio's `_process_outgoing`: the records the TLS engine produced, to the transport.
 fn process_outgoing(proto: &Bound<'_, PyAny>) -> PyResult<()> {
     let py = proto.py();
-    if !proto.getattr(intern!(py, "_ssl_writing_paused"))?.is_truthy()? {
-        let data = proto.getattr(intern!(py, "_outgoing"))?.call_method0(intern!(py, "read"))?;
+    if !proto
+        .getattr(intern!(py, "_ssl_writing_paused"))?
+        .is_truthy()?
+    {
+        let data = proto
+            .getattr(intern!(py, "_outgoing"))?
+            .call_method0(intern!(py, "read"))?;
         if data.len()? > 0 {
-            proto.getattr(intern!(py, "_transport"))?.call_method1(intern!(py, "write"), (data,))?;
+            proto
+                .getattr(intern!(py, "_transport"))?
+                .call_method1(intern!(py, "write"), (data,))?;
         }
     }
     control_app_writing(proto)
@@ -266,9 +294,14 @@ fn process_outgoing(proto: &Bound<'_, PyAny>) -> PyResult<()> {
 /// asyncio's `_control_app_writing`, called only when a watermark is crossed.
 fn control_app_writing(proto: &Bound<'_, PyAny>) -> PyResult<()> {
     let py = proto.py();
-    let pending = attr_usize(&proto.getattr(intern!(py, "_outgoing"))?, intern!(py, "pending"))?;
+    let pending = attr_usize(
+        &proto.getattr(intern!(py, "_outgoing"))?,
+        intern!(py, "pending"),
+    )?;
     let size = pending + attr_usize(proto, intern!(py, "_write_buffer_size"))?;
-    let paused = proto.getattr(intern!(py, "_app_writing_paused"))?.is_truthy()?;
+    let paused = proto
+        .getattr(intern!(py, "_app_writing_paused"))?
+        .is_truthy()?;
     let cross = if paused {
         size <= attr_usize(proto, intern!(py, "_outgoing_low_water"))?
     } else {
@@ -283,8 +316,13 @@ fn control_app_writing(proto: &Bound<'_, PyAny>) -> PyResult<()> {
 /// asyncio's `_control_ssl_reading`, called only when a watermark is crossed.
 fn control_ssl_reading(proto: &Bound<'_, PyAny>) -> PyResult<()> {
     let py = proto.py();
-    let size = attr_usize(&proto.getattr(intern!(py, "_incoming"))?, intern!(py, "pending"))?;
-    let paused = proto.getattr(intern!(py, "_ssl_reading_paused"))?.is_truthy()?;
+    let size = attr_usize(
+        &proto.getattr(intern!(py, "_incoming"))?,
+        intern!(py, "pending"),
+    )?;
+    let paused = proto
+        .getattr(intern!(py, "_ssl_reading_paused"))?
+        .is_truthy()?;
     let cross = if paused {
         size <= attr_usize(proto, intern!(py, "_incoming_low_water"))?
     } else {
@@ -343,7 +381,9 @@ impl SslFast {
         if self.listed.load(Ordering::Relaxed) {
             return Ok(true);
         }
-        let Some(lp) = &self.loop_ else { return Ok(false) };
+        let Some(lp) = &self.loop_ else {
+            return Ok(false);
+        };
         if !lp.get().defer_ssl(slf.py(), slf)? {
             return Ok(false);
         }
@@ -360,7 +400,9 @@ impl SslFast {
         if me.waiting.swap(0, Ordering::Relaxed) == 0 {
             return Ok(());
         }
-        let Some(proto) = me.proto(py)? else { return Ok(()) };
+        let Some(proto) = me.proto(py)? else {
+            return Ok(());
+        };
         let n = names(py)?;
         // another path (a read, closing) may have encrypted the backlog already, or the
         // connection moved on: then asyncio's own code owns what is left
@@ -378,7 +420,11 @@ impl SslFast {
     #[new]
     fn new(proto: &Bound<'_, PyAny>) -> PyResult<Self> {
         let py = proto.py();
-        let loop_ = proto.getattr(intern!(py, "_loop"))?.cast_into::<EventLoop>().ok().map(Bound::unbind);
+        let loop_ = proto
+            .getattr(intern!(py, "_loop"))?
+            .cast_into::<EventLoop>()
+            .ok()
+            .map(Bound::unbind);
         Ok(SslFast {
             proto: PyWeakrefReference::new(proto)?.unbind(),
             loop_,
@@ -405,10 +451,16 @@ impl SslFast {
     /// always is for the native transport's `get_buffer(-1)`), else asyncio's method.
     fn get_buffer<'py>(&self, py: Python<'py>, n: isize) -> PyResult<Bound<'py, PyAny>> {
         let Some(proto) = self.proto(py)? else {
-            return Err(pyo3::exceptions::PyRuntimeError::new_err("SSL protocol is gone"));
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "SSL protocol is gone",
+            ));
         };
         let max_size = attr_usize(&proto, intern!(py, "max_size"))?;
-        let want = if n <= 0 || n as usize > max_size { max_size } else { n as usize };
+        let want = if n <= 0 || n as usize > max_size {
+            max_size
+        } else {
+            n as usize
+        };
         let view = proto.getattr(intern!(py, "_ssl_buffer_view"))?;
         if view.len()? >= want {
             return Ok(view);
@@ -419,7 +471,9 @@ impl SslFast {
     /// `SSLProtocol.buffer_updated`: native when the connection is established, asyncio's
     /// method in the other states (handshake, flushing, shutdown: once per connection).
     fn buffer_updated(&self, py: Python<'_>, nbytes: usize) -> PyResult<()> {
-        let Some(proto) = self.proto(py)? else { return Ok(()) };
+        let Some(proto) = self.proto(py)? else {
+            return Ok(());
+        };
         let n = names(py)?;
         let state = proto.getattr(intern!(py, "_state"))?;
         if !state.is(n.wrapped.bind(py)) {
@@ -427,13 +481,17 @@ impl SslFast {
         }
         let view = proto.getattr(intern!(py, "_ssl_buffer_view"))?;
         let chunk = view.get_item(slice(py, 0, nbytes)?)?;
-        proto.getattr(intern!(py, "_incoming"))?.call_method1(intern!(py, "write"), (chunk,))?;
+        proto
+            .getattr(intern!(py, "_incoming"))?
+            .call_method1(intern!(py, "write"), (chunk,))?;
         do_read(&proto, n)
     }
 
     /// `SSLProtocol._do_read`.
     fn _do_read(&self, py: Python<'_>) -> PyResult<()> {
-        let Some(proto) = self.proto(py)? else { return Ok(()) };
+        let Some(proto) = self.proto(py)? else {
+            return Ok(());
+        };
         let n = names(py)?;
         let state = proto.getattr(intern!(py, "_state"))?;
         if !state.is(n.wrapped.bind(py)) && !state.is(n.flushing.bind(py)) {
@@ -445,7 +503,9 @@ impl SslFast {
     /// `SSLProtocol._write_appdata`.
     fn _write_appdata(slf: &Bound<'_, SslFast>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
-        let Some(proto) = slf.get().proto(py)? else { return Ok(()) };
+        let Some(proto) = slf.get().proto(py)? else {
+            return Ok(());
+        };
         write_appdata(slf, &proto, names(py)?, list_of_data)
     }
 
@@ -457,12 +517,21 @@ impl SslFast {
             || data.is_instance_of::<PyMemoryView>())
         {
             let name = data.get_type().name()?;
-            return Err(PyTypeError::new_err(format!("data: expecting a bytes-like instance, got {name}")));
+            return Err(PyTypeError::new_err(format!(
+                "data: expecting a bytes-like instance, got {name}"
+            )));
         }
         if data.len()? == 0 {
             return Ok(());
         }
-        let Some(proto) = slf.get().proto(py)? else { return Ok(()) };
-        write_appdata(slf, &proto, names(py)?, &PyTuple::new(py, [data])?.into_any())
+        let Some(proto) = slf.get().proto(py)? else {
+            return Ok(());
+        };
+        write_appdata(
+            slf,
+            &proto,
+            names(py)?,
+            &PyTuple::new(py, [data])?.into_any(),
+        )
     }
 }

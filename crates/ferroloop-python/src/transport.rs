@@ -55,13 +55,20 @@ const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 /// serves by `mmap`: page faults and `munmap` took 24% of a 100 KiB echo server's time,
 /// against 10% for the copy. Large reads in a row skip the copy another way
 /// (`recv_into_new`, `BIG_READ`).
-pub(crate) fn recv_bytes<'py>(lp: &EventLoop, py: Python<'py>, fd: RawFd, max: usize) -> PyResult<std::io::Result<Bound<'py, PyBytes>>> {
+pub(crate) fn recv_bytes<'py>(
+    lp: &EventLoop,
+    py: Python<'py>,
+    fd: RawFd,
+    max: usize,
+) -> PyResult<std::io::Result<Bound<'py, PyBytes>>> {
     let spare = match lp.take_read_spare(py)? {
         Some(s) => s.into_bound(py),
         None => {
             // SAFETY: a NULL source makes an uninitialised bytes of MAX_READ bytes: a new
             // reference, or NULL with an exception set.
-            let p = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), MAX_READ as ffi::Py_ssize_t) };
+            let p = unsafe {
+                ffi::PyBytes_FromStringAndSize(std::ptr::null(), MAX_READ as ffi::Py_ssize_t)
+            };
             // SAFETY: p is a new reference or NULL (error fetched).
             unsafe { Bound::from_owned_ptr_or_err(py, p)?.cast_into_unchecked::<PyBytes>() }
         }
@@ -98,12 +105,17 @@ pub(crate) const DIRECT_READ_MAX: usize = 96 * 1024;
 ///
 /// Shrinking uses CPython's private `_PyBytes_Resize` (`private_api.rs`); with the private
 /// fast paths off, the read goes into a temporary buffer and is copied out.
-pub(crate) fn recv_into_new<'py>(py: Python<'py>, fd: RawFd, max: usize) -> PyResult<std::io::Result<Bound<'py, PyBytes>>> {
+pub(crate) fn recv_into_new<'py>(
+    py: Python<'py>,
+    fd: RawFd,
+    max: usize,
+) -> PyResult<std::io::Result<Bound<'py, PyBytes>>> {
     debug_assert!(max > 0 && max <= DIRECT_READ_MAX);
     if !crate::private_api::allowed() {
         let mut buf = vec![0u8; max];
         // SAFETY: buf is a live, writable allocation of `max` bytes.
-        return Ok(unsafe { sock::recv_raw(fd, buf.as_mut_ptr(), max) }.map(|n| PyBytes::new(py, &buf[..n])));
+        return Ok(unsafe { sock::recv_raw(fd, buf.as_mut_ptr(), max) }
+            .map(|n| PyBytes::new(py, &buf[..n])));
     }
     // SAFETY: a NULL source makes an uninitialised bytes of `max` (> 0, so not the shared
     // empty object) bytes: a new reference, or NULL with an exception set.
@@ -123,7 +135,9 @@ pub(crate) fn recv_into_new<'py>(py: Python<'py>, fd: RawFd, max: usize) -> PyRe
                 }
             }
             // SAFETY: p is a new reference to a bytes.
-            Ok(Ok(unsafe { Bound::from_owned_ptr(py, p).cast_into_unchecked::<PyBytes>() }))
+            Ok(Ok(unsafe {
+                Bound::from_owned_ptr(py, p).cast_into_unchecked::<PyBytes>()
+            }))
         }
         Err(e) => {
             // SAFETY: our only reference to the unused bytes.
@@ -193,15 +207,30 @@ fn buffered_protocol_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
 
 impl SocketTransportCore {
     fn loop_<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, EventLoop>>> {
-        Ok(self.state.borrow_mut(py)?.loop_.as_ref().map(|l| l.bind(py).clone()))
+        Ok(self
+            .state
+            .borrow_mut(py)?
+            .loop_
+            .as_ref()
+            .map(|l| l.bind(py).clone()))
     }
 
     fn protocol<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        Ok(self.state.borrow_mut(py)?.protocol.as_ref().map(|p| p.bind(py).clone()))
+        Ok(self
+            .state
+            .borrow_mut(py)?
+            .protocol
+            .as_ref()
+            .map(|p| p.bind(py).clone()))
     }
 
     fn transport<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        Ok(self.state.borrow_mut(py)?.transport.as_ref().map(|p| p.bind(py).clone()))
+        Ok(self
+            .state
+            .borrow_mut(py)?
+            .transport
+            .as_ref()
+            .map(|p| p.bind(py).clone()))
     }
 
     fn is_reading_now(&self) -> bool {
@@ -223,18 +252,32 @@ impl SocketTransportCore {
     fn watch(slf: &Bound<'_, Self>, write: bool) -> PyResult<()> {
         let py = slf.py();
         let me = slf.get();
-        let Some(lp) = me.loop_(py)? else { return Ok(()) };
+        let Some(lp) = me.loop_(py)? else {
+            return Ok(());
+        };
         let cb = {
             let mut st = me.state.borrow_mut(py)?;
-            let slot = if write { &mut st.write_cb } else { &mut st.read_cb };
+            let slot = if write {
+                &mut st.write_cb
+            } else {
+                &mut st.read_cb
+            };
             slot.as_ref().map(|c| c.bind(py).clone())
         };
         let cb = match cb {
             Some(cb) => cb,
             None => {
-                let cb = slf.getattr(if write { intern!(py, "_write_ready") } else { intern!(py, "_read_ready") })?;
+                let cb = slf.getattr(if write {
+                    intern!(py, "_write_ready")
+                } else {
+                    intern!(py, "_read_ready")
+                })?;
                 let mut st = me.state.borrow_mut(py)?;
-                *(if write { &mut st.write_cb } else { &mut st.read_cb }) = Some(cb.clone().unbind());
+                *(if write {
+                    &mut st.write_cb
+                } else {
+                    &mut st.read_cb
+                }) = Some(cb.clone().unbind());
                 cb
             }
         };
@@ -261,9 +304,15 @@ impl SocketTransportCore {
         Ok(())
     }
 
-    fn call_soon(slf: &Bound<'_, Self>, method: &Bound<'_, pyo3::types::PyString>, arg: Bound<'_, PyAny>) -> PyResult<()> {
+    fn call_soon(
+        slf: &Bound<'_, Self>,
+        method: &Bound<'_, pyo3::types::PyString>,
+        arg: Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let py = slf.py();
-        let Some(lp) = slf.get().loop_(py)? else { return Ok(()) };
+        let Some(lp) = slf.get().loop_(py)? else {
+            return Ok(());
+        };
         let cb = slf.getattr(method)?;
         EventLoop::call_soon(&lp, cb, PyTuple::new(py, [arg])?, None)?;
         Ok(())
@@ -331,7 +380,11 @@ impl SocketTransportCore {
         let me = slf.get();
         if let Err(e) = me.send_queue(py)? {
             me.state.borrow_mut(py)?.buffer.clear();
-            return Self::fatal_error(slf, py_helpers::os_error(e), "Fatal write error on socket transport");
+            return Self::fatal_error(
+                slf,
+                py_helpers::os_error(e),
+                "Fatal write error on socket transport",
+            );
         }
         if !me.buffer_is_empty(py)? {
             Self::watch(slf, true)?;
@@ -371,22 +424,38 @@ impl SocketTransportCore {
         if me.protocol_paused.swap(true, Ordering::Relaxed) {
             return Ok(());
         }
-        Self::flow_call(slf, intern!(py, "pause_writing"), "protocol.pause_writing() failed")
+        Self::flow_call(
+            slf,
+            intern!(py, "pause_writing"),
+            "protocol.pause_writing() failed",
+        )
     }
 
     fn maybe_resume_protocol(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let me = slf.get();
-        if me.protocol_paused.load(Ordering::Relaxed) && me.buffer_size(py)? <= me.low_water.load(Ordering::Relaxed) {
+        if me.protocol_paused.load(Ordering::Relaxed)
+            && me.buffer_size(py)? <= me.low_water.load(Ordering::Relaxed)
+        {
             me.protocol_paused.store(false, Ordering::Relaxed);
-            return Self::flow_call(slf, intern!(py, "resume_writing"), "protocol.resume_writing() failed");
+            return Self::flow_call(
+                slf,
+                intern!(py, "resume_writing"),
+                "protocol.resume_writing() failed",
+            );
         }
         Ok(())
     }
 
-    fn flow_call(slf: &Bound<'_, Self>, method: &Bound<'_, pyo3::types::PyString>, message: &str) -> PyResult<()> {
+    fn flow_call(
+        slf: &Bound<'_, Self>,
+        method: &Bound<'_, pyo3::types::PyString>,
+        message: &str,
+    ) -> PyResult<()> {
         let py = slf.py();
-        let Some(protocol) = slf.get().protocol(py)? else { return Ok(()) };
+        let Some(protocol) = slf.get().protocol(py)? else {
+            return Ok(());
+        };
         match protocol.call_method0(method) {
             Ok(_) => Ok(()),
             Err(e) if py_helpers::is_exit(py, &e) => Err(e),
@@ -409,28 +478,49 @@ impl SocketTransportCore {
     fn read_data(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let me = slf.get();
-        let Some(lp) = me.loop_(py)? else { return Ok(()) };
+        let Some(lp) = me.loop_(py)? else {
+            return Ok(());
+        };
         for _ in 0..DIRECT_READS_PER_EVENT {
             // while large reads come in, read straight into a new bytes (no copy); small
             // ones are copied out of the loop's spare buffer (no large allocation per read)
             let direct = me.big_reads.load(Ordering::Relaxed);
-            let got = if direct { recv_into_new(py, me.fd, DIRECT_READ_MAX)? } else { recv_bytes(lp.get(), py, me.fd, MAX_READ)? };
+            let got = if direct {
+                recv_into_new(py, me.fd, DIRECT_READ_MAX)?
+            } else {
+                recv_bytes(lp.get(), py, me.fd, MAX_READ)?
+            };
             let data = match got {
                 Ok(data) if data.as_bytes().is_empty() => return Self::on_eof(slf),
                 Ok(data) => data,
                 Err(e) if sock::would_block(&e) => return Ok(()),
-                Err(e) => return Self::fatal_error(slf, py_helpers::os_error(e), "Fatal read error on socket transport"),
+                Err(e) => {
+                    return Self::fatal_error(
+                        slf,
+                        py_helpers::os_error(e),
+                        "Fatal read error on socket transport",
+                    )
+                }
             };
             let n = data.as_bytes().len();
             me.big_reads.store(n >= BIG_READ, Ordering::Relaxed);
-            let Some(protocol) = me.protocol(py)? else { return Ok(()) };
+            let Some(protocol) = me.protocol(py)? else {
+                return Ok(());
+            };
             if let Err(e) = protocol.call_method1(intern!(py, "data_received"), (data,)) {
-                return Self::fatal_error(slf, e, "Fatal error: protocol.data_received() call failed.");
+                return Self::fatal_error(
+                    slf,
+                    e,
+                    "Fatal error: protocol.data_received() call failed.",
+                );
             }
             // a direct read that filled its buffer was cut short by it (a spare-buffer read
             // takes up to 256 KiB): read on in this event, as long as the protocol wants
             // data, so a large message costs no extra loop turn
-            if !(direct && n == DIRECT_READ_MAX) || !me.is_reading_now() || me.conn_lost.load(Ordering::Relaxed) > 0 {
+            if !(direct && n == DIRECT_READ_MAX)
+                || !me.is_reading_now()
+                || me.conn_lost.load(Ordering::Relaxed) > 0
+            {
                 break;
             }
         }
@@ -440,10 +530,14 @@ impl SocketTransportCore {
     fn read_buffered(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let me = slf.get();
-        let Some(protocol) = me.protocol(py)? else { return Ok(()) };
+        let Some(protocol) = me.protocol(py)? else {
+            return Ok(());
+        };
         let buf = match protocol.call_method1(intern!(py, "get_buffer"), (-1,)) {
             Ok(buf) => match buf.len() {
-                Ok(0) => Err(PyRuntimeError::new_err("get_buffer() returned an empty buffer")),
+                Ok(0) => Err(PyRuntimeError::new_err(
+                    "get_buffer() returned an empty buffer",
+                )),
                 Ok(_) => Ok(buf),
                 Err(e) => Err(e),
             },
@@ -451,7 +545,9 @@ impl SocketTransportCore {
         };
         let buf = match buf {
             Ok(buf) => buf,
-            Err(e) => return Self::fatal_error(slf, e, "Fatal error: protocol.get_buffer() call failed."),
+            Err(e) => {
+                return Self::fatal_error(slf, e, "Fatal error: protocol.get_buffer() call failed.")
+            }
         };
         let got = match recv_into(py, me.fd, &buf) {
             Ok(r) => r,
@@ -461,10 +557,20 @@ impl SocketTransportCore {
             Ok(0) => return Self::on_eof(slf),
             Ok(n) => n,
             Err(e) if sock::would_block(&e) => return Ok(()),
-            Err(e) => return Self::fatal_error(slf, py_helpers::os_error(e), "Fatal read error on socket transport"),
+            Err(e) => {
+                return Self::fatal_error(
+                    slf,
+                    py_helpers::os_error(e),
+                    "Fatal read error on socket transport",
+                )
+            }
         };
         if let Err(e) = protocol.call_method1(intern!(py, "buffer_updated"), (n,)) {
-            return Self::fatal_error(slf, e, "Fatal error: protocol.buffer_updated() call failed.");
+            return Self::fatal_error(
+                slf,
+                e,
+                "Fatal error: protocol.buffer_updated() call failed.",
+            );
         }
         Ok(())
     }
@@ -479,26 +585,41 @@ impl SocketTransportCore {
                 }
             }
         }
-        let Some(protocol) = me.protocol(py)? else { return Ok(()) };
+        let Some(protocol) = me.protocol(py)? else {
+            return Ok(());
+        };
         let keep_open = match protocol.call_method0(intern!(py, "eof_received")) {
             Ok(v) => v.is_truthy(),
-            Err(e) => return Self::fatal_error(slf, e, "Fatal error: protocol.eof_received() call failed."),
+            Err(e) => {
+                return Self::fatal_error(
+                    slf,
+                    e,
+                    "Fatal error: protocol.eof_received() call failed.",
+                )
+            }
         };
         match keep_open {
             Ok(true) => Self::unwatch(slf, false),
             Ok(false) => Self::close(slf),
-            Err(e) => Self::fatal_error(slf, e, "Fatal error: protocol.eof_received() call failed."),
+            Err(e) => {
+                Self::fatal_error(slf, e, "Fatal error: protocol.eof_received() call failed.")
+            }
         }
     }
 }
 
 /// `recv` into the writable buffer `buf` exports. The outer `Err` is a buffer error (the
 /// object is not a writable contiguous buffer), the inner one the socket's.
-fn recv_into(py: Python<'_>, fd: RawFd, buf: &Bound<'_, PyAny>) -> PyResult<Result<usize, std::io::Error>> {
+fn recv_into(
+    py: Python<'_>,
+    fd: RawFd,
+    buf: &Bound<'_, PyAny>,
+) -> PyResult<Result<usize, std::io::Error>> {
     let mut view = std::mem::MaybeUninit::<ffi::Py_buffer>::uninit();
     // SAFETY: buf is a live object; on success PyObject_GetBuffer fills `view`, which we
     // release below exactly once.
-    let rc = unsafe { ffi::PyObject_GetBuffer(buf.as_ptr(), view.as_mut_ptr(), ffi::PyBUF_WRITABLE) };
+    let rc =
+        unsafe { ffi::PyObject_GetBuffer(buf.as_ptr(), view.as_mut_ptr(), ffi::PyBUF_WRITABLE) };
     if rc != 0 {
         return Err(PyErr::fetch(py));
     }
@@ -559,20 +680,29 @@ impl SocketTransportCore {
         let p = data.as_ptr();
         // SAFETY: p is a live object; the checks only read its type.
         let (is_bytes, is_other) = unsafe {
-            (ffi::PyBytes_Check(p) != 0, ffi::PyByteArray_Check(p) != 0 || ffi::PyMemoryView_Check(p) != 0)
+            (
+                ffi::PyBytes_Check(p) != 0,
+                ffi::PyByteArray_Check(p) != 0 || ffi::PyMemoryView_Check(p) != 0,
+            )
         };
         if !is_bytes && !is_other {
-            return Err(PyTypeError::new_err(format!(
-                "data argument must be a bytes-like object, not {:?}",
-                data.get_type().name()?.to_string()
-            )
-            .replace('"', "'")));
+            return Err(PyTypeError::new_err(
+                format!(
+                    "data argument must be a bytes-like object, not {:?}",
+                    data.get_type().name()?.to_string()
+                )
+                .replace('"', "'"),
+            ));
         }
         if me.eof.load(Ordering::Relaxed) {
-            return Err(PyRuntimeError::new_err("Cannot call write() after write_eof()"));
+            return Err(PyRuntimeError::new_err(
+                "Cannot call write() after write_eof()",
+            ));
         }
         if me.state.borrow_mut(py)?.empty_waiter.is_some() {
-            return Err(PyRuntimeError::new_err("unable to write; sendfile is in progress"));
+            return Err(PyRuntimeError::new_err(
+                "unable to write; sendfile is in progress",
+            ));
         }
         let len = data.len()?;
         if len == 0 {
@@ -588,7 +718,10 @@ impl SocketTransportCore {
         }
         let waiting = me.waiting.load(Ordering::Relaxed);
         if is_bytes {
-            me.state.borrow_mut(py)?.buffer.push_shared(SharedBytes(data.cast::<PyBytes>()?.clone().unbind()));
+            me.state
+                .borrow_mut(py)?
+                .buffer
+                .push_shared(SharedBytes(data.cast::<PyBytes>()?.clone().unbind()));
         } else {
             let mut view = std::mem::MaybeUninit::<ffi::Py_buffer>::uninit();
             // SAFETY: p is live; on success the view is released below exactly once.
@@ -596,7 +729,9 @@ impl SocketTransportCore {
                 let err = PyErr::fetch(py);
                 if waiting && py.version_info() < (3, 12) {
                     // 3.11 appends to its bytearray buffer, which refuses the memoryview
-                    return Err(PyTypeError::new_err("can't set bytearray slice from memoryview"));
+                    return Err(PyTypeError::new_err(
+                        "can't set bytearray slice from memoryview",
+                    ));
                 }
                 // asyncio's `sock.send(data)` asks for the same contiguous buffer: a
                 // non-contiguous memoryview is its fatal write error (`BufferError`); 3.12+
@@ -607,7 +742,9 @@ impl SocketTransportCore {
             let mut view = unsafe { view.assume_init() };
             let pushed = me.state.borrow_mut(py).map(|mut st| {
                 // SAFETY: the view's buffer is `len` readable bytes until it is released.
-                st.buffer.push_copy(unsafe { std::slice::from_raw_parts(view.buf as *const u8, view.len as usize) })
+                st.buffer.push_copy(unsafe {
+                    std::slice::from_raw_parts(view.buf as *const u8, view.len as usize)
+                })
             });
             // SAFETY: releasing the view obtained above.
             unsafe { ffi::PyBuffer_Release(&mut view) };
@@ -671,7 +808,10 @@ impl SocketTransportCore {
     }
 
     fn get_write_buffer_limits(&self) -> (usize, usize) {
-        (self.low_water.load(Ordering::Relaxed), self.high_water.load(Ordering::Relaxed))
+        (
+            self.low_water.load(Ordering::Relaxed),
+            self.high_water.load(Ordering::Relaxed),
+        )
     }
 
     /// Store validated limits (the wrapper computes defaults and checks them as asyncio).
@@ -698,7 +838,11 @@ impl SocketTransportCore {
         if me.buffer_is_empty(py)? {
             me.conn_lost.fetch_add(1, Ordering::Relaxed);
             Self::unwatch(slf, true)?;
-            Self::call_soon(slf, intern!(py, "_call_connection_lost"), py.None().into_bound(py))
+            Self::call_soon(
+                slf,
+                intern!(py, "_call_connection_lost"),
+                py.None().into_bound(py),
+            )
         } else {
             Self::batch_to_buffer(slf)
         }
@@ -727,7 +871,11 @@ impl SocketTransportCore {
 
     fn set_protocol(&self, py: Python<'_>, protocol: Bound<'_, PyAny>) -> PyResult<()> {
         let buffered = protocol.is_instance(buffered_protocol_type(py)?)?;
-        let old = self.state.borrow_mut(py)?.protocol.replace(protocol.unbind());
+        let old = self
+            .state
+            .borrow_mut(py)?
+            .protocol
+            .replace(protocol.unbind());
         drop(old);
         self.buffered_protocol.store(buffered, Ordering::Relaxed);
         self.protocol_connected.store(true, Ordering::Relaxed);
@@ -768,19 +916,35 @@ impl SocketTransportCore {
             Self::unwatch(slf, true)?;
             me.state.borrow_mut(py)?.buffer.clear();
             let exc = py_helpers::os_error(e).into_value(py);
-            Self::fatal_error(slf, PyErr::from_value(exc.clone_ref(py).into_bound(py).into_any()), "Fatal write error on socket transport")?;
-            let waiter = me.state.borrow_mut(py)?.empty_waiter.as_ref().map(|w| w.clone_ref(py));
+            Self::fatal_error(
+                slf,
+                PyErr::from_value(exc.clone_ref(py).into_bound(py).into_any()),
+                "Fatal write error on socket transport",
+            )?;
+            let waiter = me
+                .state
+                .borrow_mut(py)?
+                .empty_waiter
+                .as_ref()
+                .map(|w| w.clone_ref(py));
             if let Some(w) = waiter {
-                w.bind(py).call_method1(intern!(py, "set_exception"), (exc,))?;
+                w.bind(py)
+                    .call_method1(intern!(py, "set_exception"), (exc,))?;
             }
             return Ok(());
         }
         Self::maybe_resume_protocol(slf)?; // may write more
         if me.buffer_is_empty(py)? {
             Self::unwatch(slf, true)?;
-            let waiter = me.state.borrow_mut(py)?.empty_waiter.as_ref().map(|w| w.clone_ref(py));
+            let waiter = me
+                .state
+                .borrow_mut(py)?
+                .empty_waiter
+                .as_ref()
+                .map(|w| w.clone_ref(py));
             if let Some(w) = waiter {
-                w.bind(py).call_method1(intern!(py, "set_result"), (py.None(),))?;
+                w.bind(py)
+                    .call_method1(intern!(py, "set_result"), (py.None(),))?;
             }
             if me.closing.load(Ordering::Relaxed) {
                 Self::_call_connection_lost(slf, py.None().into_bound(py))?;
@@ -802,7 +966,9 @@ impl SocketTransportCore {
         let me = slf.get();
         let result = if me.protocol_connected.load(Ordering::Relaxed) {
             match me.protocol(py)? {
-                Some(p) => p.call_method1(intern!(py, "connection_lost"), (exc,)).map(|_| ()),
+                Some(p) => p
+                    .call_method1(intern!(py, "connection_lost"), (exc,))
+                    .map(|_| ()),
                 None => Ok(()),
             }
         } else {
@@ -830,12 +996,15 @@ impl SocketTransportCore {
         };
         drop((sock, protocol, lp, read_cb, write_cb));
         let detached = match server {
-            Some(s) => py_helpers::detach_from_server(s.bind(py), transport.as_ref().map(|t| t.bind(py))),
+            Some(s) => {
+                py_helpers::detach_from_server(s.bind(py), transport.as_ref().map(|t| t.bind(py)))
+            }
             None => Ok(()),
         };
         if let Some(w) = waiter {
             let err = pyo3::exceptions::PyConnectionError::new_err("Connection is closed by peer");
-            w.bind(py).call_method1(intern!(py, "set_exception"), (err.into_value(py),))?;
+            w.bind(py)
+                .call_method1(intern!(py, "set_exception"), (err.into_value(py),))?;
         }
         drop(transport);
         result.and(closed).and(detached)
@@ -879,7 +1048,12 @@ impl SocketTransportCore {
 
     #[getter]
     fn _sock(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        Ok(self.state.borrow_mut(py)?.sock.as_ref().map(|s| s.clone_ref(py)))
+        Ok(self
+            .state
+            .borrow_mut(py)?
+            .sock
+            .as_ref()
+            .map(|s| s.clone_ref(py)))
     }
 
     #[getter]
@@ -894,12 +1068,22 @@ impl SocketTransportCore {
 
     #[getter]
     fn _server(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        Ok(self.state.borrow_mut(py)?.server.as_ref().map(|s| s.clone_ref(py)))
+        Ok(self
+            .state
+            .borrow_mut(py)?
+            .server
+            .as_ref()
+            .map(|s| s.clone_ref(py)))
     }
 
     #[getter]
     fn _empty_waiter(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        Ok(self.state.borrow_mut(py)?.empty_waiter.as_ref().map(|s| s.clone_ref(py)))
+        Ok(self
+            .state
+            .borrow_mut(py)?
+            .empty_waiter
+            .as_ref()
+            .map(|s| s.clone_ref(py)))
     }
 
     #[getter]
@@ -956,9 +1140,17 @@ impl SocketTransportCore {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Some(st) = self.state.try_borrow_for_gc() {
-            for obj in [&st.sock, &st.protocol, &st.transport, &st.server, &st.empty_waiter, &st.read_cb, &st.write_cb]
-                .into_iter()
-                .flatten()
+            for obj in [
+                &st.sock,
+                &st.protocol,
+                &st.transport,
+                &st.server,
+                &st.empty_waiter,
+                &st.read_cb,
+                &st.write_cb,
+            ]
+            .into_iter()
+            .flatten()
             {
                 visit.call(obj)?;
             }
@@ -974,7 +1166,11 @@ impl SocketTransportCore {
 
     fn __clear__(&self) {
         Python::attach(|py| {
-            let taken = self.state.borrow_mut(py).ok().map(|mut st| std::mem::take(&mut *st));
+            let taken = self
+                .state
+                .borrow_mut(py)
+                .ok()
+                .map(|mut st| std::mem::take(&mut *st));
             drop(taken);
         })
     }

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 fn tokio_rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
 
 fn time_ferro<F: Future<Output = ()>>(f: impl FnOnce() -> F) -> Duration {
@@ -44,7 +47,9 @@ async fn ferro_spawn(n: usize) {
 }
 
 async fn tokio_spawn(n: usize) {
-    let tasks: Vec<_> = (0..n).map(|i| tokio::task::spawn_local(async move { i })).collect();
+    let tasks: Vec<_> = (0..n)
+        .map(|i| tokio::task::spawn_local(async move { i }))
+        .collect();
     let mut sum = 0;
     for t in tasks {
         sum += t.await.expect("task");
@@ -73,7 +78,11 @@ async fn ferro_timers(n: usize) {
                 if i % 2 == 0 {
                     ferroloop::sleep(d).await;
                 } else {
-                    let r = ferroloop::timeout(Duration::ZERO, ferroloop::sleep(d + Duration::from_secs(1))).await;
+                    let r = ferroloop::timeout(
+                        Duration::ZERO,
+                        ferroloop::sleep(d + Duration::from_secs(1)),
+                    )
+                    .await;
                     assert!(r.is_err());
                 }
             })
@@ -92,7 +101,11 @@ async fn tokio_timers(n: usize) {
                 if i % 2 == 0 {
                     tokio::time::sleep(d).await;
                 } else {
-                    let r = tokio::time::timeout(Duration::ZERO, tokio::time::sleep(d + Duration::from_secs(1))).await;
+                    let r = tokio::time::timeout(
+                        Duration::ZERO,
+                        tokio::time::sleep(d + Duration::from_secs(1)),
+                    )
+                    .await;
                     assert!(r.is_err());
                 }
             })
@@ -107,7 +120,9 @@ const ECHO_CLIENTS: usize = 10;
 
 /// 10 clients each sending `msgs` 1 KiB messages and reading each echo back.
 async fn ferro_echo(msgs: usize) {
-    let listener = ferroloop::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = ferroloop::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let server = ferroloop::spawn(async move {
         for _ in 0..ECHO_CLIENTS {
@@ -145,7 +160,9 @@ async fn ferro_echo(msgs: usize) {
 }
 
 async fn tokio_echo(msgs: usize) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let server = tokio::task::spawn_local(async move {
         for _ in 0..ECHO_CLIENTS {
@@ -221,23 +238,66 @@ fn main() {
         .unwrap_or(if quick { 1 } else { 5 });
     let scale = if quick { 100 } else { 1 };
     let cases = [
-        Case { name: "spawn + await", ops: 1_000_000 / scale, ferro: |n| time_ferro(|| ferro_spawn(n)), tokio: |n| time_tokio(|| tokio_spawn(n)) },
-        Case { name: "yield_now", ops: 1_000_000 / scale, ferro: |n| time_ferro(|| ferro_yield(n)), tokio: |n| time_tokio(|| tokio_yield(n)) },
-        Case { name: "timers: sleep + timeout (per task)", ops: 200_000 / scale, ferro: |n| time_ferro(|| ferro_timers(n)), tokio: |n| time_tokio(|| tokio_timers(n)) },
-        Case { name: "TCP echo 1 KiB, 10 conns (per msg)", ops: 20_000 / scale, ferro: |n| time_ferro(|| ferro_echo(n / ECHO_CLIENTS)), tokio: |n| time_tokio(|| tokio_echo(n / ECHO_CLIENTS)) },
+        Case {
+            name: "spawn + await",
+            ops: 1_000_000 / scale,
+            ferro: |n| time_ferro(|| ferro_spawn(n)),
+            tokio: |n| time_tokio(|| tokio_spawn(n)),
+        },
+        Case {
+            name: "yield_now",
+            ops: 1_000_000 / scale,
+            ferro: |n| time_ferro(|| ferro_yield(n)),
+            tokio: |n| time_tokio(|| tokio_yield(n)),
+        },
+        Case {
+            name: "timers: sleep + timeout (per task)",
+            ops: 200_000 / scale,
+            ferro: |n| time_ferro(|| ferro_timers(n)),
+            tokio: |n| time_tokio(|| tokio_timers(n)),
+        },
+        Case {
+            name: "TCP echo 1 KiB, 10 conns (per msg)",
+            ops: 20_000 / scale,
+            ferro: |n| time_ferro(|| ferro_echo(n / ECHO_CLIENTS)),
+            tokio: |n| time_tokio(|| tokio_echo(n / ECHO_CLIENTS)),
+        },
     ];
     // --only SUBSTRING: just the matching cases; --runtime ferroloop|tokio: just one side
     // (for profiling; the ratio column is then meaningless)
-    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
-    let runtime = args.iter().position(|a| a == "--runtime").and_then(|i| args.get(i + 1)).cloned();
-    let cases: Vec<Case> =
-        cases.into_iter().filter(|c| only.as_ref().is_none_or(|o| c.name.contains(o.as_str()))).collect();
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let runtime = args
+        .iter()
+        .position(|a| a == "--runtime")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let cases: Vec<Case> = cases
+        .into_iter()
+        .filter(|c| only.as_ref().is_none_or(|o| c.name.contains(o.as_str())))
+        .collect();
     let skip = |side: &str| runtime.as_ref().is_some_and(|r| r != side);
-    let mut per: Vec<(Vec<f64>, Vec<f64>)> = cases.iter().map(|_| (Vec::new(), Vec::new())).collect();
+    let mut per: Vec<(Vec<f64>, Vec<f64>)> =
+        cases.iter().map(|_| (Vec::new(), Vec::new())).collect();
     for r in 0..rounds {
         for (i, c) in cases.iter().enumerate() {
-            let ferro = || if skip("ferroloop") { Duration::from_nanos(1) } else { (c.ferro)(c.ops) };
-            let tokio = || if skip("tokio") { Duration::from_nanos(1) } else { (c.tokio)(c.ops) };
+            let ferro = || {
+                if skip("ferroloop") {
+                    Duration::from_nanos(1)
+                } else {
+                    (c.ferro)(c.ops)
+                }
+            };
+            let tokio = || {
+                if skip("tokio") {
+                    Duration::from_nanos(1)
+                } else {
+                    (c.tokio)(c.ops)
+                }
+            };
             let (f, t) = if r % 2 == 0 {
                 let f = ferro();
                 (f, tokio())
@@ -255,7 +315,9 @@ fn main() {
     for (i, c) in cases.iter().enumerate() {
         let (f, t) = &per[i];
         let mut ratios: Vec<f64> = f.iter().zip(t).map(|(f, t)| t / f).collect();
-        let (lo, hi) = ratios.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        let (lo, hi) = ratios
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
         let (mut f, mut t) = (f.clone(), t.clone());
         println!(
             "| {} | {} | {} | {} | {:.2}x [{:.2}-{:.2}] |",

@@ -5,7 +5,10 @@
 /// Seconds on `CLOCK_MONOTONIC`, the clock CPython's `time.monotonic()` reads on Linux, so
 /// `loop.time()` and `time.monotonic()` agree.
 pub fn monotonic() -> f64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     debug_assert_eq!(rc, 0);
@@ -14,7 +17,10 @@ pub fn monotonic() -> f64 {
 
 /// The resolution of [`monotonic`] in seconds, as `time.get_clock_info('monotonic').resolution`.
 pub fn resolution() -> f64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid, writable timespec.
     let rc = unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC, &mut ts) };
     if rc != 0 {

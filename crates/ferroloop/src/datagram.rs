@@ -45,7 +45,11 @@ impl RecvBatch {
     pub fn new() -> Self {
         // SAFETY: sockaddr_storage is plain data; all zeroes is a valid value.
         let zero: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        RecvBatch { data: vec![0; BATCH * DATAGRAM_ROOM], addrs: vec![zero; BATCH], got: Vec::with_capacity(BATCH) }
+        RecvBatch {
+            data: vec![0; BATCH * DATAGRAM_ROOM],
+            addrs: vec![zero; BATCH],
+            got: Vec::with_capacity(BATCH),
+        }
     }
 
     /// One `recvmmsg(MSG_DONTWAIT)` of up to `max` (at most [`BATCH`]) datagrams; returns
@@ -55,13 +59,19 @@ impl RecvBatch {
     pub fn recv(&mut self, fd: RawFd, max: usize) -> io::Result<usize> {
         let max = max.clamp(1, BATCH);
         self.got.clear();
-        let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; BATCH];
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; BATCH];
         // SAFETY: mmsghdr is plain data; zeroed is a valid empty header.
         let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
         let base = self.data.as_mut_ptr();
         for i in 0..max {
             // SAFETY: slot i lies inside data (BATCH * DATAGRAM_ROOM bytes).
-            iov[i] = libc::iovec { iov_base: unsafe { base.add(i * DATAGRAM_ROOM) }.cast(), iov_len: DATAGRAM_ROOM };
+            iov[i] = libc::iovec {
+                iov_base: unsafe { base.add(i * DATAGRAM_ROOM) }.cast(),
+                iov_len: DATAGRAM_ROOM,
+            };
             let h = &mut msgs[i].msg_hdr;
             h.msg_iov = &mut iov[i];
             h.msg_iovlen = 1;
@@ -71,7 +81,15 @@ impl RecvBatch {
         let n = loop {
             // SAFETY: msgs holds `max` headers, each pointing at one iovec over its own
             // slot of `data` and at its own sockaddr_storage; all live for the call.
-            let n = unsafe { libc::recvmmsg(fd, msgs.as_mut_ptr(), max as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut()) };
+            let n = unsafe {
+                libc::recvmmsg(
+                    fd,
+                    msgs.as_mut_ptr(),
+                    max as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
+            };
             if n >= 0 {
                 break n as usize;
             }
@@ -81,7 +99,10 @@ impl RecvBatch {
             }
         };
         for m in &msgs[..n] {
-            self.got.push(((m.msg_len as usize).min(DATAGRAM_ROOM), (m.msg_hdr.msg_namelen as usize).min(ADDR_ROOM)));
+            self.got.push((
+                (m.msg_len as usize).min(DATAGRAM_ROOM),
+                (m.msg_hdr.msg_namelen as usize).min(ADDR_ROOM),
+            ));
         }
         Ok(n)
     }
@@ -92,7 +113,12 @@ impl RecvBatch {
         let (len, alen) = self.got[i];
         let data = &self.data[i * DATAGRAM_ROOM..i * DATAGRAM_ROOM + len];
         // SAFETY: addrs[i] is a live sockaddr_storage of ADDR_ROOM >= alen bytes.
-        let addr = unsafe { std::slice::from_raw_parts((&self.addrs[i] as *const libc::sockaddr_storage).cast::<u8>(), alen) };
+        let addr = unsafe {
+            std::slice::from_raw_parts(
+                (&self.addrs[i] as *const libc::sockaddr_storage).cast::<u8>(),
+                alen,
+            )
+        };
         (data, addr)
     }
 }
@@ -114,11 +140,17 @@ pub fn send_batch(fd: RawFd, out: &[Outgoing<'_>]) -> io::Result<usize> {
     if n == 0 {
         return Ok(0);
     }
-    let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; BATCH];
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; BATCH];
     // SAFETY: mmsghdr is plain data; zeroed is a valid empty header.
     let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
     for (i, o) in out[..n].iter().enumerate() {
-        iov[i] = libc::iovec { iov_base: o.data.as_ptr() as *mut libc::c_void, iov_len: o.data.len() };
+        iov[i] = libc::iovec {
+            iov_base: o.data.as_ptr() as *mut libc::c_void,
+            iov_len: o.data.len(),
+        };
         let h = &mut msgs[i].msg_hdr;
         h.msg_iov = &mut iov[i];
         h.msg_iovlen = 1;
@@ -130,7 +162,8 @@ pub fn send_batch(fd: RawFd, out: &[Outgoing<'_>]) -> io::Result<usize> {
     loop {
         // SAFETY: msgs holds n headers over live, readable slices of `out` (data and
         // address), which the kernel only reads.
-        let r = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), n as libc::c_uint, libc::MSG_NOSIGNAL) };
+        let r =
+            unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), n as libc::c_uint, libc::MSG_NOSIGNAL) };
         if r >= 0 {
             return Ok(r as usize);
         }
@@ -154,14 +187,22 @@ mod tests {
     }
 
     fn raw_addr(a: &std::net::SocketAddr) -> Vec<u8> {
-        let std::net::SocketAddr::V4(v4) = a else { panic!("v4 only") };
+        let std::net::SocketAddr::V4(v4) = a else {
+            panic!("v4 only")
+        };
         // SAFETY: sockaddr_in is plain data.
         let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
         sin.sin_family = libc::AF_INET as libc::sa_family_t;
         sin.sin_port = v4.port().to_be();
         sin.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
         // SAFETY: reading the bytes of a plain struct.
-        unsafe { std::slice::from_raw_parts((&sin as *const libc::sockaddr_in).cast::<u8>(), std::mem::size_of_val(&sin)) }.to_vec()
+        unsafe {
+            std::slice::from_raw_parts(
+                (&sin as *const libc::sockaddr_in).cast::<u8>(),
+                std::mem::size_of_val(&sin),
+            )
+        }
+        .to_vec()
     }
 
     #[test]
@@ -169,8 +210,13 @@ mod tests {
         use std::os::unix::io::AsRawFd;
         let (a, b) = udp_pair();
         let to = raw_addr(&b.local_addr().unwrap());
-        let words: Vec<Vec<u8>> = (0..5).map(|i| format!("datagram {i}").into_bytes()).collect();
-        let out: Vec<Outgoing<'_>> = words.iter().map(|w| Outgoing { data: w, addr: &to }).collect();
+        let words: Vec<Vec<u8>> = (0..5)
+            .map(|i| format!("datagram {i}").into_bytes())
+            .collect();
+        let out: Vec<Outgoing<'_>> = words
+            .iter()
+            .map(|w| Outgoing { data: w, addr: &to })
+            .collect();
         assert_eq!(send_batch(a.as_raw_fd(), &out).unwrap(), 5);
         let mut batch = RecvBatch::new();
         let mut seen = Vec::new();
@@ -186,7 +232,10 @@ mod tests {
             }
         }
         assert_eq!(seen, words);
-        assert_eq!(batch.recv(b.as_raw_fd(), BATCH).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(
+            batch.recv(b.as_raw_fd(), BATCH).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
     }
 
     #[test]

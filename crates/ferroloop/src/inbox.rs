@@ -25,7 +25,9 @@ impl Waker {
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(Waker { fd: AtomicI32::new(fd) })
+        Ok(Waker {
+            fd: AtomicI32::new(fd),
+        })
     }
 
     /// The eventfd, or -1 once [`close`](Self::close)d.
@@ -84,7 +86,11 @@ pub struct Inbox<T> {
 impl<T> Inbox<T> {
     /// An empty inbox that wakes the reactor through `waker`.
     pub fn new(waker: Arc<Waker>) -> Self {
-        Inbox { items: Mutex::new(Vec::new()), pending: AtomicBool::new(false), waker }
+        Inbox {
+            items: Mutex::new(Vec::new()),
+            pending: AtomicBool::new(false),
+            waker,
+        }
     }
 
     /// The waker this inbox writes to.

@@ -71,11 +71,14 @@ pub mod sync;
 pub mod timers;
 pub mod write_queue;
 
-pub use net::{lookup_host, TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream};
+pub use net::{
+    lookup_host, TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream,
+};
 pub use runtime::{
-    gather, handle, interval, oneshot, run, select, signal, sleep, sleep_until, spawn, spawn_blocking,
-    timeout, timeout_at, yield_now, BlockingTask, Either, Elapsed, Gather, Interval, JoinError, Loop,
-    LoopGuard, LoopHandle, RemoteTask, Select, Sleep, Task, Timeout, YieldNow,
+    gather, handle, interval, oneshot, run, select, signal, sleep, sleep_until, spawn,
+    spawn_blocking, timeout, timeout_at, yield_now, BlockingTask, Either, Elapsed, Gather,
+    Interval, JoinError, Loop, LoopGuard, LoopHandle, RemoteTask, Select, Sleep, Task, Timeout,
+    YieldNow,
 };
 
 pub use inbox::{Inbox, Waker};

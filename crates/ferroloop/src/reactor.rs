@@ -118,7 +118,10 @@ impl Reactor {
     }
 
     fn ctl(&self, op: libc::c_int, fd: RawFd, bits: u32, data: u64) -> io::Result<()> {
-        let mut ev = libc::epoll_event { events: bits, u64: data };
+        let mut ev = libc::epoll_event {
+            events: bits,
+            u64: data,
+        };
         // SAFETY: `ev` is a valid epoll_event living across the call; epfd is ours.
         cvt(unsafe { libc::epoll_ctl(self.epfd, op, fd, &mut ev) }).map(|_| ())
     }
@@ -184,7 +187,12 @@ impl Reactor {
         Ok(())
     }
 
-    fn set_interest_of_oneshot(&mut self, fd: RawFd, armed: bool, interest: Interest) -> io::Result<()> {
+    fn set_interest_of_oneshot(
+        &mut self,
+        fd: RawFd,
+        armed: bool,
+        interest: Interest,
+    ) -> io::Result<()> {
         if interest.is_empty() {
             self.interests.remove(&fd);
             if !armed {
@@ -215,7 +223,9 @@ impl Reactor {
     /// `EPOLL_CTL_ADD`, or `MOD` if epoll already has this descriptor.
     fn add_or_modify(&self, fd: RawFd, bits: u32) -> io::Result<()> {
         match self.ctl(libc::EPOLL_CTL_ADD, fd, bits, fd as u64) {
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => self.ctl(libc::EPOLL_CTL_MOD, fd, bits, fd as u64),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                self.ctl(libc::EPOLL_CTL_MOD, fd, bits, fd as u64)
+            }
             r => r,
         }
     }
@@ -224,7 +234,9 @@ impl Reactor {
     /// the same number).
     fn modify_or_add(&self, fd: RawFd, bits: u32) -> io::Result<()> {
         match self.ctl(libc::EPOLL_CTL_MOD, fd, bits, fd as u64) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => self.ctl(libc::EPOLL_CTL_ADD, fd, bits, fd as u64),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                self.ctl(libc::EPOLL_CTL_ADD, fd, bits, fd as u64)
+            }
             r => r,
         }
     }
@@ -236,7 +248,9 @@ impl Reactor {
             if self.oneshot.get(&fd) != Some(&false) {
                 continue;
             }
-            let Some(interest) = self.interests.get(&fd).copied() else { continue };
+            let Some(interest) = self.interests.get(&fd).copied() else {
+                continue;
+            };
             match self.modify_or_add(fd, interest.bits() | libc::EPOLLONESHOT as u32) {
                 Ok(()) => {
                     self.oneshot.insert(fd, true);
@@ -245,7 +259,9 @@ impl Reactor {
                     // closed meanwhile: forget it, as a failed DEL is forgotten
                     self.oneshot.remove(&fd);
                     self.interests.remove(&fd);
-                    if !matches!(e.raw_os_error(), Some(libc::EBADF) | Some(libc::ENOENT)) && result.is_ok() {
+                    if !matches!(e.raw_os_error(), Some(libc::EBADF) | Some(libc::ENOENT))
+                        && result.is_ok()
+                    {
                         result = Err(e);
                     }
                 }
@@ -261,7 +277,13 @@ impl Reactor {
         let bits = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
         self.add_or_modify(fd, bits)?; // a parked one-shot registration is taken over
         self.oneshot.remove(&fd);
-        self.interests.insert(fd, Interest { read: true, write: true });
+        self.interests.insert(
+            fd,
+            Interest {
+                read: true,
+                write: true,
+            },
+        );
         Ok(())
     }
 
@@ -281,7 +303,12 @@ impl Reactor {
         }
         // SAFETY: `buf` has `buf.len()` initialised entries that epoll may overwrite.
         let n = unsafe {
-            libc::epoll_wait(self.epfd, self.buf.as_mut_ptr(), self.buf.len() as libc::c_int, ms)
+            libc::epoll_wait(
+                self.epfd,
+                self.buf.as_mut_ptr(),
+                self.buf.len() as libc::c_int,
+                ms,
+            )
         };
         if n < 0 {
             let e = io::Error::last_os_error();
@@ -301,18 +328,27 @@ impl Reactor {
                 *armed = false; // the kernel disarmed it with this report
                 self.rearm.push(fd);
             }
-            let Some(want) = self.interests.get(&fd).copied() else { continue };
+            let Some(want) = self.interests.get(&fd).copied() else {
+                continue;
+            };
             let bits = ev.events;
             let readable = want.read && (bits & !(libc::EPOLLOUT as u32)) != 0;
             let writable = want.write && (bits & !(libc::EPOLLIN as u32)) != 0;
             if readable || writable {
-                let hangup = bits & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0;
-                self.events.push(Event { fd, readable, writable, hangup });
+                let hangup =
+                    bits & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0;
+                self.events.push(Event {
+                    fd,
+                    readable,
+                    writable,
+                    hangup,
+                });
             }
         }
         if n as usize == self.buf.len() {
             let grow = self.buf.len() * 2;
-            self.buf.resize(grow, libc::epoll_event { events: 0, u64: 0 });
+            self.buf
+                .resize(grow, libc::epoll_event { events: 0, u64: 0 });
         }
         Ok(&self.events)
     }
@@ -337,7 +373,10 @@ mod tests {
     fn pipe() -> (RawFd, RawFd) {
         let mut fds = [0; 2];
         // SAFETY: fds has room for two descriptors.
-        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) }, 0);
+        assert_eq!(
+            unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) },
+            0
+        );
         (fds[0], fds[1])
     }
 
@@ -345,14 +384,29 @@ mod tests {
     fn level_triggered_read() {
         let mut r = Reactor::new().unwrap();
         let (rd, wr) = pipe();
-        r.set_interest(rd, Interest { read: true, write: false }).unwrap();
+        r.set_interest(
+            rd,
+            Interest {
+                read: true,
+                write: false,
+            },
+        )
+        .unwrap();
         assert!(r.poll(Some(0.0)).unwrap().is_empty());
         // SAFETY: writing one byte from a valid buffer to our pipe.
         unsafe { libc::write(wr, b"x".as_ptr().cast(), 1) };
         // not consumed: reported again and again (level-triggered)
         for _ in 0..3 {
             let ev = r.poll(Some(1.0)).unwrap();
-            assert_eq!(ev, &[Event { fd: rd, readable: true, writable: false, hangup: false }]);
+            assert_eq!(
+                ev,
+                &[Event {
+                    fd: rd,
+                    readable: true,
+                    writable: false,
+                    hangup: false
+                }]
+            );
         }
         r.set_interest(rd, Interest::default()).unwrap();
         assert!(r.poll(Some(0.0)).unwrap().is_empty());
@@ -378,7 +432,10 @@ mod tests {
         assert_eq!(unsafe { libc::read(fd, b.as_mut_ptr().cast(), 1) }, 1);
     }
 
-    const READ: Interest = Interest { read: true, write: false };
+    const READ: Interest = Interest {
+        read: true,
+        write: false,
+    };
 
     /// A reactor and a pipe whose read end had one one-shot wait, reported, then parked
     /// (the byte that fired it is left unread).
@@ -446,7 +503,15 @@ mod tests {
                 r.set_interest(rd2, READ).unwrap();
             }
             write_byte(wr2);
-            assert_eq!(r.poll(Some(1.0)).unwrap(), &[Event { fd: rd2, readable: true, writable: false, hangup: false }]);
+            assert_eq!(
+                r.poll(Some(1.0)).unwrap(),
+                &[Event {
+                    fd: rd2,
+                    readable: true,
+                    writable: false,
+                    hangup: false
+                }]
+            );
             read_byte(rd2);
             r.set_interest(rd2, Interest::default()).unwrap();
         }
@@ -470,7 +535,15 @@ mod tests {
     #[test]
     fn bad_fd_is_an_error() {
         let mut r = Reactor::new().unwrap();
-        let err = r.set_interest(987_654, Interest { read: true, write: false }).unwrap_err();
+        let err = r
+            .set_interest(
+                987_654,
+                Interest {
+                    read: true,
+                    write: false,
+                },
+            )
+            .unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EBADF));
         assert_eq!(r.registered(), 0);
     }

@@ -44,11 +44,16 @@ pub unsafe fn recv_raw(fd: RawFd, ptr: *mut u8, len: usize) -> io::Result<usize>
 
 /// Send the buffers in order with one `sendmsg`; returns how many bytes the kernel took.
 pub fn send_vectored(fd: RawFd, bufs: &[&[u8]]) -> io::Result<usize> {
-    let mut iov: [libc::iovec; MAX_IOVECS] =
-        [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOVECS];
+    let mut iov: [libc::iovec; MAX_IOVECS] = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; MAX_IOVECS];
     let mut count = 0;
     for b in bufs.iter().filter(|b| !b.is_empty()).take(MAX_IOVECS) {
-        iov[count] = libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() };
+        iov[count] = libc::iovec {
+            iov_base: b.as_ptr() as *mut libc::c_void,
+            iov_len: b.len(),
+        };
         count += 1;
     }
     if count == 0 {
@@ -87,7 +92,12 @@ mod tests {
         let mut fds = [0; 2];
         // SAFETY: fds has room for the two descriptors socketpair writes.
         let r = unsafe {
-            libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0, fds.as_mut_ptr())
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_NONBLOCK,
+                0,
+                fds.as_mut_ptr(),
+            )
         };
         assert_eq!(r, 0);
         (fds[0], fds[1])

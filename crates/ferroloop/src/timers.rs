@@ -68,7 +68,10 @@ fn unsortable(k: u64) -> f64 {
 
 impl<T> Entry<T> {
     fn new(when: f64, seq: TimerId, item: T) -> Self {
-        Entry { order: (u128::from(sortable(when)) << 64) | u128::from(seq), item }
+        Entry {
+            order: (u128::from(sortable(when)) << 64) | u128::from(seq),
+            item,
+        }
     }
 
     fn when(&self) -> f64 {
@@ -118,7 +121,12 @@ impl<T> Default for TimerHeap<T> {
 impl<T> TimerHeap<T> {
     /// An empty heap.
     pub fn new() -> Self {
-        TimerHeap { heap: QuadHeap::new(), run: VecDeque::new(), next_seq: 0, cancelled: 0 }
+        TimerHeap {
+            heap: QuadHeap::new(),
+            run: VecDeque::new(),
+            next_seq: 0,
+            cancelled: 0,
+        }
     }
 
     /// Schedule `item` at `when`; returns its scheduling order.
@@ -150,7 +158,11 @@ impl<T> TimerHeap<T> {
             (Some(h), None) => Some((Front::Heap, h)),
             (None, Some(r)) => Some((Front::Run, r)),
             // Entry's Ord is reversed (max-heap): "greater" means earlier
-            (Some(h), Some(r)) => Some(if h > r { (Front::Heap, h) } else { (Front::Run, r) }),
+            (Some(h), Some(r)) => Some(if h > r {
+                (Front::Heap, h)
+            } else {
+                (Front::Run, r)
+            }),
         }
     }
 
@@ -298,7 +310,18 @@ mod tests {
 
     #[test]
     fn packed_order_matches_float_order() {
-        let xs = [-1e300, -2.5, -0.0, 0.0, 1e-9, 0.5, 1.0, 86400.0, 1e300, f64::INFINITY];
+        let xs = [
+            -1e300,
+            -2.5,
+            -0.0,
+            0.0,
+            1e-9,
+            0.5,
+            1.0,
+            86400.0,
+            1e300,
+            f64::INFINITY,
+        ];
         for w in xs.windows(2) {
             assert!(sortable(w[0]) <= sortable(w[1]), "{} {}", w[0], w[1]);
         }
@@ -318,7 +341,11 @@ mod tests {
         let mut out = Vec::new();
         h.pop_due(100.0, &mut out);
         let got: Vec<(f64, u32)> = out.iter().map(|x| (whens[x.0 as usize], x.0)).collect();
-        let mut want: Vec<(f64, u32)> = whens.iter().enumerate().map(|(i, w)| (*w, i as u32)).collect();
+        let mut want: Vec<(f64, u32)> = whens
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (*w, i as u32))
+            .collect();
         want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         assert_eq!(got, want);
         assert!(h.is_empty());

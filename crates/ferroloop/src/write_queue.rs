@@ -42,7 +42,11 @@ pub struct WriteQueue<B> {
 
 impl<B> Default for WriteQueue<B> {
     fn default() -> Self {
-        WriteQueue { chunks: VecDeque::new(), head: 0, len: 0 }
+        WriteQueue {
+            chunks: VecDeque::new(),
+            head: 0,
+            len: 0,
+        }
     }
 }
 
@@ -100,7 +104,11 @@ impl<B: AsRef<[u8]>> WriteQueue<B> {
         let mut bufs: [&[u8]; sock::MAX_IOVECS] = [&[]; sock::MAX_IOVECS];
         let mut count = 0;
         for (i, c) in self.chunks.iter().take(sock::MAX_IOVECS).enumerate() {
-            bufs[i] = if i == 0 { &c.bytes()[self.head..] } else { c.bytes() };
+            bufs[i] = if i == 0 {
+                &c.bytes()[self.head..]
+            } else {
+                c.bytes()
+            };
             count += 1;
         }
         let sent = match sock::send_vectored(fd, &bufs[..count]) {
@@ -116,7 +124,9 @@ impl<B: AsRef<[u8]>> WriteQueue<B> {
     fn consume(&mut self, mut n: usize) {
         self.len -= n;
         while n > 0 {
-            let Some(front) = self.chunks.front() else { break };
+            let Some(front) = self.chunks.front() else {
+                break;
+            };
             let left = front.bytes().len() - self.head;
             if n < left {
                 self.head += n;
@@ -152,7 +162,12 @@ mod tests {
         let mut fds = [0; 2];
         // SAFETY: fds has room for the two descriptors socketpair writes.
         let r = unsafe {
-            libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0, fds.as_mut_ptr())
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_NONBLOCK,
+                0,
+                fds.as_mut_ptr(),
+            )
         };
         assert_eq!(r, 0);
         (fds[0], fds[1])

@@ -17,10 +17,16 @@ impl Cancellable for Job {
     }
 }
 
-fn turn(reactor: &mut Reactor, timers: &mut TimerHeap<Job>, inbox: &Inbox<&'static str>) -> Vec<String> {
+fn turn(
+    reactor: &mut Reactor,
+    timers: &mut TimerHeap<Job>,
+    inbox: &Inbox<&'static str>,
+) -> Vec<String> {
     let mut dropped = Vec::new();
     timers.purge_cancelled(&mut dropped);
-    let timeout = timers.next_deadline().map(|w| (w - clock::monotonic()).max(0.0));
+    let timeout = timers
+        .next_deadline()
+        .map(|w| (w - clock::monotonic()).max(0.0));
     reactor.poll(timeout).unwrap();
     let mut ran = Vec::new();
     if reactor.take_woken() {
@@ -88,10 +94,22 @@ fn readable_until_drained() {
     use std::io::{Read, Write};
     use std::os::unix::io::AsRawFd;
     a.set_nonblocking(true).unwrap();
-    reactor.set_interest(a.as_raw_fd(), Interest { read: true, write: false }).unwrap();
+    reactor
+        .set_interest(
+            a.as_raw_fd(),
+            Interest {
+                read: true,
+                write: false,
+            },
+        )
+        .unwrap();
     (&b).write_all(b"hello").unwrap();
     assert_eq!(reactor.poll(Some(1.0)).unwrap().len(), 1);
-    assert_eq!(reactor.poll(Some(1.0)).unwrap().len(), 1, "level-triggered: still readable");
+    assert_eq!(
+        reactor.poll(Some(1.0)).unwrap().len(),
+        1,
+        "level-triggered: still readable"
+    );
     let mut buf = [0u8; 16];
     assert_eq!((&a).read(&mut buf).unwrap(), 5);
     assert!(reactor.poll(Some(0.0)).unwrap().is_empty());

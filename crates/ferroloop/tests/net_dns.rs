@@ -49,7 +49,9 @@ fn localhost_resolves_to_a_loopback_address() {
 #[test]
 fn named_hosts_work_for_bind_and_connect() {
     run_limited(async {
-        let listener = TcpListener::bind(("localhost".to_string(), 0)).await.unwrap();
+        let listener = TcpListener::bind(("localhost".to_string(), 0))
+            .await
+            .unwrap();
         let port = listener.local_addr().unwrap().port();
         let accept = ferroloop::spawn(async move { listener.accept().await.map(|_| ()) });
         let _s = TcpStream::connect(("localhost", port)).await.unwrap();
@@ -65,6 +67,9 @@ fn malformed_addresses_are_invalid_input() {
             assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{bad}: {err}");
         }
         let empty: &[SocketAddr] = &[];
-        assert_eq!(TcpStream::connect(empty).await.unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+        assert_eq!(
+            TcpStream::connect(empty).await.unwrap_err().kind(),
+            std::io::ErrorKind::InvalidInput
+        );
     });
 }

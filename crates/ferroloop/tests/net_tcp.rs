@@ -146,7 +146,9 @@ fn bind_to_a_busy_port_is_addr_in_use() {
     run_limited(async {
         let a = TcpListener::bind("127.0.0.1:0").await.unwrap();
         // SO_REUSEADDR does not let two listeners share a port on Linux
-        let err = TcpListener::bind(a.local_addr().unwrap()).await.unwrap_err();
+        let err = TcpListener::bind(a.local_addr().unwrap())
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::AddrInUse);
     });
 }
@@ -157,9 +159,17 @@ fn address_forms_and_socket_options() {
         let listener = TcpListener::bind("localhost:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let accept = spawn(async move { listener.accept().await.map(|(s, _)| s.nodelay()) });
-        let s = TcpStream::connect(format!("localhost:{port}")).await.unwrap();
-        assert!(s.nodelay().unwrap(), "TCP_NODELAY is on by default, as asyncio");
-        assert!(accept.await.unwrap().unwrap().unwrap(), "accepted streams too");
+        let s = TcpStream::connect(format!("localhost:{port}"))
+            .await
+            .unwrap();
+        assert!(
+            s.nodelay().unwrap(),
+            "TCP_NODELAY is on by default, as asyncio"
+        );
+        assert!(
+            accept.await.unwrap().unwrap().unwrap(),
+            "accepted streams too"
+        );
         s.set_nodelay(false).unwrap();
         assert!(!s.nodelay().unwrap());
         assert_eq!(s.local_addr().unwrap().ip(), s.peer_addr().unwrap().ip());
@@ -176,7 +186,9 @@ fn futures_io_traits_work_on_streams_and_references() {
         let server = spawn(async move {
             let (mut conn, _) = listener.accept().await.unwrap();
             let mut got = Vec::new();
-            AsyncReadExt::read_to_end(&mut conn, &mut got).await.unwrap();
+            AsyncReadExt::read_to_end(&mut conn, &mut got)
+                .await
+                .unwrap();
             // through &TcpStream
             let mut r = &conn;
             AsyncWriteExt::write_all(&mut r, &got).await.unwrap();
@@ -185,12 +197,17 @@ fn futures_io_traits_work_on_streams_and_references() {
         });
         let mut s = TcpStream::connect(addr).await.unwrap();
         AsyncWriteExt::write_all(&mut s, b"futures ").await.unwrap();
-        let bufs = [std::io::IoSlice::new(b"io "), std::io::IoSlice::new(b"traits")];
+        let bufs = [
+            std::io::IoSlice::new(b"io "),
+            std::io::IoSlice::new(b"traits"),
+        ];
         let n = AsyncWriteExt::write_vectored(&mut s, &bufs).await.unwrap();
         assert_eq!(n, 9);
         AsyncWriteExt::close(&mut s).await.unwrap();
         let mut back = String::new();
-        AsyncReadExt::read_to_string(&mut s, &mut back).await.unwrap();
+        AsyncReadExt::read_to_string(&mut s, &mut back)
+            .await
+            .unwrap();
         assert_eq!(back, "futures io traits");
         assert_eq!(server.await.unwrap(), 17);
     });
@@ -201,12 +218,16 @@ fn a_cancelled_accept_or_read_leaves_the_socket_usable() {
     run_limited(async {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        assert!(timeout(Duration::from_millis(10), listener.accept()).await.is_err());
+        assert!(timeout(Duration::from_millis(10), listener.accept())
+            .await
+            .is_err());
         let client = spawn(async move { TcpStream::connect(addr).await.unwrap() });
         let (conn, _) = listener.accept().await.unwrap();
         let client = client.await.unwrap();
         let mut buf = [0u8; 4];
-        assert!(timeout(Duration::from_millis(10), conn.read(&mut buf)).await.is_err());
+        assert!(timeout(Duration::from_millis(10), conn.read(&mut buf))
+            .await
+            .is_err());
         client.write_all(b"late").await.unwrap();
         conn.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"late");
@@ -230,7 +251,13 @@ fn peer_gone_is_an_error_not_a_signal() {
             }
         }
         let err = err.expect("writing to a closed peer fails");
-        assert!(matches!(err.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset), "{err}");
+        assert!(
+            matches!(
+                err.kind(),
+                ErrorKind::BrokenPipe | ErrorKind::ConnectionReset
+            ),
+            "{err}"
+        );
     });
 }
 

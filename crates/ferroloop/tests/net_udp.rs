@@ -31,7 +31,10 @@ fn echo_between_two_sockets() {
         let mut buf = [0u8; 1500];
         for i in 0..50 {
             let msg = format!("datagram {i}");
-            assert_eq!(client.send_to(msg.as_bytes(), server_addr).await.unwrap(), msg.len());
+            assert_eq!(
+                client.send_to(msg.as_bytes(), server_addr).await.unwrap(),
+                msg.len()
+            );
             let (n, from) = client.recv_from(&mut buf).await.unwrap();
             assert_eq!(from, server_addr);
             assert_eq!(&buf[..n], msg.as_bytes());
@@ -47,7 +50,9 @@ fn connected_socket_send_recv_and_peer_addr() {
         let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         assert_eq!(a.peer_addr().unwrap_err().kind(), ErrorKind::NotConnected);
         a.connect(b.local_addr().unwrap()).await.unwrap();
-        b.connect(format!("127.0.0.1:{}", a.local_addr().unwrap().port())).await.unwrap();
+        b.connect(format!("127.0.0.1:{}", a.local_addr().unwrap().port()))
+            .await
+            .unwrap();
         assert_eq!(a.peer_addr().unwrap(), b.local_addr().unwrap());
         a.send(b"ping").await.unwrap();
         let mut buf = [0u8; 8];
@@ -70,10 +75,15 @@ fn send_to_a_closed_port_is_refused_at_the_next_recv() {
         s.connect(("127.0.0.1", port)).await.unwrap();
         s.send(b"anyone?").await.unwrap();
         let mut buf = [0u8; 16];
-        let err = timeout(Duration::from_secs(2), s.recv(&mut buf)).await.unwrap().unwrap_err();
+        let err = timeout(Duration::from_secs(2), s.recv(&mut buf))
+            .await
+            .unwrap()
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
         // the error is reported once; the socket still works
-        assert!(timeout(Duration::from_millis(10), s.recv(&mut buf)).await.is_err());
+        assert!(timeout(Duration::from_millis(10), s.recv(&mut buf))
+            .await
+            .is_err());
     });
 }
 
@@ -94,14 +104,18 @@ fn truncated_receive_and_broadcast_option() {
         assert!(!s.broadcast().unwrap());
         s.set_broadcast(true).unwrap();
         assert!(s.broadcast().unwrap());
-        s.send_to(b"0123456789", s.local_addr().unwrap()).await.unwrap();
+        s.send_to(b"0123456789", s.local_addr().unwrap())
+            .await
+            .unwrap();
         let mut small = [0u8; 4];
         let (n, _) = s.peek_from(&mut small).await.unwrap();
         assert_eq!(&small[..n], b"0123");
         let (n, _) = s.recv_from(&mut small).await.unwrap();
         assert_eq!(&small[..n], b"0123");
         // the rest of the datagram was discarded
-        assert!(timeout(Duration::from_millis(10), s.recv_from(&mut small)).await.is_err());
+        assert!(timeout(Duration::from_millis(10), s.recv_from(&mut small))
+            .await
+            .is_err());
     });
 }
 

@@ -52,7 +52,10 @@ fn echo_through_a_socket_file_with_concurrent_clients() {
     let path = dir.path("echo.sock");
     run_limited(async {
         let listener = UnixListener::bind(&path).unwrap();
-        assert_eq!(listener.local_addr().unwrap().as_pathname(), Some(path.as_path()));
+        assert_eq!(
+            listener.local_addr().unwrap().as_pathname(),
+            Some(path.as_path())
+        );
         let _server = spawn(async move {
             loop {
                 let (conn, _) = listener.accept().await.unwrap();
@@ -105,13 +108,22 @@ fn path_errors_are_the_kernels() {
         assert_eq!(missing.kind(), ErrorKind::NotFound);
         let taken = dir.path("taken");
         let _l = UnixListener::bind(&taken).unwrap();
-        assert_eq!(UnixListener::bind(&taken).unwrap_err().kind(), ErrorKind::AddrInUse);
+        assert_eq!(
+            UnixListener::bind(&taken).unwrap_err().kind(),
+            ErrorKind::AddrInUse
+        );
         // a file that is not a listening socket
         let plain = dir.path("plain");
         std::fs::write(&plain, b"").unwrap();
-        assert_eq!(UnixStream::connect(&plain).await.unwrap_err().kind(), ErrorKind::ConnectionRefused);
+        assert_eq!(
+            UnixStream::connect(&plain).await.unwrap_err().kind(),
+            ErrorKind::ConnectionRefused
+        );
         let long = dir.path(&"x".repeat(200));
-        assert_eq!(UnixListener::bind(long).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(
+            UnixListener::bind(long).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
     });
 }
 

@@ -80,7 +80,11 @@ fn spawn_blocking_runs_off_the_loop_thread_concurrently() {
         gather(jobs).await.unwrap()
     });
     assert!(ids.iter().all(|&id| id != loop_thread));
-    assert!(t0.elapsed() < Duration::from_millis(190), "ran one after another: {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_millis(190),
+        "ran one after another: {:?}",
+        t0.elapsed()
+    );
 }
 
 #[test]
@@ -115,7 +119,10 @@ fn signal_delivery_wakes_the_listener() {
         let pid = std::process::id();
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(10));
-            std::process::Command::new("kill").args(["-USR1", &pid.to_string()]).status().unwrap();
+            std::process::Command::new("kill")
+                .args(["-USR1", &pid.to_string()])
+                .status()
+                .unwrap();
         });
         ferroloop::timeout(Duration::from_secs(5), s.recv()).await
     });
@@ -124,9 +131,18 @@ fn signal_delivery_wakes_the_listener() {
 
 #[test]
 fn signal_rejects_uncatchable_and_invalid_numbers() {
-    assert_eq!(Signal::new(9).err().unwrap().kind(), std::io::ErrorKind::InvalidInput);
-    assert_eq!(Signal::new(0).err().unwrap().kind(), std::io::ErrorKind::InvalidInput);
-    assert_eq!(Signal::new(1000).err().unwrap().kind(), std::io::ErrorKind::InvalidInput);
+    assert_eq!(
+        Signal::new(9).err().unwrap().kind(),
+        std::io::ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        Signal::new(0).err().unwrap().kind(),
+        std::io::ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        Signal::new(1000).err().unwrap().kind(),
+        std::io::ErrorKind::InvalidInput
+    );
 }
 
 fn libc_sigusr1() -> i32 {

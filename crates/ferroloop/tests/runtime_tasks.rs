@@ -39,9 +39,20 @@ impl Drop for Probe {
 }
 
 #[allow(clippy::type_complexity)]
-fn probe() -> (Probe, Rc<Cell<usize>>, Rc<Cell<usize>>, Rc<Cell<bool>>, Rc<RefCell<Option<Waker>>>) {
+fn probe() -> (
+    Probe,
+    Rc<Cell<usize>>,
+    Rc<Cell<usize>>,
+    Rc<Cell<bool>>,
+    Rc<RefCell<Option<Waker>>>,
+) {
     let (polls, drops, release, waker) = Default::default();
-    let p = Probe { polls: Rc::clone(&polls), drops: Rc::clone(&drops), release: Rc::clone(&release), waker: Rc::clone(&waker) };
+    let p = Probe {
+        polls: Rc::clone(&polls),
+        drops: Rc::clone(&drops),
+        release: Rc::clone(&release),
+        waker: Rc::clone(&waker),
+    };
     (p, polls, drops, release, waker)
 }
 
@@ -292,7 +303,10 @@ fn remote_task_cancel_drops_the_future_on_the_loop_thread() {
             sleep(Duration::from_millis(2)).await;
         }
     });
-    assert!(matches!(canceller.join().unwrap(), Err(JoinError::Cancelled)));
+    assert!(matches!(
+        canceller.join().unwrap(),
+        Err(JoinError::Cancelled)
+    ));
     assert_eq!(*dropped_on.lock().unwrap(), Some(loop_thread));
 }
 
@@ -310,6 +324,10 @@ fn spawn_outside_a_loop_panics_with_a_clear_message() {
         drop(spawn(async {}));
     })
     .unwrap_err();
-    let msg = err.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| err.downcast_ref::<String>().cloned()).unwrap();
+    let msg = err
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| err.downcast_ref::<String>().cloned())
+        .unwrap();
     assert!(msg.contains("no ferroloop loop is running"), "{msg}");
 }

@@ -4,7 +4,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use ferroloop::{interval, run, sleep, sleep_until, spawn, timeout, timeout_at, yield_now, Elapsed};
+use ferroloop::{
+    interval, run, sleep, sleep_until, spawn, timeout, timeout_at, yield_now, Elapsed,
+};
 
 #[test]
 fn sleeps_wake_in_deadline_order() {
@@ -81,7 +83,9 @@ fn timeout_passes_the_value_through() {
         9
     }));
     assert_eq!(r, Ok(9));
-    let r = run(timeout_at(Instant::now() + Duration::from_secs(5), async { 3 }));
+    let r = run(timeout_at(Instant::now() + Duration::from_secs(5), async {
+        3
+    }));
     assert_eq!(r, Ok(3));
 }
 

@@ -29,7 +29,8 @@ pub async fn lookup_host(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
     }
     let owned = host.to_owned();
     let found = crate::spawn_blocking(move || {
-        std::net::ToSocketAddrs::to_socket_addrs(&(owned.as_str(), port)).map(|it| it.collect::<Vec<_>>())
+        std::net::ToSocketAddrs::to_socket_addrs(&(owned.as_str(), port))
+            .map(|it| it.collect::<Vec<_>>())
     })
     .await
     .map_err(|e| io::Error::other(format!("name lookup of {host:?} failed: {e:?}")))??;
@@ -44,7 +45,10 @@ pub async fn lookup_host(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
 
 /// `host` as an IP address if it is written as one (IPv6 possibly in brackets).
 fn parse_numeric(host: &str) -> Option<IpAddr> {
-    let inner = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let inner = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     inner.parse().ok()
 }
 
@@ -55,7 +59,10 @@ pub(crate) async fn resolve<A: ToSocketAddrs>(addr: A) -> io::Result<Vec<SocketA
         sealed::Addrs::Lookup(host, port) => lookup_host(&host, port).await?,
     };
     if addrs.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "could not resolve to any addresses"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "could not resolve to any addresses",
+        ));
     }
     Ok(addrs)
 }
@@ -100,7 +107,14 @@ macro_rules! ready_addr {
     )*};
 }
 
-ready_addr!(SocketAddr, SocketAddrV4, SocketAddrV6, (IpAddr, u16), (Ipv4Addr, u16), (Ipv6Addr, u16));
+ready_addr!(
+    SocketAddr,
+    SocketAddrV4,
+    SocketAddrV6,
+    (IpAddr, u16),
+    (Ipv4Addr, u16),
+    (Ipv6Addr, u16)
+);
 
 impl ToSocketAddrs for (&str, u16) {}
 impl ToSocketAddrsPriv for (&str, u16) {
@@ -127,11 +141,17 @@ impl ToSocketAddrsPriv for str {
         }
         // as std: split at the last colon, the port must be a number
         let Some((host, port)) = self.rsplit_once(':') else {
-            return Addrs::Ready(Err(io::Error::new(io::ErrorKind::InvalidInput, "invalid socket address")));
+            return Addrs::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "invalid socket address",
+            )));
         };
         match port.parse::<u16>() {
             Ok(port) => (host, port).to_addrs(),
-            Err(_) => Addrs::Ready(Err(io::Error::new(io::ErrorKind::InvalidInput, "invalid port value"))),
+            Err(_) => Addrs::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "invalid port value",
+            ))),
         }
     }
 }

@@ -37,7 +37,8 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
 /// A new non-blocking, close-on-exec socket.
 pub(crate) fn new_socket(domain: libc::c_int, ty: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: socket takes plain integers and returns a new descriptor or -1.
-    let fd = cvt(unsafe { libc::socket(domain, ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) })?;
+    let fd =
+        cvt(unsafe { libc::socket(domain, ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) })?;
     // SAFETY: fd was just returned by socket(2) and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -59,7 +60,9 @@ pub(crate) fn sockaddr_of(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::s
             let sin = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
                 sin_zero: [0; 8],
             };
             // SAFETY: sockaddr_storage is larger than and at least as aligned as sockaddr_in.
@@ -73,7 +76,9 @@ pub(crate) fn sockaddr_of(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::s
             sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
             sin6.sin6_port = a.port().to_be();
             sin6.sin6_flowinfo = a.flowinfo();
-            sin6.sin6_addr = libc::in6_addr { s6_addr: a.ip().octets() };
+            sin6.sin6_addr = libc::in6_addr {
+                s6_addr: a.ip().octets(),
+            };
             sin6.sin6_scope_id = a.scope_id();
             // SAFETY: sockaddr_storage is larger than and at least as aligned as sockaddr_in6.
             unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
@@ -84,20 +89,29 @@ pub(crate) fn sockaddr_of(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::s
 }
 
 /// The `SocketAddr` the kernel wrote into `storage` (an IPv4 or IPv6 address).
-pub(crate) fn socket_addr_from(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> io::Result<SocketAddr> {
+pub(crate) fn socket_addr_from(
+    storage: &libc::sockaddr_storage,
+    len: libc::socklen_t,
+) -> io::Result<SocketAddr> {
     let len = len as usize;
     match storage.ss_family as libc::c_int {
         libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {
             // SAFETY: the family says the storage holds a sockaddr_in, and the storage is
             // aligned for it.
-            let sin = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let sin =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
             let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
-            Ok(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+            Ok(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
         }
         libc::AF_INET6 if len >= size_of::<libc::sockaddr_in6>() => {
             // SAFETY: the family says the storage holds a sockaddr_in6, and the storage is
             // aligned for it.
-            let sin6 = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let sin6 = unsafe {
+                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
             let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
             Ok(SocketAddr::V6(SocketAddrV6::new(
                 ip,
@@ -106,7 +120,10 @@ pub(crate) fn socket_addr_from(storage: &libc::sockaddr_storage, len: libc::sock
                 sin6.sin6_scope_id,
             )))
         }
-        _ => Err(io::Error::new(io::ErrorKind::InvalidInput, "not an IPv4 or IPv6 socket address")),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not an IPv4 or IPv6 socket address",
+        )),
     }
 }
 
@@ -119,10 +136,16 @@ pub(crate) fn sockaddr_un_of(path: &Path) -> io::Result<(libc::sockaddr_un, libc
     let bytes = path.as_os_str().as_bytes();
     let abstract_name = bytes.first() == Some(&0);
     if bytes.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty Unix socket path"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "empty Unix socket path",
+        ));
     }
     if !abstract_name && bytes.contains(&0) {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "Unix socket path contains a NUL byte"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "Unix socket path contains a NUL byte",
+        ));
     }
     // a filesystem path keeps one byte for its terminating NUL (already zero)
     let room = sun.sun_path.len() - usize::from(!abstract_name);
@@ -146,11 +169,22 @@ pub(crate) fn sockaddr_un_of(path: &Path) -> io::Result<(libc::sockaddr_un, libc
 ///
 /// # Safety
 /// `addr` must point at a socket address of `len` readable bytes.
-pub(crate) unsafe fn connect_raw(fd: RawFd, addr: *const libc::sockaddr, len: libc::socklen_t) -> io::Result<bool> {
+pub(crate) unsafe fn connect_raw(
+    fd: RawFd,
+    addr: *const libc::sockaddr,
+    len: libc::socklen_t,
+) -> io::Result<bool> {
     // SAFETY: the caller guarantees addr/len describe a readable socket address.
     match cvt(unsafe { libc::connect(fd, addr, len) }) {
         Ok(_) => Ok(true),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EINPROGRESS) | Some(libc::EINTR)) => Ok(false),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EINPROGRESS) | Some(libc::EINTR)
+            ) =>
+        {
+            Ok(false)
+        }
         Err(e) => Err(e),
     }
 }
@@ -165,7 +199,11 @@ pub(crate) fn connect_inet(fd: RawFd, addr: &SocketAddr) -> io::Result<bool> {
 /// The pending error of `fd` (`SO_ERROR`), which reading clears.
 pub(crate) fn take_error(fd: RawFd) -> io::Result<Option<io::Error>> {
     let err: libc::c_int = get_int_opt(fd, libc::SOL_SOCKET, libc::SO_ERROR)?;
-    Ok(if err == 0 { None } else { Some(io::Error::from_raw_os_error(err)) })
+    Ok(if err == 0 {
+        None
+    } else {
+        Some(io::Error::from_raw_os_error(err))
+    })
 }
 
 /// Whether the connect started on `fd` has finished: `Ok` when connected, its error when it
@@ -179,7 +217,13 @@ pub(crate) fn connect_finished(fd: RawFd) -> io::Result<()> {
     let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: storage and len are valid for writes for the call.
-    let r = unsafe { libc::getpeername(fd, (&mut storage as *mut libc::sockaddr_storage).cast(), &mut len) };
+    let r = unsafe {
+        libc::getpeername(
+            fd,
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
     match cvt(r) {
         Ok(_) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
@@ -235,7 +279,12 @@ pub(crate) fn bind_listen_raw(
 }
 
 /// Set an `int` socket option.
-pub(crate) fn set_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+pub(crate) fn set_int_opt(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: value is a live c_int and its size is passed with it.
     cvt(unsafe {
         libc::setsockopt(
@@ -250,7 +299,11 @@ pub(crate) fn set_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int, valu
 }
 
 /// Read an `int` socket option.
-pub(crate) fn get_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+pub(crate) fn get_int_opt(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<libc::c_int> {
     let mut value = MaybeUninit::<libc::c_int>::zeroed();
     let mut len = size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: value and len are valid for writes and len is value's size.
@@ -294,7 +347,11 @@ pub(crate) async fn write_all(reg: &Registration, mut buf: &[u8]) -> io::Result<
 }
 
 /// The `AsyncRead::poll_read` step.
-pub(crate) fn poll_read(reg: &Registration, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+pub(crate) fn poll_read(
+    reg: &Registration,
+    cx: &mut Context<'_>,
+    buf: &mut [u8],
+) -> Poll<io::Result<usize>> {
     let fd = reg.fd();
     let want = buf.len();
     let r = reg.poll_read_io(cx, || crate::sock::recv(fd, buf));
@@ -307,7 +364,11 @@ pub(crate) fn poll_read(reg: &Registration, cx: &mut Context<'_>, buf: &mut [u8]
 }
 
 /// The `AsyncWrite::poll_write` step.
-pub(crate) fn poll_write(reg: &Registration, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+pub(crate) fn poll_write(
+    reg: &Registration,
+    cx: &mut Context<'_>,
+    buf: &[u8],
+) -> Poll<io::Result<usize>> {
     let fd = reg.fd();
     let r = reg.poll_write_io(cx, || crate::sock::send(fd, buf));
     if let Poll::Ready(Ok(n)) = r {
@@ -327,7 +388,11 @@ pub(crate) fn poll_write_vectored(
     let fd = reg.fd();
     let mut slices: [&[u8]; crate::sock::MAX_IOVECS] = [&[]; crate::sock::MAX_IOVECS];
     let mut count = 0;
-    for b in bufs.iter().filter(|b| !b.is_empty()).take(crate::sock::MAX_IOVECS) {
+    for b in bufs
+        .iter()
+        .filter(|b| !b.is_empty())
+        .take(crate::sock::MAX_IOVECS)
+    {
         slices[count] = b;
         count += 1;
     }
@@ -459,6 +524,9 @@ mod tests {
             Ok(v) => v,
             Err(e) => panic!("{e}"),
         };
-        assert_eq!(len as usize, std::mem::offset_of!(libc::sockaddr_un, sun_path) + 9);
+        assert_eq!(
+            len as usize,
+            std::mem::offset_of!(libc::sockaddr_un, sun_path) + 9
+        );
     }
 }

@@ -44,7 +44,12 @@ pub struct WriteHalf<S> {
 /// ```
 pub fn split<S>(stream: S) -> (ReadHalf<S>, WriteHalf<S>) {
     let stream = Rc::new(stream);
-    (ReadHalf { stream: stream.clone() }, WriteHalf { stream })
+    (
+        ReadHalf {
+            stream: stream.clone(),
+        },
+        WriteHalf { stream },
+    )
 }
 
 /// [`ReadHalf::reunite`] was given the write half of another stream.
@@ -73,7 +78,12 @@ impl<S> ReadHalf<S> {
         drop(write);
         Rc::try_unwrap(self.stream).map_err(|stream| {
             // unreachable: only the two halves held the stream
-            let (r, w) = (ReadHalf { stream: stream.clone() }, WriteHalf { stream });
+            let (r, w) = (
+                ReadHalf {
+                    stream: stream.clone(),
+                },
+                WriteHalf { stream },
+            );
             ReuniteError(r, w)
         })
     }
@@ -101,7 +111,11 @@ impl<S> AsyncRead for ReadHalf<S>
 where
     for<'a> &'a S: AsyncRead,
 {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut &*self.stream).poll_read(cx, buf)
     }
 }
@@ -110,7 +124,11 @@ impl<S> AsyncWrite for WriteHalf<S>
 where
     for<'a> &'a S: AsyncWrite,
 {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut &*self.stream).poll_write(cx, buf)
     }
 

@@ -51,9 +51,14 @@ pub struct TcpStream {
 /// error itself when there is one (or all are the same), else "Multiple exceptions: ...".
 fn combine_errors(mut errors: Vec<(SocketAddr, io::Error)>) -> io::Error {
     let Some((_, last)) = errors.pop() else {
-        return io::Error::new(io::ErrorKind::InvalidInput, "could not resolve to any addresses");
+        return io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "could not resolve to any addresses",
+        );
     };
-    let same = errors.iter().all(|(_, e)| e.kind() == last.kind() && e.raw_os_error() == last.raw_os_error());
+    let same = errors
+        .iter()
+        .all(|(_, e)| e.kind() == last.kind() && e.raw_os_error() == last.raw_os_error());
     if same {
         return last;
     }
@@ -82,7 +87,12 @@ impl TcpListener {
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "could not resolve to any addresses")))
+        Err(last.unwrap_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "could not resolve to any addresses",
+            )
+        }))
     }
 
     fn bind_one(addr: &SocketAddr) -> io::Result<TcpListener> {
@@ -166,7 +176,10 @@ impl AsRawFd for TcpListener {
 
 impl fmt::Debug for TcpListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TcpListener").field("fd", &self.reg.fd()).field("local", &self.std.local_addr().ok()).finish()
+        f.debug_struct("TcpListener")
+            .field("fd", &self.reg.fd())
+            .field("local", &self.std.local_addr().ok())
+            .finish()
     }
 }
 
@@ -195,7 +208,10 @@ impl TcpStream {
         let raw = stream.reg.fd();
         if !socket::connect_inet(raw, &addr)? {
             // in progress: `connect_finished` says WouldBlock until the socket is writable
-            stream.reg.write_io(|| socket::connect_finished(raw)).await?;
+            stream
+                .reg
+                .write_io(|| socket::connect_finished(raw))
+                .await?;
         }
         Ok(stream)
     }

@@ -101,12 +101,21 @@ impl UdpSocket {
     }
 
     /// Poll form of [`recv_from`](Self::recv_from), for hand-written futures.
-    pub fn poll_recv_from(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<(usize, SocketAddr)>> {
+    pub fn poll_recv_from(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<(usize, SocketAddr)>> {
         self.reg.poll_read_io(cx, || self.std.recv_from(buf))
     }
 
     /// Poll form of `send_to` with a resolved address, for hand-written futures.
-    pub fn poll_send_to(&self, cx: &mut Context<'_>, buf: &[u8], target: SocketAddr) -> Poll<io::Result<usize>> {
+    pub fn poll_send_to(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+        target: SocketAddr,
+    ) -> Poll<io::Result<usize>> {
         self.reg.poll_write_io(cx, || self.std.send_to(buf, target))
     }
 
@@ -159,6 +168,9 @@ impl AsRawFd for UdpSocket {
 
 impl fmt::Debug for UdpSocket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UdpSocket").field("fd", &self.reg.fd()).field("local", &self.std.local_addr().ok()).finish()
+        f.debug_struct("UdpSocket")
+            .field("fd", &self.reg.fd())
+            .field("local", &self.std.local_addr().ok())
+            .finish()
     }
 }

@@ -96,7 +96,10 @@ impl UnixListener {
             Poll::Pending => return Poll::Pending,
         };
         let std = std::os::unix::net::UnixStream::from(new_fd);
-        Poll::Ready(std.peer_addr().and_then(|peer| Ok((UnixStream::from_nonblocking(std)?, peer))))
+        Poll::Ready(
+            std.peer_addr()
+                .and_then(|peer| Ok((UnixStream::from_nonblocking(std)?, peer))),
+        )
     }
 
     /// The address the listener is bound to.
@@ -123,11 +126,15 @@ impl UnixStream {
         let mut backoff = Duration::from_millis(1);
         loop {
             // SAFETY: sun holds an address of len bytes and lives across the call.
-            let started = unsafe { socket::connect_raw(raw, (&sun as *const libc::sockaddr_un).cast(), len) };
+            let started =
+                unsafe { socket::connect_raw(raw, (&sun as *const libc::sockaddr_un).cast(), len) };
             match started {
                 Ok(true) => return Ok(stream),
                 Ok(false) => {
-                    stream.reg.write_io(|| socket::connect_finished(raw)).await?;
+                    stream
+                        .reg
+                        .write_io(|| socket::connect_finished(raw))
+                        .await?;
                     return Ok(stream);
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {

@@ -38,9 +38,15 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 fn pool() -> &'static Pool {
     static POOL: OnceLock<Pool> = OnceLock::new();
     POOL.get_or_init(|| {
-        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         Pool {
-            state: Mutex::new(PoolState { jobs: VecDeque::new(), threads: 0, idle: 0 }),
+            state: Mutex::new(PoolState {
+                jobs: VecDeque::new(),
+                threads: 0,
+                idle: 0,
+            }),
             cond: Condvar::new(),
             max_threads: (cpus + 4).min(32),
         }
@@ -111,7 +117,9 @@ impl<R> Future for BlockingTask<R> {
     type Output = Result<R, JoinError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx).poll(cx).map(|r| r.unwrap_or(Err(JoinError::Cancelled)))
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(JoinError::Cancelled)))
     }
 }
 

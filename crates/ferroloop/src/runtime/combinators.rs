@@ -82,9 +82,17 @@ where
 {
     let children: Vec<Option<F>> = futures.into_iter().map(Some).collect();
     let n = children.len();
-    let list = Arc::new(WakeList { inner: Mutex::new(((0..n).collect(), None)) });
+    let list = Arc::new(WakeList {
+        inner: Mutex::new(((0..n).collect(), None)),
+    });
     let wakers = (0..n)
-        .map(|index| Arc::new(ChildWaker { index, queued: AtomicBool::new(true), list: list.clone() }))
+        .map(|index| {
+            Arc::new(ChildWaker {
+                index,
+                queued: AtomicBool::new(true),
+                list: list.clone(),
+            })
+        })
         .collect();
     Gather {
         children: Box::into_pin(children.into_boxed_slice()),
@@ -142,7 +150,11 @@ where
             }
         }
         if this.pending == 0 {
-            let out = this.results.drain(..).map(|r| r.expect("gather: every child finished")).collect();
+            let out = this
+                .results
+                .drain(..)
+                .map(|r| r.expect("gather: every child finished"))
+                .collect();
             return Poll::Ready(Ok(out));
         }
         Poll::Pending
@@ -151,7 +163,9 @@ where
 
 impl<F, T> fmt::Debug for Gather<F, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Gather").field("pending", &self.pending).finish()
+        f.debug_struct("Gather")
+            .field("pending", &self.pending)
+            .finish()
     }
 }
 

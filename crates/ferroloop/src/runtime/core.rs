@@ -82,7 +82,9 @@ pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Rc<Core>>) -> R) -> R {
 pub(crate) fn current() -> Rc<Core> {
     with_current(|c| match c {
         Some(c) => c.clone(),
-        None => panic!("no ferroloop loop is running on this thread (use ferroloop::run or Loop::block_on)"),
+        None => panic!(
+            "no ferroloop loop is running on this thread (use ferroloop::run or Loop::block_on)"
+        ),
     })
 }
 
@@ -95,7 +97,10 @@ pub(crate) struct Enter {
 impl Enter {
     pub(crate) fn new(core: &Rc<Core>) -> Enter {
         let prev = CURRENT.with(|c| c.replace(Rc::as_ptr(core)));
-        Enter { prev, core: core.clone() }
+        Enter {
+            prev,
+            core: core.clone(),
+        }
     }
 }
 
@@ -166,7 +171,10 @@ impl Slab {
             self.slots[i as usize].task = Some(task);
         } else {
             debug_assert_eq!(i as usize, self.slots.len());
-            self.slots.push(Slot { gen: 0, task: Some(task) });
+            self.slots.push(Slot {
+                gen: 0,
+                task: Some(task),
+            });
         }
         self.live += 1;
     }
@@ -219,7 +227,9 @@ impl Core {
         let mut reactor = Reactor::new()?;
         reactor.register_waker(&waker)?;
         Ok(Rc::new(Core {
-            shared: Arc::new(Shared { inbox: Inbox::new(waker) }),
+            shared: Arc::new(Shared {
+                inbox: Inbox::new(waker),
+            }),
             reactor: RefCell::new(reactor),
             events: RefCell::new(Vec::new()),
             io: RefCell::new(HashMap::new()),
@@ -249,7 +259,9 @@ impl Core {
         let header = Header::new(key, self.shared.clone());
         // the new task is ready: queue it directly, as asyncio's create_task schedules the
         // first step with call_soon
-        header.notified.store(true, std::sync::atomic::Ordering::Relaxed);
+        header
+            .notified
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let cell = TaskCell::new(future, header);
         tasks.insert(key, cell.clone());
         drop(tasks);
@@ -343,7 +355,8 @@ impl Core {
         if self.has_ready() || self.shared.inbox.has_pending() {
             return Some(0.0);
         }
-        self.next_deadline().map(|when| (when - clock::monotonic()).max(0.0))
+        self.next_deadline()
+            .map(|when| (when - clock::monotonic()).max(0.0))
     }
 
     /// The epoll descriptor (readable when this core has I/O or a cross-thread wake).
@@ -363,7 +376,8 @@ impl Core {
         let timeout = if !block || busy {
             Some(0.0)
         } else {
-            self.next_deadline().map(|when| (when - clock::monotonic()).max(0.0))
+            self.next_deadline()
+                .map(|when| (when - clock::monotonic()).max(0.0))
         };
         let look = if block && busy {
             let n = self.busy_turns.get().wrapping_add(1);
@@ -459,8 +473,12 @@ impl Core {
     pub(crate) fn run_ready(&self) {
         let n = self.ready.borrow().len();
         for _ in 0..n {
-            let Some(key) = self.ready.borrow_mut().pop_front() else { break };
-            let Some(task) = self.tasks.borrow().get(key) else { continue };
+            let Some(key) = self.ready.borrow_mut().pop_front() else {
+                break;
+            };
+            let Some(task) = self.tasks.borrow().get(key) else {
+                continue;
+            };
             if task.run() {
                 let removed = self.tasks.borrow_mut().remove(key);
                 drop(removed);

@@ -108,7 +108,9 @@ impl Loop {
     /// [`spawn`], timers and sockets made meanwhile belong to it (a host loop calling into
     /// Rust code does this).
     pub fn enter(&self) -> LoopGuard {
-        LoopGuard { _enter: Enter::new(&self.core) }
+        LoopGuard {
+            _enter: Enter::new(&self.core),
+        }
     }
 }
 

@@ -84,12 +84,18 @@ impl LoopHandle {
         F::Output: Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let cancel = Arc::new(CancelState { cancelled: AtomicBool::new(false), waker: Mutex::new(None) });
+        let cancel = Arc::new(CancelState {
+            cancelled: AtomicBool::new(false),
+            waker: Mutex::new(None),
+        });
         let finished = Arc::new(AtomicBool::new(false));
         let (c2, f2) = (cancel.clone(), finished.clone());
         self.call(move || {
             let fut = make();
-            let wrapped = Cancellable { fut: Box::pin(fut), cancel: c2 };
+            let wrapped = Cancellable {
+                fut: Box::pin(fut),
+                cancel: c2,
+            };
             let task = current().spawn(async move {
                 let out = wrapped.await;
                 f2.store(true, Ordering::Release);
@@ -100,7 +106,11 @@ impl LoopHandle {
             });
             task.detach();
         });
-        RemoteTask { rx, cancel, finished }
+        RemoteTask {
+            rx,
+            cancel,
+            finished,
+        }
     }
 }
 
@@ -154,12 +164,16 @@ impl<T> Future for RemoteTask<T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // a loop dropped before the task ran or finished drops the sender: cancelled
-        Pin::new(&mut self.rx).poll(cx).map(|r| r.unwrap_or(Err(JoinError::Cancelled)))
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(JoinError::Cancelled)))
     }
 }
 
 impl<T> fmt::Debug for RemoteTask<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RemoteTask").field("finished", &self.is_finished()).finish()
+        f.debug_struct("RemoteTask")
+            .field("finished", &self.is_finished())
+            .finish()
     }
 }

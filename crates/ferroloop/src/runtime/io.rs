@@ -26,7 +26,9 @@ pub(crate) struct Registration {
 
 /// The error for I/O objects created outside a running loop.
 pub(crate) fn no_loop_error() -> io::Error {
-    io::Error::other("no ferroloop loop is running on this thread (use ferroloop::run or Loop::block_on)")
+    io::Error::other(
+        "no ferroloop loop is running on this thread (use ferroloop::run or Loop::block_on)",
+    )
 }
 
 impl Registration {
@@ -47,8 +49,11 @@ impl Registration {
         write: bool,
         mut f: impl FnMut() -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
-        let (ready, slot) =
-            if write { (&self.state.writable, &self.state.write) } else { (&self.state.readable, &self.state.read) };
+        let (ready, slot) = if write {
+            (&self.state.writable, &self.state.write)
+        } else {
+            (&self.state.readable, &self.state.read)
+        };
         loop {
             if !ready.get() {
                 let mut w = slot.borrow_mut();

@@ -21,4 +21,7 @@ pub use combinators::{gather, select, Either, Gather, Select};
 pub use event_loop::{handle, run, spawn, Loop, LoopGuard};
 pub use handle::{LoopHandle, RemoteTask};
 pub use task::{JoinError, Task};
-pub use time::{interval, sleep, sleep_until, timeout, timeout_at, yield_now, Elapsed, Interval, Sleep, Timeout, YieldNow};
+pub use time::{
+    interval, sleep, sleep_until, timeout, timeout_at, yield_now, Elapsed, Interval, Sleep,
+    Timeout, YieldNow,
+};

@@ -70,10 +70,20 @@ impl std::error::Error for RecvError {}
 /// ```
 pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
     let inner = Arc::new(Inner {
-        state: Mutex::new(State { value: None, waker: None, sender_gone: false, receiver_gone: false }),
+        state: Mutex::new(State {
+            value: None,
+            waker: None,
+            sender_gone: false,
+            receiver_gone: false,
+        }),
         cond: Condvar::new(),
     });
-    (Sender { inner: inner.clone() }, Receiver { inner })
+    (
+        Sender {
+            inner: inner.clone(),
+        },
+        Receiver { inner },
+    )
 }
 
 impl<T> Sender<T> {

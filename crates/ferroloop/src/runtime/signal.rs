@@ -59,14 +59,18 @@ fn registry() -> io::Result<&'static Registry> {
         let mut fds = [0; 2];
         // SAFETY: fds has room for two descriptors.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO));
+            return Err(io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO));
         }
         let (rd, wr) = (fds[0], fds[1]);
         // the handler must never block: only the write end is non-blocking
         // SAFETY: fcntl on our own descriptor.
         unsafe { libc::fcntl(wr, libc::F_SETFL, libc::O_NONBLOCK) };
         PIPE_WR.store(wr, Ordering::Release);
-        let spawned = std::thread::Builder::new().name("ferroloop-signals".into()).spawn(move || dispatch(rd));
+        let spawned = std::thread::Builder::new()
+            .name("ferroloop-signals".into())
+            .spawn(move || dispatch(rd));
         if let Err(e) = spawned {
             return Err(e.raw_os_error().unwrap_or(libc::EAGAIN));
         }
@@ -76,7 +80,8 @@ fn registry() -> io::Result<&'static Registry> {
             listeners: Mutex::new(Vec::new()),
         })
     });
-    r.as_ref().map_err(|&code| io::Error::from_raw_os_error(code))
+    r.as_ref()
+        .map_err(|&code| io::Error::from_raw_os_error(code))
 }
 
 fn dispatch(rd: i32) {
@@ -125,8 +130,15 @@ impl Signal {
     /// Listen for `signum`. asyncio's errors: `InvalidInput` for a number out of range or
     /// for `SIGKILL`/`SIGSTOP` (which cannot be caught).
     pub fn new(signum: i32) -> io::Result<Signal> {
-        if signum <= 0 || signum as usize >= NSIG || signum == libc::SIGKILL || signum == libc::SIGSTOP {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid signal number {signum}")));
+        if signum <= 0
+            || signum as usize >= NSIG
+            || signum == libc::SIGKILL
+            || signum == libc::SIGSTOP
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid signal number {signum}"),
+            ));
         }
         let reg = registry()?;
         {
@@ -146,7 +158,10 @@ impl Signal {
                 installed[signum as usize] = true;
             }
         }
-        let listener = Arc::new(Listener { signum, waker: Mutex::new(None) });
+        let listener = Arc::new(Listener {
+            signum,
+            waker: Mutex::new(None),
+        });
         lock(&reg.listeners).push(Arc::downgrade(&listener));
         let seen = reg.counts[signum as usize].load(Ordering::Acquire);
         Ok(Signal { listener, seen })
@@ -157,7 +172,9 @@ impl Signal {
     /// kernel did not merge them).
     pub async fn recv(&mut self) {
         poll_fn(|cx| {
-            let Ok(reg) = registry() else { return Poll::Ready(()) };
+            let Ok(reg) = registry() else {
+                return Poll::Ready(());
+            };
             let count = &reg.counts[self.listener.signum as usize];
             if count.load(Ordering::Acquire) > self.seen {
                 self.seen += 1;

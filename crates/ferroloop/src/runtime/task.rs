@@ -41,7 +41,11 @@ pub(crate) struct Header {
 
 impl Header {
     pub(crate) fn new(key: TaskKey, shared: Arc<Shared>) -> Arc<Header> {
-        Arc::new(Header { notified: AtomicBool::new(false), key, shared })
+        Arc::new(Header {
+            notified: AtomicBool::new(false),
+            key,
+            shared,
+        })
     }
 
     fn schedule(&self) {
@@ -200,7 +204,9 @@ impl<F: Future> Runnable for TaskCell<F> {
             Ok(s) => s,
             Err(_) => return false, // polled re-entrantly: cannot happen, be safe anyway
         };
-        let Some(fut) = slot.as_mut() else { return true };
+        let Some(fut) = slot.as_mut() else {
+            return true;
+        };
         self.set(RUNNING);
         // SAFETY: the future lives inside the task's `Rc` allocation, which never moves, and
         // it is only dropped in place (the `Option` set to `None`); it is never moved out.
@@ -340,6 +346,8 @@ impl<T> Drop for Task<T> {
 
 impl<T> fmt::Debug for Task<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Task").field("finished", &self.is_finished()).finish()
+        f.debug_struct("Task")
+            .field("finished", &self.is_finished())
+            .finish()
     }
 }

@@ -34,12 +34,18 @@ pub struct Sleep {
 
 /// Wait for `duration` (asyncio's `asyncio.sleep`). A zero duration completes at once.
 pub fn sleep(duration: Duration) -> Sleep {
-    Sleep { when: clock::monotonic() + duration.as_secs_f64(), timer: None }
+    Sleep {
+        when: clock::monotonic() + duration.as_secs_f64(),
+        timer: None,
+    }
 }
 
 /// Wait until `deadline`.
 pub fn sleep_until(deadline: Instant) -> Sleep {
-    Sleep { when: to_clock(deadline), timer: None }
+    Sleep {
+        when: to_clock(deadline),
+        timer: None,
+    }
 }
 
 impl Sleep {
@@ -101,7 +107,9 @@ impl Drop for Sleep {
 
 impl fmt::Debug for Sleep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sleep").field("elapsed", &self.is_elapsed()).finish()
+        f.debug_struct("Sleep")
+            .field("elapsed", &self.is_elapsed())
+            .finish()
     }
 }
 
@@ -132,12 +140,18 @@ pub struct Timeout<F> {
 /// Run `future` for at most `duration` (asyncio's `wait_for` / `asyncio.timeout`): its
 /// output, or [`Elapsed`] after the future was dropped (cancelled).
 pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
-    Timeout { future: Box::pin(future), sleep: sleep(duration) }
+    Timeout {
+        future: Box::pin(future),
+        sleep: sleep(duration),
+    }
 }
 
 /// As [`timeout`], with a deadline.
 pub fn timeout_at<F: Future>(deadline: Instant, future: F) -> Timeout<F> {
-    Timeout { future: Box::pin(future), sleep: sleep_until(deadline) }
+    Timeout {
+        future: Box::pin(future),
+        sleep: sleep_until(deadline),
+    }
 }
 
 impl<F: Future> Future for Timeout<F> {
@@ -168,7 +182,10 @@ pub struct Interval {
 /// Panics if `period` is zero.
 pub fn interval(period: Duration) -> Interval {
     assert!(!period.is_zero(), "interval: the period must be non-zero");
-    Interval { next: Instant::now(), period }
+    Interval {
+        next: Instant::now(),
+        period,
+    }
 }
 
 impl Interval {
