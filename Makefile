@@ -44,7 +44,9 @@ soak:            ## short soaks: loop lifecycles and short connections, fd count
 	$(PY) scripts/soak_connections.py --short
 	$(PY) scripts/soak_connections.py --tls --count 2000
 
-lint:            ## stubtest (the stubs match the built extension), mypy --strict, ruff; in .venv (after setup)
+lint:            ## rustfmt, clippy -D warnings, stubtest (the stubs match the built extension), mypy --strict, ruff (after setup)
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -q -- -D warnings
 	$(PY) -m pip install -q --disable-pip-version-check $$(grep -E '^(mypy|ruff)\b' scripts/requirements-dev.txt)
 	PYTHONPATH=python $(PY) -m mypy.stubtest --mypy-config-file pyproject.toml ferroloop._native
 	PYTHONPATH=python $(PY) -m mypy.stubtest --mypy-config-file pyproject.toml \

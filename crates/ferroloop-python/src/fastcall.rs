@@ -73,6 +73,8 @@ impl<'a> Args<'a> {
 
 /// Parse vectorcall arguments (`required` leading positionals, the rest as `*args`, and an
 /// optional `context=` keyword), then run `f`.
+// The last four parameters are CPython's vectorcall signature, passed through unchanged.
+#[allow(clippy::too_many_arguments)]
 fn dispatch(
     py: Python<'_>,
     name: &str,

@@ -517,10 +517,11 @@ impl SocketTransportCore {
             // a direct read that filled its buffer was cut short by it (a spare-buffer read
             // takes up to 256 KiB): read on in this event, as long as the protocol wants
             // data, so a large message costs no extra loop turn
-            if !(direct && n == DIRECT_READ_MAX)
-                || !me.is_reading_now()
-                || me.conn_lost.load(Ordering::Relaxed) > 0
-            {
+            let read_on = direct
+                && n == DIRECT_READ_MAX
+                && me.is_reading_now()
+                && me.conn_lost.load(Ordering::Relaxed) == 0;
+            if !read_on {
                 break;
             }
         }
