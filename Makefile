@@ -6,7 +6,7 @@
 # the default interpreter's .venv.
 PY := .venv/bin/python
 
-.PHONY: help setup build demo demo-one test test-rust test-python conformance soak bench bench-net bench-rust versions lint
+.PHONY: help setup build demo demo-one test test-rust test-python conformance soak bench bench-net bench-rust versions lint wheels wheel-check
 help:            ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
 
@@ -53,6 +53,12 @@ lint:            ## rustfmt, clippy -D warnings, stubtest (the stubs match the b
 		--allowlist stubtest-allowlist.txt ferroloop
 	$(PY) -m mypy --strict python/ferroloop examples/typed_user.py
 	$(PY) -m ruff check python tests conformance benches examples scripts
+
+wheels:          ## manylinux_2_17 wheels for every CPython found, and an sdist, in dist/ (maturin --zig, auditwheel)
+	bash scripts/wheels.sh
+
+wheel-check:     ## install each wheel in dist/ into a clean venv outside the tree; smoke tests and the demo from it
+	bash scripts/wheel-check.sh
 
 bench: setup     ## the benchmark table: asyncio, uvloop, rloop, ferroloop interleaved (default CPython)
 	$(PY) benches/bench_core.py

@@ -2,6 +2,7 @@
 
     python -m ferroloop run SCRIPT [ARGS...]    # like ``python SCRIPT ARGS...``
     python -m ferroloop bench [--n N] [--rounds R]
+    python -m ferroloop --version              # also: ferroloop --version
 """
 
 from __future__ import annotations
@@ -81,11 +82,28 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _prog() -> str:
+    """``ferroloop`` when run as the console script, ``python -m ferroloop`` otherwise."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return "ferroloop" if name == "ferroloop" else "python -m ferroloop"
+
+
+def _version_line() -> str:
+    import platform
+
+    import ferroloop
+
+    return (f"ferroloop {ferroloop.__version__} "
+            f"({platform.python_implementation()} {platform.python_version()})")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m ferroloop",
+        prog=_prog(),
         description="ferroloop: the asyncio event loop, rebuilt in Rust.",
     )
+    parser.add_argument("--version", action="version", version=_version_line(),
+                        help="print ferroloop's version and the interpreter's, and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
