@@ -15,7 +15,6 @@ import pytest
 import ferroloop
 
 
-
 @pytest.fixture
 def restore_policy():
     policy = asyncio.get_event_loop_policy()
