@@ -66,6 +66,16 @@ def log_slow_callback(handle: _native.Handle, seconds: float) -> None:
     )
 
 
+def describe_handle(handle: _native.Handle) -> str:
+    """A handle as asyncio's slow-callback warning names it (a task's step shows the task).
+    A ``__repr__`` that fails is named in the text rather than raised: this is monitoring,
+    and the callback itself already ran."""
+    try:
+        return _compat.format_handle(handle)
+    except Exception as exc:
+        return f"<{type(handle).__name__} (repr failed: {exc!r})>"
+
+
 def check_callback(callback: object, method: str) -> None:
     if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
         raise TypeError(f"coroutines cannot be used with {method}()")

@@ -18,7 +18,7 @@ from asyncio import base_events, futures
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVarTuple
 
-from . import _compat, _native
+from . import _compat, _monitor, _native
 from ._datagram import DatagramMixin
 from ._dns import DnsMixin
 from ._pipes import PipesMixin
@@ -55,6 +55,7 @@ class EventLoop(  # type: ignore[misc]
     """An asyncio event loop whose engine is written in Rust."""
 
     _old_agen_hooks: sys._asyncgen_hooks | None
+    _watchdog: _monitor.Watchdog | None = None
 
     def __init__(self) -> None:
         base_events.BaseEventLoop.__init__(self)
@@ -76,6 +77,7 @@ class EventLoop(  # type: ignore[misc]
         # the turns and of call_later (as is a time set on the instance: __setattr__)
         if cls.time is not _native.EventLoop.time:
             self._set_class_time(True)
+        _monitor.from_environment(self)
 
     # asyncio's turns and call_later read self.time(): a time set on the instance (a test's
     # mock.patch.object(loop, "time", ...)) becomes the clock. The native half keeps a flag
@@ -87,6 +89,13 @@ class EventLoop(  # type: ignore[misc]
         object.__setattr__(self, name, value)
         if name == "time":
             self._set_instance_time(True)
+        elif name == "slow_callback_duration":
+            # the native slow-callback report's threshold (asyncio validates nothing here:
+            # a value that is not a number leaves the threshold as it was)
+            try:
+                self._set_slow_callback_duration(float(value))  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                pass
 
     def __delattr__(self, name: str) -> None:
         object.__delattr__(self, name)
@@ -124,8 +133,10 @@ class EventLoop(  # type: ignore[misc]
             finalizer=self._asyncgen_finalizer_hook,
         )
         _compat.set_running_loop(self)
+        self._stats_run(True)
 
     def _run_forever_cleanup(self) -> None:
+        self._stats_run(False)
         self._stopping = False
         self._thread_id = None
         _compat.set_running_loop(None)
@@ -141,12 +152,30 @@ class EventLoop(  # type: ignore[misc]
             return
         self._signals_close()
         self._subprocess_close()
+        if self._watchdog is not None:
+            self._watchdog, watchdog = None, self._watchdog
+            watchdog.stop()
         base_events.BaseEventLoop.close(self)
         self._close_native()
         # drop the bound fast methods: they reference the loop (a cycle only the GC
         # would break); the class methods raise "Event loop is closed" just the same
         for name in _FAST_METHODS:
             self.__dict__.pop(name, None)
+
+    # -- seeing into the loop (ferroloop's own API: _monitor.py) ----------------------------
+
+    def stats(self) -> _monitor.LoopStats:
+        """The loop's counters now: turns, callbacks, I/O events, timers, idle and running
+        time, timer lag; with the slow-callback report on, the longest callback too."""
+        return _monitor.stats(self)
+
+    def set_slow_callback_report(self, enabled: bool = True, *, watchdog: bool = False) -> None:
+        """Time every callback, outside debug mode too: one that takes
+        ``slow_callback_duration`` or more is logged as asyncio's debug mode logs it, and
+        ``stats()`` gains the longest callback. With ``watchdog``, a thread captures the
+        loop thread's Python stack while such a callback still blocks it, and the report
+        shows it. Costs one clock read per callback (docs/observability.md)."""
+        _monitor.set_slow_callback_report(self, enabled, watchdog)
 
     # -- readiness watchers (public API; the native half does the work) ------------------
 

@@ -29,7 +29,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ferroloop::timers::Cancellable;
-use ferroloop::{clock, Event, Reactor, TimerHeap, Waker};
+use ferroloop::stats::monotonic_ns;
+use ferroloop::{clock, Event, LoopStats, Reactor, TimerHeap, Waker};
 use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -124,6 +125,15 @@ pub struct EventLoop {
     thread_id: AtomicU64,
     clock_resolution_bits: AtomicU64,
     pid: u32,
+    /// The counters `stats()` reads (ferroloop::stats), and with callback timing on, the
+    /// threshold of the slow-callback report (`slow_callback_duration`, in nanoseconds).
+    stats: LoopStats,
+    slow_ns: AtomicU64,
+    /// How the longest timed callback printed (asyncio's handle format), taken when it set
+    /// the record.
+    longest_repr: GilCell<Option<Py<PyAny>>>,
+    /// A watchdog's capture of the loop thread's stack while callback `.0` blocked it.
+    blocked_stack: GilCell<Option<(u64, Py<PyAny>)>>,
 }
 
 fn current_thread_ident() -> u64 {
@@ -501,6 +511,7 @@ impl EventLoop {
     fn run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let me = slf.get();
+        me.stats.turn();
         let mut dropped: Vec<TimerEntry> = Vec::new();
         let mut now = TurnClock(None);
 
@@ -556,8 +567,11 @@ impl EventLoop {
                     // call_soon_threadsafe sees it and wakes us
                     me.woken.store(false, Ordering::SeqCst);
                     me.polling.store(true, Ordering::SeqCst);
+                    // the loop idle: two clock reads beside a syscall and a GIL hand-over
+                    let t0 = monotonic_ns();
                     let res =
                         py.detach(move || r.poll(timeout).map(|ev| ev_out.extend_from_slice(ev)));
+                    me.stats.idle(monotonic_ns().saturating_sub(t0));
                     me.polling.store(false, Ordering::SeqCst);
                     res
                 };
@@ -576,6 +590,7 @@ impl EventLoop {
                 if !events.is_empty() {
                     let mut st = me.state.borrow_mut(py)?;
                     let st = &mut *st;
+                    let before = st.ready.len();
                     for ev in events.iter() {
                         if ev.readable {
                             if let Some(h) = st.readers.get(&ev.fd) {
@@ -592,22 +607,28 @@ impl EventLoop {
                             }
                         }
                     }
+                    me.stats.io_events(st.ready.len() - before);
                 }
             }
         }
 
         // 4. due timers
-        let end_time = if me.state.borrow_mut(py)?.timers.is_empty() {
+        let turn_now = if me.state.borrow_mut(py)?.timers.is_empty() {
             None
         } else {
-            Some(now.now(slf)? + me.clock_resolution())
+            Some(now.now(slf)?)
         };
         let ntodo = {
             let mut st = me.state.borrow_mut(py)?;
             let st = &mut *st;
-            if let Some(end_time) = end_time {
+            if let Some(turn_now) = turn_now {
+                let end_time = turn_now + me.clock_resolution();
+                let first = st.timers.next_deadline();
                 let mut due = Vec::new();
                 st.timers.pop_due(end_time, &mut due);
+                if let Some(first) = first.filter(|_| !due.is_empty()) {
+                    me.stats.timers_due(due.len(), turn_now - first);
+                }
                 for e in due {
                     e.0.get().scheduled.store(false, Ordering::Relaxed);
                     st.ready.push_back(e.0);
@@ -634,6 +655,19 @@ impl EventLoop {
     }
 
     fn run_ready(slf: &Bound<'_, Self>, ntodo: usize, debug: bool) -> PyResult<()> {
+        let me = slf.get();
+        let mut ran = 0u64;
+        let result = if debug || me.stats.timing() {
+            Self::run_ready_timed(slf, ntodo, debug, &mut ran)
+        } else {
+            Self::run_ready_fast(slf, ntodo, &mut ran)
+        };
+        me.stats.callbacks_ran(ran);
+        result
+    }
+
+    /// The run phase without callback timing: the path every turn takes by default.
+    fn run_ready_fast(slf: &Bound<'_, Self>, ntodo: usize, ran: &mut u64) -> PyResult<()> {
         let py = slf.py();
         let me = slf.get();
         for _ in 0..ntodo {
@@ -644,15 +678,72 @@ impl EventLoop {
                 continue;
             }
             let h = h.into_bound(py);
-            if debug {
-                Self::run_debug(slf, &h)?;
-                h.get().release_after_run(py)?;
+            *ran += 1;
+            Handle::run_from_loop(&h)?;
+            if me.spare_handles.borrow_mut(py)?.len() < SPARE_HANDLES {
+                if let Some(h) = Handle::recycle(h) {
+                    me.spare_handles.borrow_mut(py)?.push(h);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The run phase in debug mode or with callback timing on (ferroloop::stats): each
+    /// callback timed, the longest remembered, a slow one reported.
+    fn run_ready_timed(
+        slf: &Bound<'_, Self>,
+        ntodo: usize,
+        debug: bool,
+        ran: &mut u64,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        let timing = me.stats.timing();
+        let mut t = if timing { monotonic_ns() } else { 0 };
+        for _ in 0..ntodo {
+            let Some(h) = me.state.borrow_mut(py)?.ready.pop_front() else {
+                break;
+            };
+            if h.get().is_cancelled() {
+                continue;
+            }
+            let h = h.into_bound(py);
+            let seq = me.stats.callbacks() + *ran + 1;
+            *ran += 1;
+            if timing {
+                me.stats.callback_begin(seq, t);
+            }
+            // `run`, not `run_from_loop`: the handle keeps its callback until after the
+            // timing, so the longest callback's text can be taken from it
+            let result = if debug {
+                Self::run_debug(slf, &h)
             } else {
-                Handle::run_from_loop(&h)?;
-                if me.spare_handles.borrow_mut(py)?.len() < SPARE_HANDLES {
-                    if let Some(h) = Handle::recycle(h) {
-                        me.spare_handles.borrow_mut(py)?.push(h);
-                    }
+                Handle::run(&h)
+            };
+            if timing {
+                let end = monotonic_ns();
+                let ns = end.saturating_sub(t);
+                t = end;
+                // debug mode logged its own warning (run_debug) and counted it
+                let slow = !debug && ns >= me.slow_ns.load(Ordering::Relaxed);
+                if me.stats.callback_end(ns, slow) {
+                    let text = py_helpers::describe_handle(h.as_any())?;
+                    *me.longest_repr.borrow_mut(py)? = Some(text.unbind());
+                }
+                if slow {
+                    let stack = match me.blocked_stack.borrow_mut(py)?.take() {
+                        Some((at, stack)) if at == seq => Some(stack),
+                        _ => None,
+                    };
+                    py_helpers::report_slow_callback(slf.as_any(), h.as_any(), ns, stack)?;
+                }
+            }
+            h.get().release_after_run(py)?;
+            result?;
+            if !debug && me.spare_handles.borrow_mut(py)?.len() < SPARE_HANDLES {
+                if let Some(h) = Handle::recycle(h) {
+                    me.spare_handles.borrow_mut(py)?.push(h);
                 }
             }
         }
@@ -880,6 +971,7 @@ impl EventLoop {
         let dt = dt?;
         let limit: f64 = slf.getattr("slow_callback_duration")?.extract()?;
         if dt >= limit {
+            slf.get().stats.slow_callback();
             py_helpers::log_slow_callback(h.as_any(), dt)?;
         }
         Ok(())
@@ -920,6 +1012,10 @@ impl EventLoop {
             clock_resolution_bits: AtomicU64::new(clock::resolution().to_bits()),
             // SAFETY: getpid never fails.
             pid: unsafe { libc::getpid() } as u32,
+            stats: LoopStats::new(),
+            slow_ns: AtomicU64::new(100_000_000),
+            longest_repr: GilCell::new(None),
+            blocked_stack: GilCell::new(None),
         })
     }
 
@@ -1244,6 +1340,75 @@ impl EventLoop {
         drop(readers);
         drop(writers);
         drop(flush);
+        Ok(())
+    }
+
+    /// The counters (ferroloop::stats) as a dict, for `ferroloop._monitor.LoopStats`. Any
+    /// thread holding the GIL.
+    fn _stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        let s = self.stats.snapshot();
+        let d = pyo3::types::PyDict::new(py);
+        d.set_item("turns", s.turns)?;
+        d.set_item("callbacks", s.callbacks)?;
+        d.set_item("io_events", s.io_events)?;
+        d.set_item("timers_fired", s.timers_fired)?;
+        d.set_item("poll_time", s.poll_time)?;
+        d.set_item("run_time", s.run_time)?;
+        d.set_item("timer_lag", s.timer_lag)?;
+        d.set_item("max_timer_lag", s.max_timer_lag)?;
+        d.set_item("callback_timing", s.callback_timing)?;
+        let longest = self.longest_repr.borrow_mut(py)?.as_ref().map(|r| r.clone_ref(py));
+        match longest {
+            Some(text) => {
+                d.set_item("longest_callback", s.longest_callback)?;
+                d.set_item("longest_callback_repr", text)?;
+            }
+            None => {
+                d.set_item("longest_callback", py.None())?;
+                d.set_item("longest_callback_repr", py.None())?;
+            }
+        }
+        d.set_item("slow_callbacks", s.slow_callbacks)?;
+        Ok(d)
+    }
+
+    /// `run_forever` (or an embedding's `_run_forever_setup`) begins (`true`) or ends.
+    fn _stats_run(&self, running: bool) {
+        if running {
+            self.stats.run_begin();
+        } else {
+            self.stats.run_end();
+        }
+    }
+
+    /// Callback timing on or off (`set_slow_callback_report`).
+    fn _set_callback_timing(&self, on: bool) {
+        self.stats.set_timing(on);
+    }
+
+    /// The slow-callback threshold, from `slow_callback_duration` (seconds) when it is set.
+    fn _set_slow_callback_duration(&self, seconds: f64) {
+        let ns = if seconds.is_nan() || seconds <= 0.0 {
+            0
+        } else if seconds >= (u64::MAX / 2) as f64 * 1e-9 {
+            u64::MAX
+        } else {
+            (seconds * 1e9) as u64
+        };
+        self.slow_ns.store(ns, Ordering::Relaxed);
+    }
+
+    /// The timed callback running now, `(sequence number, start in time.monotonic_ns())`,
+    /// or `None`: what the watchdog thread polls. Any thread holding the GIL.
+    fn _current_callback(&self) -> Option<(u64, u64)> {
+        self.stats.current_callback()
+    }
+
+    /// The watchdog's capture of the loop thread's stack while callback `seq` was running;
+    /// the slow-callback report of that callback shows it.
+    fn _set_blocked_stack(&self, py: Python<'_>, seq: u64, stack: Py<PyAny>) -> PyResult<()> {
+        let old = self.blocked_stack.borrow_mut(py)?.replace((seq, stack));
+        drop(old);
         Ok(())
     }
 

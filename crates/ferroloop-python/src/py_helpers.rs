@@ -49,6 +49,30 @@ pub fn log_slow_callback(handle: &Bound<'_, PyAny>, seconds: f64) -> PyResult<()
     Ok(())
 }
 
+/// A handle as asyncio's slow-callback warning names it (`_format_handle`), as a `str`.
+pub fn describe_handle<'py>(handle: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = handle.py();
+    helper!(py, "describe_handle")?.call1((handle,))
+}
+
+/// Report a callback slower than `slow_callback_duration` outside debug mode (callback
+/// timing on), with the stack a watchdog captured while it blocked, if any.
+pub fn report_slow_callback(
+    event_loop: &Bound<'_, PyAny>,
+    handle: &Bound<'_, PyAny>,
+    ns: u64,
+    stack: Option<Py<PyAny>>,
+) -> PyResult<()> {
+    let py = handle.py();
+    helper!(py, "ferroloop._monitor", "report_slow_callback")?.call1((
+        event_loop,
+        handle,
+        ns as f64 * 1e-9,
+        stack,
+    ))?;
+    Ok(())
+}
+
 /// asyncio's `_check_callback`: coroutines and non-callables are refused with its messages.
 pub fn check_callback(callback: &Bound<'_, PyAny>, method: &str) -> PyResult<()> {
     let py = callback.py();

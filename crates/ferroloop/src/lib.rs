@@ -67,6 +67,7 @@ pub mod quad_heap;
 pub mod reactor;
 mod runtime;
 pub mod sock;
+pub mod stats;
 pub mod sync;
 pub mod timers;
 pub mod write_queue;
@@ -82,6 +83,7 @@ pub use runtime::{
 };
 
 pub use inbox::{Inbox, Waker};
+pub use stats::{LoopStats, StatsSnapshot};
 pub use reactor::{Event, Interest, Reactor};
 pub use timers::{TimerHeap, TimerId};
 pub use write_queue::WriteQueue;
