@@ -1,7 +1,7 @@
 """``python -m ferroloop``: run an unchanged asyncio script on ferroloop, or compare loops.
 
     python -m ferroloop run SCRIPT [ARGS...]    # like ``python SCRIPT ARGS...``
-    python -m ferroloop bench [--n N] [--rounds R]
+    python -m ferroloop bench [--n N] [--rounds R] [--chart FILE.png|.svg]
     python -m ferroloop --version              # also: ferroloop --version
 """
 
@@ -70,9 +70,41 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     print(_bench.versions_line(specs))
     for name, reason in skipped:
         print(f"skipping {name}: {reason}")
-    results = _bench.compare_sleep0(args.n, args.rounds, specs)
+    show = sys.stderr.isatty() if args.progress is None else args.progress
+    progress = _bench.ProgressLine(sys.stderr) if show else None
+    try:
+        results = _bench.compare_sleep0(args.n, args.rounds, specs, progress)
+    finally:
+        if progress:
+            progress.clear()
     print(_bench.sleep0_table(results, args.n))
+    if args.chart is not None:
+        from . import _chart
+
+        try:
+            _chart.sleep0_chart(results, args.n, specs, args.chart)
+        except OSError as exc:  # the table above is the run's record; say why the chart is not
+            print(f"chart: cannot write {args.chart}: {exc}", file=sys.stderr)
+            return 1
+        print(f"chart: {args.chart}")
     return 0
+
+
+def _chart_file(path: str) -> str:
+    """``--chart FILE``, checked before the benchmark runs: a .png or .svg name in an
+    existing directory, and matplotlib importable."""
+    if os.path.splitext(path)[1].lower() not in (".png", ".svg"):
+        raise argparse.ArgumentTypeError(f"{path!r}: the file name must end in .png or .svg")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise argparse.ArgumentTypeError(f"{path!r}: no such directory: {directory}")
+    try:
+        from . import _chart  # noqa: F401  (imports matplotlib)
+    except ImportError as exc:
+        raise argparse.ArgumentTypeError(
+            f"drawing a chart needs matplotlib ({exc}): pip install 'ferroloop[chart]'"
+        ) from None
+    return path
 
 
 def _positive_int(text: str) -> int:
@@ -129,6 +161,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                          help="sleep(0) steps per measurement (default 1,000,000)")
     p_bench.add_argument("--rounds", type=_positive_int, default=3,
                          help="rounds, loop order rotated each round (default 3)")
+    p_bench.add_argument("--chart", metavar="FILE", type=_chart_file,
+                         help="also draw the results to FILE (.png or .svg; needs matplotlib: "
+                         "pip install 'ferroloop[chart]')")
+    p_bench.add_argument("--progress", action=argparse.BooleanOptionalAction,
+                         help="show which measurement is running, on stderr (default: when "
+                         "stderr is a terminal, as one line rewritten in place)")
     p_bench.set_defaults(func=_cmd_bench)
 
     args = parser.parse_args(argv)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 _T = TypeVar("_T")
 
@@ -32,6 +33,7 @@ __all__ = [
     "fmt_time",
     "fmt_ratio",
     "compare_sleep0",
+    "ProgressLine",
     "sleep0_table",
 ]
 
@@ -204,19 +206,62 @@ def compare_sleep0(
 ) -> dict[str, list[float]]:
     """Measure ``sleep0(n)`` on every loop and the floor, ``rounds`` times, rotating the
     loop order each round. Returns ``{name: [seconds per round]}`` with a ``"floor"`` key.
-    ``progress`` (optional) is called with a short string after each measurement."""
+    ``progress`` (optional) is called with a short string before each measurement
+    (``"round 2/3: uvloop (8/15)"``): it names the one now running."""
     if specs is None:
         specs, _ = available_loops()
     results: dict[str, list[float]] = {s.name: [] for s in specs}
     results["floor"] = []
+    total = rounds * (len(specs) + 1)
+    step = 0
     for rnd in range(rounds):
         gc.collect()
-        results["floor"].append(floor_sleep0(n))
-        for spec in rotated(specs, rnd):
-            results[spec.name].append(run_timed(spec.factory, sleep0, n))
+        for spec in [None, *rotated(specs, rnd)]:  # None: the floor, first in every round
+            name = "floor" if spec is None else spec.name
+            step += 1
             if progress:
-                progress(f"round {rnd + 1}/{rounds}: {spec.name} done")
+                progress(f"round {rnd + 1}/{rounds}: {name} ({step}/{total})")
+            if spec is None:
+                results[name].append(floor_sleep0(n))
+            else:
+                results[name].append(run_timed(spec.factory, sleep0, n))
     return results
+
+
+class ProgressLine:
+    """A ``progress`` callback for ``compare_sleep0``: on a terminal, one line on
+    ``stream`` rewritten in place (``\\r``) and cut to the terminal's width so it never
+    wraps; elsewhere (a log, a pipe) one plain line per call. ``clear()`` erases the
+    rewritten line, so what is printed next starts on a clean line."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._rewrite = stream.isatty()
+        self._shown = 0  # characters of the line now on the terminal
+        self._t0 = time.perf_counter()
+
+    def __call__(self, text: str) -> None:
+        line = f"{text}, {time.perf_counter() - self._t0:.0f} s elapsed"
+        if not self._rewrite:
+            self._stream.write(line + "\n")
+        else:
+            line = line[: max(self._columns() - 1, 1)]
+            self._stream.write("\r" + line + " " * max(self._shown - len(line), 0))
+            self._shown = len(line)
+        self._stream.flush()
+
+    def _columns(self) -> int:
+        try:
+            columns = os.get_terminal_size(self._stream.fileno()).columns
+        except (OSError, ValueError):
+            columns = 0
+        return columns if columns > 0 else 80  # 0: a terminal that does not say
+
+    def clear(self) -> None:
+        if self._shown:
+            self._stream.write("\r" + " " * self._shown + "\r")
+            self._stream.flush()
+            self._shown = 0
 
 
 def sleep0_table(results: dict[str, list[float]], n: int, reference: str = "ferroloop") -> str:
