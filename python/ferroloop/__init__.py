@@ -12,9 +12,10 @@ from typing import TypeVar as _TypeVar
 
 from . import _compat, _native
 from ._loop import EventLoop
+from ._monitor import LoopStats
 
 __version__ = _native.__version__
-__all__ = ["EventLoop", "EventLoopPolicy", "new_event_loop", "run", "install"]
+__all__ = ["EventLoop", "EventLoopPolicy", "LoopStats", "new_event_loop", "run", "install"]
 
 _T = _TypeVar("_T")
 

@@ -152,8 +152,9 @@ class EventLoop(  # type: ignore[misc]
             return
         self._signals_close()
         self._subprocess_close()
-        if self._watchdog is not None:
-            self._watchdog, watchdog = None, self._watchdog
+        watchdog = self._watchdog
+        if watchdog is not None:
+            self._watchdog = None
             watchdog.stop()
         base_events.BaseEventLoop.close(self)
         self._close_native()

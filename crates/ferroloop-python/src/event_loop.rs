@@ -28,8 +28,8 @@ use std::os::unix::io::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use ferroloop::timers::Cancellable;
 use ferroloop::stats::monotonic_ns;
+use ferroloop::timers::Cancellable;
 use ferroloop::{clock, Event, LoopStats, Reactor, TimerHeap, Waker};
 use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::ffi;
@@ -1357,7 +1357,11 @@ impl EventLoop {
         d.set_item("timer_lag", s.timer_lag)?;
         d.set_item("max_timer_lag", s.max_timer_lag)?;
         d.set_item("callback_timing", s.callback_timing)?;
-        let longest = self.longest_repr.borrow_mut(py)?.as_ref().map(|r| r.clone_ref(py));
+        let longest = self
+            .longest_repr
+            .borrow_mut(py)?
+            .as_ref()
+            .map(|r| r.clone_ref(py));
         match longest {
             Some(text) => {
                 d.set_item("longest_callback", s.longest_callback)?;

@@ -83,7 +83,7 @@ pub use runtime::{
 };
 
 pub use inbox::{Inbox, Waker};
-pub use stats::{LoopStats, StatsSnapshot};
 pub use reactor::{Event, Interest, Reactor};
+pub use stats::{LoopStats, StatsSnapshot};
 pub use timers::{TimerHeap, TimerId};
 pub use write_queue::WriteQueue;
