@@ -80,6 +80,8 @@ impl Drop for Waker {
 pub struct Inbox<T> {
     items: Mutex<Vec<T>>,
     pending: AtomicBool,
+    /// Set (under the `items` lock) by [`close`](Inbox::close): pushes are refused.
+    closed: AtomicBool,
     waker: Arc<Waker>,
 }
 
@@ -89,6 +91,7 @@ impl<T> Inbox<T> {
         Inbox {
             items: Mutex::new(Vec::new()),
             pending: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             waker,
         }
     }
@@ -98,15 +101,41 @@ impl<T> Inbox<T> {
         &self.waker
     }
 
-    /// Queue `item` and wake the loop if it was not already woken.
-    pub fn push(&self, item: T) {
-        match self.items.lock() {
-            Ok(mut v) => v.push(item),
-            Err(poisoned) => poisoned.into_inner().push(item),
+    /// Queue `item` and wake the loop if it was not already woken. After
+    /// [`close`](Self::close) the item is handed back: the loop is gone.
+    pub fn push(&self, item: T) -> Result<(), T> {
+        {
+            let mut items = match self.items.lock() {
+                Ok(v) => v,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if self.closed.load(Ordering::Relaxed) {
+                return Err(item);
+            }
+            items.push(item);
         }
         if !self.pending.swap(true, Ordering::AcqRel) {
             self.waker.wake();
         }
+        Ok(())
+    }
+
+    /// Refuse every later push and take what is queued (the loop is going away). The
+    /// waker's eventfd stays open until the last reference to it is dropped, so a thread
+    /// racing this call never writes to a closed (and maybe reused) descriptor number.
+    pub fn close(&self) -> Vec<T> {
+        let mut items = match self.items.lock() {
+            Ok(v) => v,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        self.closed.store(true, Ordering::Relaxed);
+        self.pending.store(false, Ordering::Release);
+        std::mem::take(&mut *items)
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
     }
 
     /// Whether items may be waiting (cheap; no syscall, no lock).
@@ -129,16 +158,6 @@ impl<T> Inbox<T> {
 }
 
 impl<T> Inbox<T> {
-    /// Take everything, pending flag or not (used when the loop closes).
-    pub fn take_all(&self, out: &mut Vec<T>) {
-        self.pending.store(false, Ordering::Release);
-        let mut guard = match self.items.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        out.append(&mut guard);
-    }
-
     /// Visit the queued items if the lock is free right now (for a garbage collector that
     /// must not block); returns `None` when it is taken.
     pub fn try_visit<E>(&self, mut f: impl FnMut(&T) -> Result<(), E>) -> Option<Result<(), E>> {
@@ -163,7 +182,7 @@ mod tests {
                 let inbox = inbox.clone();
                 std::thread::spawn(move || {
                     for i in 0..1000 {
-                        inbox.push((t, i));
+                        inbox.push((t, i)).unwrap();
                     }
                 })
             })

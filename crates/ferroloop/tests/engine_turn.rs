@@ -71,7 +71,7 @@ fn remote_push_wakes_an_infinite_poll() {
     let remote = inbox.clone();
     let t = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(20));
-        remote.push("from another thread");
+        remote.push("from another thread").unwrap();
     });
     let ran = turn(&mut reactor, &mut timers, &inbox);
     t.join().unwrap();

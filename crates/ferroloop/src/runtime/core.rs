@@ -131,8 +131,9 @@ impl Cancellable for Rc<TimerSlot> {
 /// whose direction is known not ready parks without trying the syscall. Measured on the
 /// 1 KiB echo: one failing `recvfrom` per message and side without it (tokio does the same).
 pub(crate) struct IoState {
-    pub(crate) read: RefCell<Option<Waker>>,
-    pub(crate) write: RefCell<Option<Waker>>,
+    /// The tasks waiting for each direction; readiness wakes them all.
+    pub(crate) read: RefCell<Vec<Waker>>,
+    pub(crate) write: RefCell<Vec<Waker>>,
     pub(crate) readable: Cell<bool>,
     pub(crate) writable: Cell<bool>,
     /// The peer hung up (or an error is pending): reads never block again, so readiness is
@@ -308,8 +309,8 @@ impl Core {
     pub(crate) fn register(&self, fd: RawFd) -> io::Result<Rc<IoState>> {
         self.reactor.borrow_mut().add_edge(fd)?;
         let st = Rc::new(IoState {
-            read: RefCell::new(None),
-            write: RefCell::new(None),
+            read: RefCell::new(Vec::new()),
+            write: RefCell::new(Vec::new()),
             // unknown until the first try: try
             readable: Cell::new(true),
             writable: Cell::new(true),
@@ -417,11 +418,11 @@ impl Core {
                     }
                     if ev.readable {
                         st.readable.set(true);
-                        wake.extend(st.read.borrow_mut().take());
+                        wake.append(&mut st.read.borrow_mut());
                     }
                     if ev.writable {
                         st.writable.set(true);
-                        wake.extend(st.write.borrow_mut().take());
+                        wake.append(&mut st.write.borrow_mut());
                     }
                 }
             }
@@ -479,7 +480,7 @@ impl Core {
             let Some(task) = self.tasks.borrow().get(key) else {
                 continue;
             };
-            if task.run() {
+            if super::coop::with_budget(|| task.run()) {
                 let removed = self.tasks.borrow_mut().remove(key);
                 drop(removed);
             }
@@ -518,9 +519,17 @@ impl Core {
         let waiters = std::mem::take(&mut *self.io.borrow_mut());
         drop(waiters);
         self.ready.borrow_mut().clear();
-        let mut items = Vec::new();
-        self.shared.inbox.take_all(&mut items);
-        drop(items);
-        self.shared.inbox.waker().close();
+        // Remote work sent from now on is refused (a remote task reports `Cancelled`). The
+        // eventfd is not closed here: other threads may be about to wake it, so it lives
+        // until the last `LoopHandle` and task waker are gone (`Waker`'s drop).
+        let items = self.shared.inbox.close();
+        // a closure's captures may panic in their drop: the rest is dropped all the same
+        for item in items {
+            if let Err(payload) =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(item)))
+            {
+                drop(payload);
+            }
+        }
     }
 }

@@ -54,7 +54,8 @@ impl Loop {
         self.core.take_main_woken();
         loop {
             header.notified.store(false, Ordering::Release);
-            if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+            let polled = super::coop::with_budget(|| future.as_mut().poll(&mut cx));
+            if let Poll::Ready(v) = polled {
                 return v;
             }
             // at least one turn between two polls of the main future, so a main future that

@@ -63,7 +63,11 @@ impl LoopHandle {
     /// `call_soon_threadsafe`). Inside `f`, [`crate::spawn`] spawns on that loop. If the loop
     /// is dropped first, `f` is dropped without running.
     pub fn call(&self, f: impl FnOnce() + Send + 'static) {
-        self.shared.inbox.push(Remote::Call(Box::new(f)));
+        if let Err(refused) = self.shared.inbox.push(Remote::Call(Box::new(f))) {
+            // the loop is gone: `f` is dropped here (a remote spawn's result sender with
+            // it, so its `RemoteTask` reports `Cancelled`)
+            drop(refused);
+        }
     }
 
     /// Spawn a `Send` future on the loop (asyncio's `run_coroutine_threadsafe`).

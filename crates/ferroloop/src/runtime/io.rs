@@ -2,10 +2,12 @@
 //! and the "try the syscall, park on `EWOULDBLOCK`" step every I/O future is made of.
 //!
 //! A [`Registration`] watches its descriptor edge-triggered from creation to drop (see
-//! `core.rs`); one waker per direction is parked at a time (the last task to wait wins, as
-//! with any `AsyncRead`: share a socket between tasks by splitting it, not by polling one
-//! direction from two tasks). The owner must drop the `Registration` before it closes the
-//! descriptor (declare it first in the struct).
+//! `core.rs`). Any number of tasks may wait on one direction (two acceptors on one listener,
+//! a receive loop beside a `timeout(recv)`): each parks its waker, and readiness wakes them
+//! all; those that find nothing to read park again. A waiter that goes away (a timeout, a
+//! cancelled task) cannot swallow a wake-up meant for the others. Each completed operation
+//! spends the task's cooperative budget (`coop.rs`). The owner must drop the `Registration`
+//! before it closes the descriptor (declare it first in the struct).
 //!
 //! Threading: `!Send`; created and used on the loop thread of the loop running at creation.
 
@@ -54,19 +56,24 @@ impl Registration {
         } else {
             (&self.state.readable, &self.state.read)
         };
+        if !super::coop::proceed(cx) {
+            return Poll::Pending;
+        }
         loop {
             if !ready.get() {
-                let mut w = slot.borrow_mut();
-                match w.as_ref() {
-                    Some(old) if old.will_wake(cx.waker()) => {}
-                    _ => *w = Some(cx.waker().clone()),
+                let mut waiters = slot.borrow_mut();
+                if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                    waiters.push(cx.waker().clone());
                 }
                 return Poll::Pending;
             }
             match f() {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.set(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                r => return Poll::Ready(r),
+                r => {
+                    super::coop::spend();
+                    return Poll::Ready(r);
+                }
             }
         }
     }

@@ -7,6 +7,7 @@
 
 pub(crate) mod blocking;
 pub(crate) mod combinators;
+pub(crate) mod coop;
 pub(crate) mod core;
 pub(crate) mod event_loop;
 pub(crate) mod handle;

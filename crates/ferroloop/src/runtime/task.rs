@@ -53,7 +53,8 @@ impl Header {
             return; // already queued
         }
         if !super::core::push_local_if_current(&self.shared, self.key) {
-            self.shared.inbox.push(Remote::Wake(self.key));
+            // refused once the loop is gone: there is nothing left to wake
+            let _ = self.shared.inbox.push(Remote::Wake(self.key));
         }
     }
 }
@@ -188,9 +189,29 @@ impl<F: Future> TaskCell<F> {
     }
 
     /// Drop the future now; its drop may run arbitrary code, so no borrow is held meanwhile.
-    fn drop_future(&self) {
+    /// A panic in that drop is caught and returned: it becomes the task's result, and never
+    /// unwinds through the loop (or through `Loop::drop`).
+    fn drop_future(&self) -> Result<(), Box<dyn Any + Send>> {
         let fut = self.future.borrow_mut().take();
-        drop(fut);
+        catch_unwind(AssertUnwindSafe(|| drop(fut)))
+    }
+
+    /// Drop the future, then finish with `result`, or with the drop's panic if it panicked.
+    fn drop_and_finish(&self, result: Result<F::Output, JoinError>) {
+        match self.drop_future() {
+            Ok(()) => self.finish(result),
+            Err(payload) => match result {
+                // the first panic is the task's; a second one (its future's drop) is dropped
+                Err(JoinError::Panic(first)) => {
+                    drop(payload);
+                    self.finish(Err(JoinError::Panic(first)));
+                }
+                other => {
+                    drop(other);
+                    self.finish(Err(JoinError::Panic(payload)));
+                }
+            },
+        }
     }
 }
 
@@ -217,22 +238,19 @@ impl<F: Future> Runnable for TaskCell<F> {
         self.state.set(self.state.get() & !RUNNING);
         match polled {
             Ok(Poll::Ready(v)) => {
-                self.drop_future();
-                self.finish(Ok(v));
+                self.drop_and_finish(Ok(v));
                 true
             }
             Ok(Poll::Pending) => {
                 if self.has(CANCEL_REQUESTED) {
-                    self.drop_future();
-                    self.finish(Err(JoinError::Cancelled));
+                    self.drop_and_finish(Err(JoinError::Cancelled));
                     true
                 } else {
                     false
                 }
             }
             Err(payload) => {
-                self.drop_future();
-                self.finish(Err(JoinError::Panic(payload)));
+                self.drop_and_finish(Err(JoinError::Panic(payload)));
                 true
             }
         }
@@ -240,8 +258,7 @@ impl<F: Future> Runnable for TaskCell<F> {
 
     fn abandon(&self) {
         if !self.has(DONE) {
-            self.drop_future();
-            self.finish(Err(JoinError::Cancelled));
+            self.drop_and_finish(Err(JoinError::Cancelled));
         }
     }
 }
@@ -280,8 +297,9 @@ impl<F: Future> JoinState<F::Output> for TaskCell<F> {
             self.set(CANCEL_REQUESTED);
             return true;
         }
-        self.drop_future();
-        self.finish(Err(JoinError::Cancelled));
+        // a panic in the future's drop becomes the result instead of unwinding into the
+        // caller of `cancel`
+        self.drop_and_finish(Err(JoinError::Cancelled));
         // let the loop free the slot on its next turn
         self.waker.wake_by_ref();
         true
