@@ -1,6 +1,7 @@
 """``python -m ferroloop``: run an unchanged asyncio script on ferroloop, or compare loops.
 
     python -m ferroloop run SCRIPT [ARGS...]    # like ``python SCRIPT ARGS...``
+                                                # (uvicorn's loop="auto" included: _uvicorn.py)
     python -m ferroloop bench [--n N] [--rounds R] [--chart FILE.png|.svg]
     python -m ferroloop --version              # also: ferroloop --version
 """
@@ -18,12 +19,15 @@ from types import TracebackType
 def _cmd_run(args: argparse.Namespace) -> int:
     import ferroloop
 
+    from . import _uvicorn
+
     script = args.script
     if not os.path.exists(script):
         print(f"{sys.executable}: can't open file {script!r}: No such file or directory",
               file=sys.stderr)
         return 2
     ferroloop.install()
+    _uvicorn.redirect_auto_loop()
     sys.argv = [script, *args.args]
     # What ``python SCRIPT`` puts first on sys.path: the script's directory (symlinks
     # resolved), or the directory / zip file itself when it is run as a package.
@@ -143,7 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run",
         help="run an asyncio script on ferroloop",
         description="Run SCRIPT as __main__ with ferroloop installed as asyncio's event "
-        "loop (ferroloop.install()); sys.argv becomes [SCRIPT, *ARGS].",
+        "loop (ferroloop.install()); sys.argv becomes [SCRIPT, *ARGS]. uvicorn's default "
+        "loop=\"auto\" (uvloop when installed) also becomes ferroloop; an explicit "
+        "loop=\"asyncio\" or \"uvloop\" is kept.",
     )
     p_run.add_argument("script", metavar="SCRIPT", help="the Python script to run")
     p_run.add_argument("args", metavar="ARGS", nargs=argparse.REMAINDER,
