@@ -28,7 +28,7 @@
 use std::os::unix::io::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ferroloop::datagram::{send_batch, Outgoing, BATCH};
+use ferroloop::engine::datagram::{send_batch, Outgoing, BATCH};
 use pyo3::exceptions::{PyOSError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -263,7 +263,7 @@ impl DatagramFast {
                 }
                 Ok(items)
             }
-            Err(e) if ferroloop::sock::would_block(&e) => Ok(Vec::new()),
+            Err(e) if ferroloop::engine::sock::would_block(&e) => Ok(Vec::new()),
             Err(e) => Err(e),
         };
         lp.put_recv_batch(py, batch)?;
@@ -312,7 +312,7 @@ impl DatagramFast {
                 .collect();
             match send_batch(self.fd, &out) {
                 Ok(k) if k > 0 => i += k,
-                Err(e) if !ferroloop::sock::would_block(&e) => {
+                Err(e) if !ferroloop::engine::sock::would_block(&e) => {
                     // the first datagram's error: reported, that datagram dropped, as asyncio
                     self.error_received(py, &tr, e)?;
                     i += 1;
@@ -477,7 +477,7 @@ impl DatagramFast {
                 // no run phase: at once
                 return match me.send_one(bytes.as_bytes(), &raw) {
                     Ok(_) => Ok(()),
-                    Err(e) if ferroloop::sock::would_block(&e) => {
+                    Err(e) if ferroloop::engine::sock::would_block(&e) => {
                         slow_sendto(py)?.call1((&tr, data, addr)).map(|_| ())
                     }
                     Err(e) => me.error_received(py, &tr, e),

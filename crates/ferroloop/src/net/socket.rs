@@ -20,6 +20,7 @@ use std::os::unix::io::{FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::task::{Context, Poll};
 
+use crate::engine::sock;
 use crate::runtime::io::Registration;
 
 /// asyncio's `create_server` listens with a backlog of 100.
@@ -354,7 +355,7 @@ pub(crate) fn poll_read(
 ) -> Poll<io::Result<usize>> {
     let fd = reg.fd();
     let want = buf.len();
-    let r = reg.poll_read_io(cx, || crate::sock::recv(fd, buf));
+    let r = reg.poll_read_io(cx, || sock::recv(fd, buf));
     if let Poll::Ready(Ok(n)) = r {
         if n > 0 && n < want {
             reg.clear_read_ready();
@@ -370,7 +371,7 @@ pub(crate) fn poll_write(
     buf: &[u8],
 ) -> Poll<io::Result<usize>> {
     let fd = reg.fd();
-    let r = reg.poll_write_io(cx, || crate::sock::send(fd, buf));
+    let r = reg.poll_write_io(cx, || sock::send(fd, buf));
     if let Poll::Ready(Ok(n)) = r {
         if n < buf.len() {
             reg.clear_write_ready();
@@ -386,20 +387,16 @@ pub(crate) fn poll_write_vectored(
     bufs: &[io::IoSlice<'_>],
 ) -> Poll<io::Result<usize>> {
     let fd = reg.fd();
-    let mut slices: [&[u8]; crate::sock::MAX_IOVECS] = [&[]; crate::sock::MAX_IOVECS];
+    let mut slices: [&[u8]; sock::MAX_IOVECS] = [&[]; sock::MAX_IOVECS];
     let mut count = 0;
-    for b in bufs
-        .iter()
-        .filter(|b| !b.is_empty())
-        .take(crate::sock::MAX_IOVECS)
-    {
+    for b in bufs.iter().filter(|b| !b.is_empty()).take(sock::MAX_IOVECS) {
         slices[count] = b;
         count += 1;
     }
     if count == 0 {
         return Poll::Ready(Ok(0));
     }
-    reg.poll_write_io(cx, || crate::sock::send_vectored(fd, &slices[..count]))
+    reg.poll_write_io(cx, || sock::send_vectored(fd, &slices[..count]))
 }
 
 /// `futures_io::AsyncRead` and `AsyncWrite` for a stream type with a `reg: Registration`

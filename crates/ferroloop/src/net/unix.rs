@@ -194,7 +194,7 @@ impl UnixStream {
 
     /// Half-close: send end-of-stream (`shutdown(SHUT_WR)`), keep reading.
     pub fn shutdown_write(&self) -> io::Result<()> {
-        crate::sock::shutdown_write(self.reg.fd())
+        crate::engine::sock::shutdown_write(self.reg.fd())
     }
 
     /// Shut down one or both directions (`shutdown(2)`).

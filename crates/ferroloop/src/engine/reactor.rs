@@ -126,8 +126,8 @@ impl Reactor {
         cvt(unsafe { libc::epoll_ctl(self.epfd, op, fd, &mut ev) }).map(|_| ())
     }
 
-    /// Watch `waker` so that [`crate::Waker::wake`] interrupts [`poll`](Self::poll).
-    pub fn register_waker(&mut self, waker: &crate::Waker) -> io::Result<()> {
+    /// Watch `waker` so that [`crate::engine::Waker::wake`] interrupts [`poll`](Self::poll).
+    pub fn register_waker(&mut self, waker: &crate::engine::Waker) -> io::Result<()> {
         let fd = waker.as_raw_fd();
         self.ctl(libc::EPOLL_CTL_ADD, fd, libc::EPOLLIN as u32, WAKER_TOKEN)?;
         self.waker_fd = Some(fd);
@@ -551,8 +551,8 @@ mod tests {
     #[test]
     fn timeout_is_honoured() {
         let mut r = Reactor::new().unwrap();
-        let t0 = crate::clock::monotonic();
+        let t0 = crate::engine::clock::monotonic();
         r.poll(Some(0.02)).unwrap();
-        assert!(crate::clock::monotonic() - t0 >= 0.019);
+        assert!(crate::engine::clock::monotonic() - t0 >= 0.019);
     }
 }

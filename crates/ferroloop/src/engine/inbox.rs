@@ -169,7 +169,7 @@ impl<T> Inbox<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Reactor;
+    use crate::engine::Reactor;
 
     #[test]
     fn push_from_threads_wakes_and_keeps_order_per_thread() {

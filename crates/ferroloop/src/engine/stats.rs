@@ -20,7 +20,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-/// Nanoseconds on `CLOCK_MONOTONIC` (the clock of [`crate::clock::monotonic`]).
+/// Nanoseconds on `CLOCK_MONOTONIC` (the clock of [`crate::engine::clock::monotonic`]).
 #[inline]
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
