@@ -28,7 +28,7 @@ use std::os::unix::io::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use ferroloop::engine::stats::monotonic_ns;
+use ferroloop::engine::clock::monotonic_ns;
 use ferroloop::engine::timers::Cancellable;
 use ferroloop::engine::{clock, Event, LoopStats, Reactor, TimerHeap, Waker};
 use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyTypeError, PyValueError};

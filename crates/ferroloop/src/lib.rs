@@ -84,3 +84,5 @@ pub use net::{
 pub mod engine;
 
 mod runtime;
+// The OS seam: every Linux-specific call, one module per concern.
+mod sys;
