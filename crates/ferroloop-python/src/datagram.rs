@@ -28,7 +28,7 @@
 use std::os::unix::io::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ferroloop::datagram::{send_batch, Outgoing, BATCH};
+use ferroloop::engine::datagram::{peer_addr, send_batch, Outgoing, PeerAddr, BATCH};
 use pyo3::exceptions::{PyOSError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -141,32 +141,29 @@ fn addr_object<'py>(
     family: i32,
     raw: &[u8],
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
-    match family {
-        libc::AF_INET if raw.len() >= std::mem::size_of::<libc::sockaddr_in>() => {
-            // SAFETY: the length check above; read_unaligned copes with any alignment.
-            let sin: libc::sockaddr_in =
-                unsafe { std::ptr::read_unaligned(raw.as_ptr() as *const _) };
-            let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+    let Some(peer) = peer_addr(family, raw) else {
+        return Ok(None);
+    };
+    match peer {
+        PeerAddr::V4(a) => {
             let t = PyTuple::new(
                 py,
                 [
-                    ip.to_string().into_pyobject(py)?.into_any(),
-                    u16::from_be(sin.sin_port).into_pyobject(py)?.into_any(),
+                    a.ip().to_string().into_pyobject(py)?.into_any(),
+                    a.port().into_pyobject(py)?.into_any(),
                 ],
             )?;
             Ok(Some(t.into_any()))
         }
-        libc::AF_INET6 if raw.len() >= std::mem::size_of::<libc::sockaddr_in6>() => {
-            // SAFETY: the length check above.
-            let sin6: libc::sockaddr_in6 =
-                unsafe { std::ptr::read_unaligned(raw.as_ptr() as *const _) };
+        PeerAddr::V6(a) => {
+            let octets = a.ip().octets();
             let mut host = [0 as libc::c_char; 64];
             // SAFETY: inet_ntop writes at most host.len() bytes, NUL-terminated, from the
             // 16-byte address.
             let p = unsafe {
                 inet_ntop(
                     libc::AF_INET6,
-                    &sin6.sin6_addr as *const _ as *const libc::c_void,
+                    octets.as_ptr() as *const libc::c_void,
                     host.as_mut_ptr(),
                     host.len() as u32,
                 )
@@ -182,23 +179,17 @@ fn addr_object<'py>(
                 py,
                 [
                     text.into_pyobject(py)?.into_any(),
-                    u16::from_be(sin6.sin6_port).into_pyobject(py)?.into_any(),
-                    u32::from_be(sin6.sin6_flowinfo)
-                        .into_pyobject(py)?
-                        .into_any(),
-                    sin6.sin6_scope_id.into_pyobject(py)?.into_any(),
+                    a.port().into_pyobject(py)?.into_any(),
+                    a.flowinfo().into_pyobject(py)?.into_any(),
+                    a.scope_id().into_pyobject(py)?.into_any(),
                 ],
             )?;
             Ok(Some(t.into_any()))
         }
-        libc::AF_UNIX => {
-            // as the socket module: no address is None, an abstract name (leading NUL) is
-            // bytes, a path is str (file system encoding, up to its NUL)
-            let off = std::mem::size_of::<libc::sa_family_t>();
-            if raw.is_empty() {
-                return Ok(Some(py.None().into_bound(py)));
-            }
-            let path = raw.get(off..).unwrap_or(&[]);
+        // as the socket module: no address is None, an abstract name (leading NUL) is
+        // bytes, a path is str (file system encoding, up to its NUL)
+        PeerAddr::Unnamed => Ok(Some(py.None().into_bound(py))),
+        PeerAddr::Unix(path) => {
             if path.first() == Some(&0) {
                 return Ok(Some(PyBytes::new(py, path).into_any()));
             }
@@ -211,7 +202,6 @@ fn addr_object<'py>(
             // SAFETY: p is a new reference or NULL (error fetched).
             Ok(Some(unsafe { Bound::from_owned_ptr_or_err(py, p)? }))
         }
-        _ => Ok(None),
     }
 }
 
@@ -263,7 +253,7 @@ impl DatagramFast {
                 }
                 Ok(items)
             }
-            Err(e) if ferroloop::sock::would_block(&e) => Ok(Vec::new()),
+            Err(e) if ferroloop::engine::sock::would_block(&e) => Ok(Vec::new()),
             Err(e) => Err(e),
         };
         lp.put_recv_batch(py, batch)?;
@@ -312,7 +302,7 @@ impl DatagramFast {
                 .collect();
             match send_batch(self.fd, &out) {
                 Ok(k) if k > 0 => i += k,
-                Err(e) if !ferroloop::sock::would_block(&e) => {
+                Err(e) if !ferroloop::engine::sock::would_block(&e) => {
                     // the first datagram's error: reported, that datagram dropped, as asyncio
                     self.error_received(py, &tr, e)?;
                     i += 1;
@@ -477,7 +467,7 @@ impl DatagramFast {
                 // no run phase: at once
                 return match me.send_one(bytes.as_bytes(), &raw) {
                     Ok(_) => Ok(()),
-                    Err(e) if ferroloop::sock::would_block(&e) => {
+                    Err(e) if ferroloop::engine::sock::would_block(&e) => {
                         slow_sendto(py)?.call1((&tr, data, addr)).map(|_| ())
                     }
                     Err(e) => me.error_received(py, &tr, e),

@@ -28,9 +28,9 @@ use std::os::unix::io::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use ferroloop::stats::monotonic_ns;
-use ferroloop::timers::Cancellable;
-use ferroloop::{clock, Event, LoopStats, Reactor, TimerHeap, Waker};
+use ferroloop::engine::clock::monotonic_ns;
+use ferroloop::engine::timers::Cancellable;
+use ferroloop::engine::{clock, Event, LoopStats, Reactor, TimerHeap, Waker};
 use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -95,7 +95,7 @@ pub struct EventLoop {
     /// read fills and copies from (transport.rs); never seen by Python code.
     read_spare: GilCell<Option<Py<pyo3::types::PyBytes>>>,
     /// Buffers for `recvmmsg` of datagram transports, taken while one is in use.
-    recv_batch: GilCell<Option<Box<ferroloop::datagram::RecvBatch>>>,
+    recv_batch: GilCell<Option<Box<ferroloop::engine::datagram::RecvBatch>>>,
     /// `asyncio.Future` when the loop's class keeps `BaseEventLoop.create_future` (set by
     /// the Python `__init__`): native code then makes futures without a Python frame.
     future_type: GilCell<Option<Py<PyAny>>>,
@@ -125,7 +125,7 @@ pub struct EventLoop {
     thread_id: AtomicU64,
     clock_resolution_bits: AtomicU64,
     pid: u32,
-    /// The counters `stats()` reads (ferroloop::stats), and with callback timing on, the
+    /// The counters `stats()` reads (ferroloop::engine::stats), and with callback timing on, the
     /// threshold of the slow-callback report (`slow_callback_duration`, in nanoseconds).
     stats: LoopStats,
     slow_ns: AtomicU64,
@@ -689,7 +689,7 @@ impl EventLoop {
         Ok(())
     }
 
-    /// The run phase in debug mode or with callback timing on (ferroloop::stats): each
+    /// The run phase in debug mode or with callback timing on (ferroloop::engine::stats): each
     /// callback timed, the longest remembered, a slow one reported.
     fn run_ready_timed(
         slf: &Bound<'_, Self>,
@@ -814,7 +814,7 @@ impl EventLoop {
                 reactor
                     .set_interest(
                         lp.as_raw_fd(),
-                        ferroloop::Interest {
+                        ferroloop::engine::Interest {
                             read: true,
                             write: false,
                         },
@@ -886,7 +886,7 @@ impl EventLoop {
     pub(crate) fn take_recv_batch(
         &self,
         py: Python<'_>,
-    ) -> PyResult<Box<ferroloop::datagram::RecvBatch>> {
+    ) -> PyResult<Box<ferroloop::engine::datagram::RecvBatch>> {
         Ok(self.recv_batch.borrow_mut(py)?.take().unwrap_or_default())
     }
 
@@ -894,7 +894,7 @@ impl EventLoop {
     pub(crate) fn put_recv_batch(
         &self,
         py: Python<'_>,
-        batch: Box<ferroloop::datagram::RecvBatch>,
+        batch: Box<ferroloop::engine::datagram::RecvBatch>,
     ) -> PyResult<()> {
         let old = self.recv_batch.borrow_mut(py)?.replace(batch);
         drop(old);
@@ -1343,7 +1343,7 @@ impl EventLoop {
         Ok(())
     }
 
-    /// The counters (ferroloop::stats) as a dict, for `ferroloop._monitor.LoopStats`. Any
+    /// The counters (ferroloop::engine::stats) as a dict, for `ferroloop._monitor.LoopStats`. Any
     /// thread holding the GIL.
     fn _stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
         let s = self.stats.snapshot();

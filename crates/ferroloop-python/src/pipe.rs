@@ -157,7 +157,7 @@ impl PipeFast {
                     .call_method1(intern!(py, "data_received"), (data,))?;
                 Ok(())
             }
-            Err(e) if ferroloop::sock::would_block(&e) => Ok(()),
+            Err(e) if ferroloop::engine::sock::would_block(&e) => Ok(()),
             // end of file or an error: asyncio's own method reads again and handles it
             _ => {
                 asyncio_method(py, &SLOW, "UnixReadPipeTransport", "_read_ready")?.call1((tr,))?;
@@ -263,7 +263,7 @@ impl PipeFast {
                 }
                 Ok(())
             }
-            Err(e) if ferroloop::sock::would_block(&e) => Ok(()),
+            Err(e) if ferroloop::engine::sock::would_block(&e) => Ok(()),
             Err(_) => self.slow_write_ready(py, &tr),
         }
     }

@@ -118,7 +118,7 @@ fn attempt(
             };
             return match got {
                 Ok(Ok(data)) => Attempt::Done(data.into_any().unbind()),
-                Ok(Err(e)) if ferroloop::sock::would_block(&e) => Attempt::WouldBlock,
+                Ok(Err(e)) if ferroloop::engine::sock::would_block(&e) => Attempt::WouldBlock,
                 Ok(Err(e)) => Attempt::Failed(py_helpers::os_error(e)),
                 Err(e) => Attempt::Failed(e),
             };
@@ -181,7 +181,7 @@ fn send_some(py: Python<'_>, fd: RawFd, data: &Bound<'_, PyAny>, pos: &mut usize
         // SAFETY: the view's buffer is len readable bytes while exported; pos < len.
         let rest =
             unsafe { std::slice::from_raw_parts((view.buf as *const u8).add(*pos), len - *pos) };
-        ferroloop::sock::send(fd, rest)
+        ferroloop::engine::sock::send(fd, rest)
     };
     // SAFETY: releasing the view obtained above.
     unsafe { ffi::PyBuffer_Release(&mut view) };
@@ -194,7 +194,7 @@ fn send_some(py: Python<'_>, fd: RawFd, data: &Bound<'_, PyAny>, pos: &mut usize
                 Attempt::WouldBlock
             }
         }
-        Err(e) if ferroloop::sock::would_block(&e) => Attempt::WouldBlock,
+        Err(e) if ferroloop::engine::sock::would_block(&e) => Attempt::WouldBlock,
         Err(e) => Attempt::Failed(py_helpers::os_error(e)),
     }
 }

@@ -29,7 +29,7 @@
 use std::os::unix::io::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
-use ferroloop::{sock, WriteQueue};
+use ferroloop::engine::{sock, WriteQueue};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;

@@ -42,48 +42,47 @@
 //! - [`spawn_blocking`] (a thread pool), [`signal`] (Unix signals).
 //!
 //! Tasks are `!Send` futures polled on the loop's thread; a task woken from another thread
-//! goes through the loop's inbox and eventfd. Ready tasks run in turns, as asyncio's
+//! goes through the loop's inbox and waker. Ready tasks run in turns, as asyncio's
 //! callbacks do: each turn polls the tasks that were ready when it began.
 //!
-//! ## The engine pieces
+//! Threading: [`Loop`] and the tasks belong to the thread that runs the loop. [`LoopHandle`],
+//! [`RemoteTask`] and [`oneshot`] cross threads.
 //!
-//! The Python loop (`crates/ferroloop-python`) builds asyncio's `_run_once` from the same
-//! parts, which are public too: the clock, the epoll [`Reactor`], the [`TimerHeap`], the
-//! cross-thread [`Inbox`] with its [`Waker`], the socket calls and [`WriteQueue`] of
-//! stream transports, and the batched datagram calls of [`datagram`]. The Python loop
-//! embeds a [`Loop`] for Rust futures ([`Loop::as_raw_fd`], [`Loop::timeout_hint`],
-//! [`Loop::run_once`]).
+//! ## For embedders
 //!
-//! Threading: [`Reactor`], [`TimerHeap`], [`Loop`] and the tasks belong to the thread that
-//! runs the loop. [`Inbox`], [`LoopHandle`], [`RemoteTask`] and [`oneshot`] cross threads.
+//! The Python loop (`crates/ferroloop-python`) builds asyncio's `_run_once` from the parts
+//! the runtime above is made of: the clock, the reactor, the timer heap, the cross-thread
+//! inbox and its waker, the socket calls and write queue of stream transports, the batched
+//! datagram calls and the loop statistics. They are public under one module, [`engine`],
+//! documented for embedders; a Rust program that runs futures does not need it.
 
 #![deny(missing_docs)]
 
-pub mod clock;
-pub mod datagram;
-pub mod inbox;
+// The user API. Loop and tasks:
+pub use runtime::{
+    handle, run, spawn, BlockingTask, JoinError, Loop, LoopGuard, LoopHandle, RemoteTask, Task,
+};
+
+// Time:
+pub use runtime::{
+    interval, sleep, sleep_until, timeout, timeout_at, yield_now, Elapsed, Interval, Sleep,
+    Timeout, YieldNow,
+};
+
+// Composition, blocking work, channels, signals:
+pub use runtime::{gather, oneshot, select, signal, spawn_blocking, Either, Gather, Select};
+
+// Synchronisation and networking:
 pub mod net;
-pub mod quad_heap;
-pub mod reactor;
-mod runtime;
-pub mod sock;
-pub mod stats;
 pub mod sync;
-pub mod timers;
-pub mod write_queue;
 
 pub use net::{
     lookup_host, TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream,
 };
-pub use runtime::{
-    gather, handle, interval, oneshot, run, select, signal, sleep, sleep_until, spawn,
-    spawn_blocking, timeout, timeout_at, yield_now, BlockingTask, Either, Elapsed, Gather,
-    Interval, JoinError, Loop, LoopGuard, LoopHandle, RemoteTask, Select, Sleep, Task, Timeout,
-    YieldNow,
-};
 
-pub use inbox::{Inbox, Waker};
-pub use reactor::{Event, Interest, Reactor};
-pub use stats::{LoopStats, StatsSnapshot};
-pub use timers::{TimerHeap, TimerId};
-pub use write_queue::WriteQueue;
+// The machinery, public for embedders (the Python extension).
+pub mod engine;
+
+mod runtime;
+// The OS seam: every Linux-specific call, one module per concern.
+mod sys;

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferroloop::timers::Cancellable;
-use ferroloop::{clock, Inbox, Interest, Reactor, TimerHeap, Waker};
+use ferroloop::engine::timers::Cancellable;
+use ferroloop::engine::{clock, Inbox, Interest, Reactor, TimerHeap, Waker};
 
 #[derive(Debug, PartialEq)]
 struct Job(&'static str, bool);

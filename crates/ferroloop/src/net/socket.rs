@@ -1,26 +1,27 @@
-//! The raw socket calls shared by the `net` types: non-blocking `CLOEXEC` sockets, socket
-//! addresses to and from their C layout, a non-blocking `connect` and its completion check,
-//! `accept4`, integer socket options, and the read/write steps of stream sockets on a
-//! [`Registration`].
+//! The raw socket calls shared by the `net` types: a non-blocking `connect` and its
+//! completion check, `bind` and `listen`, integer socket options, and the read/write steps
+//! of stream sockets on a [`Registration`]. What differs between operating systems, making
+//! and accepting sockets non-blocking and close-on-exec and socket addresses in their C
+//! layout, is the OS backend's (`crate::sys`), re-exported here for the `net` types.
 //!
 //! Decision: std has no way to make a socket without binding or connecting it, nor to set
-//! the listen backlog or `IPV6_V6ONLY` first, so descriptors are made here with `libc` and
+//! the listen backlog or `IPV6_V6ONLY` first, so descriptors are made with `libc` and
 //! handed to std's types at once (`OwnedFd` → `std::net::TcpStream` ...), which own and
-//! close them. Every socket is created `SOCK_NONBLOCK | SOCK_CLOEXEC` in one call (no window
-//! in which a forked child inherits it, no `fcntl` afterwards).
+//! close them.
 //!
 //! Threading: the free functions work on borrowed descriptors from any thread; the
 //! `Registration` helpers run on the loop thread that owns the registration.
 
 use std::io;
 use std::mem::{size_of, MaybeUninit};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::io::{FromRawFd, OwnedFd, RawFd};
-use std::path::Path;
+use std::net::SocketAddr;
+use std::os::unix::io::RawFd;
 use std::task::{Context, Poll};
 
+use crate::engine::sock;
 use crate::runtime::io::Registration;
+pub(crate) use crate::sys::addr::{sockaddr_of, sockaddr_un_of, socket_addr_from};
+pub(crate) use crate::sys::socket::{accept, new_socket, unix_backlog_full};
 
 /// asyncio's `create_server` listens with a backlog of 100.
 pub(crate) const LISTEN_BACKLOG: libc::c_int = 100;
@@ -34,133 +35,12 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-/// A new non-blocking, close-on-exec socket.
-pub(crate) fn new_socket(domain: libc::c_int, ty: libc::c_int) -> io::Result<OwnedFd> {
-    // SAFETY: socket takes plain integers and returns a new descriptor or -1.
-    let fd =
-        cvt(unsafe { libc::socket(domain, ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) })?;
-    // SAFETY: fd was just returned by socket(2) and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 /// The address family of `addr`.
 pub(crate) fn domain_of(addr: &SocketAddr) -> libc::c_int {
     match addr {
         SocketAddr::V4(_) => libc::AF_INET,
         SocketAddr::V6(_) => libc::AF_INET6,
     }
-}
-
-/// `addr` in its C layout, with the length to pass along with it.
-pub(crate) fn sockaddr_of(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: sockaddr_storage is plain data; all zeroes is a valid (unspecified) address.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is larger than and at least as aligned as sockaddr_in.
-            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
-            size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            // SAFETY: sockaddr_in6 is plain data; zeroed fills the fields set below and
-            // any private padding libc may declare.
-            let mut sin6: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            sin6.sin6_port = a.port().to_be();
-            sin6.sin6_flowinfo = a.flowinfo();
-            sin6.sin6_addr = libc::in6_addr {
-                s6_addr: a.ip().octets(),
-            };
-            sin6.sin6_scope_id = a.scope_id();
-            // SAFETY: sockaddr_storage is larger than and at least as aligned as sockaddr_in6.
-            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
-            size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (storage, len as libc::socklen_t)
-}
-
-/// The `SocketAddr` the kernel wrote into `storage` (an IPv4 or IPv6 address).
-pub(crate) fn socket_addr_from(
-    storage: &libc::sockaddr_storage,
-    len: libc::socklen_t,
-) -> io::Result<SocketAddr> {
-    let len = len as usize;
-    match storage.ss_family as libc::c_int {
-        libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {
-            // SAFETY: the family says the storage holds a sockaddr_in, and the storage is
-            // aligned for it.
-            let sin =
-                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
-            Ok(SocketAddr::V4(SocketAddrV4::new(
-                ip,
-                u16::from_be(sin.sin_port),
-            )))
-        }
-        libc::AF_INET6 if len >= size_of::<libc::sockaddr_in6>() => {
-            // SAFETY: the family says the storage holds a sockaddr_in6, and the storage is
-            // aligned for it.
-            let sin6 = unsafe {
-                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
-            };
-            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-            Ok(SocketAddr::V6(SocketAddrV6::new(
-                ip,
-                u16::from_be(sin6.sin6_port),
-                sin6.sin6_flowinfo,
-                sin6.sin6_scope_id,
-            )))
-        }
-        _ => Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not an IPv4 or IPv6 socket address",
-        )),
-    }
-}
-
-/// `path` as a `sockaddr_un`. A path starting with a NUL byte names an address in Linux's
-/// abstract namespace (no file); any other path must fit `sun_path` with its terminator.
-pub(crate) fn sockaddr_un_of(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
-    // SAFETY: sockaddr_un is plain data; all zeroes is an empty path.
-    let mut sun: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    let bytes = path.as_os_str().as_bytes();
-    let abstract_name = bytes.first() == Some(&0);
-    if bytes.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "empty Unix socket path",
-        ));
-    }
-    if !abstract_name && bytes.contains(&0) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "Unix socket path contains a NUL byte",
-        ));
-    }
-    // a filesystem path keeps one byte for its terminating NUL (already zero)
-    let room = sun.sun_path.len() - usize::from(!abstract_name);
-    if bytes.len() > room {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "Unix socket path is longer than sun_path (108 bytes)",
-        ));
-    }
-    for (dst, src) in sun.sun_path.iter_mut().zip(bytes) {
-        *dst = *src as libc::c_char;
-    }
-    let base = std::mem::offset_of!(libc::sockaddr_un, sun_path);
-    let len = base + bytes.len() + usize::from(!abstract_name);
-    Ok((sun, len as libc::socklen_t))
 }
 
 /// Start connecting `fd` to the C address `addr`/`len`. `Ok(true)`: connected already;
@@ -235,32 +115,6 @@ pub(crate) fn connect_finished(fd: RawFd) -> io::Result<()> {
             }
         }
         Err(e) => Err(e),
-    }
-}
-
-/// `accept4` a connection on the listening `fd`, non-blocking and close-on-exec; the new
-/// descriptor and the raw peer address. `ECONNABORTED` (the peer gave up while queued) is
-/// skipped, as asyncio's accept loop does.
-pub(crate) fn accept(fd: RawFd) -> io::Result<(OwnedFd, libc::sockaddr_storage, libc::socklen_t)> {
-    loop {
-        // SAFETY: sockaddr_storage is plain data; accept4 writes at most `len` bytes of it.
-        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        // SAFETY: storage and len are valid for writes for the call.
-        let r = unsafe {
-            libc::accept4(
-                fd,
-                (&mut storage as *mut libc::sockaddr_storage).cast(),
-                &mut len,
-                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            )
-        };
-        match cvt(r) {
-            // SAFETY: r is a new descriptor from accept4 that nothing else owns.
-            Ok(new_fd) => return Ok((unsafe { OwnedFd::from_raw_fd(new_fd) }, storage, len)),
-            Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => continue,
-            Err(e) => return Err(e),
-        }
     }
 }
 
@@ -354,7 +208,7 @@ pub(crate) fn poll_read(
 ) -> Poll<io::Result<usize>> {
     let fd = reg.fd();
     let want = buf.len();
-    let r = reg.poll_read_io(cx, || crate::sock::recv(fd, buf));
+    let r = reg.poll_read_io(cx, || sock::recv(fd, buf));
     if let Poll::Ready(Ok(n)) = r {
         if n > 0 && n < want {
             reg.clear_read_ready();
@@ -370,7 +224,7 @@ pub(crate) fn poll_write(
     buf: &[u8],
 ) -> Poll<io::Result<usize>> {
     let fd = reg.fd();
-    let r = reg.poll_write_io(cx, || crate::sock::send(fd, buf));
+    let r = reg.poll_write_io(cx, || sock::send(fd, buf));
     if let Poll::Ready(Ok(n)) = r {
         if n < buf.len() {
             reg.clear_write_ready();
@@ -386,20 +240,16 @@ pub(crate) fn poll_write_vectored(
     bufs: &[io::IoSlice<'_>],
 ) -> Poll<io::Result<usize>> {
     let fd = reg.fd();
-    let mut slices: [&[u8]; crate::sock::MAX_IOVECS] = [&[]; crate::sock::MAX_IOVECS];
+    let mut slices: [&[u8]; sock::MAX_IOVECS] = [&[]; sock::MAX_IOVECS];
     let mut count = 0;
-    for b in bufs
-        .iter()
-        .filter(|b| !b.is_empty())
-        .take(crate::sock::MAX_IOVECS)
-    {
+    for b in bufs.iter().filter(|b| !b.is_empty()).take(sock::MAX_IOVECS) {
         slices[count] = b;
         count += 1;
     }
     if count == 0 {
         return Poll::Ready(Ok(0));
     }
-    reg.poll_write_io(cx, || crate::sock::send_vectored(fd, &slices[..count]))
+    reg.poll_write_io(cx, || sock::send_vectored(fd, &slices[..count]))
 }
 
 /// `futures_io::AsyncRead` and `AsyncWrite` for a stream type with a `reg: Registration`
@@ -497,36 +347,3 @@ macro_rules! impl_async_io {
 }
 
 pub(crate) use impl_async_io;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn inet_addresses_round_trip_through_the_c_layout() {
-        for text in ["127.0.0.1:8080", "[::1]:443", "[fe80::1%3]:9", "0.0.0.0:0"] {
-            let addr: SocketAddr = match text.parse() {
-                Ok(a) => a,
-                Err(e) => panic!("{text}: {e}"),
-            };
-            let (storage, len) = sockaddr_of(&addr);
-            assert_eq!(socket_addr_from(&storage, len).ok(), Some(addr));
-        }
-    }
-
-    #[test]
-    fn unix_paths_are_checked_for_length_and_nul() {
-        assert!(sockaddr_un_of(Path::new("/tmp/x.sock")).is_ok());
-        assert!(sockaddr_un_of(Path::new("")).is_err());
-        assert!(sockaddr_un_of(Path::new(&"a".repeat(108))).is_err());
-        assert!(sockaddr_un_of(Path::new(&"a".repeat(107))).is_ok());
-        let (_, len) = match sockaddr_un_of(Path::new("\0abstract")) {
-            Ok(v) => v,
-            Err(e) => panic!("{e}"),
-        };
-        assert_eq!(
-            len as usize,
-            std::mem::offset_of!(libc::sockaddr_un, sun_path) + 9
-        );
-    }
-}

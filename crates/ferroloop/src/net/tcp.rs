@@ -2,9 +2,10 @@
 //!
 //! Decision: the sockets are std's types (`std::net::TcpListener`/`TcpStream`), which own and
 //! close the descriptor, beside a [`Registration`] declared first so that it is dropped
-//! (and the descriptor leaves epoll) before std closes it. Reads and writes are the plain
-//! `recv`/`send` syscalls of `crate::sock` with no buffering of our own: a `write` returns as
-//! soon as the kernel took some bytes, `write_all` waits for room as needed.
+//! (and the descriptor leaves the reactor) before std closes it. Reads and writes are the
+//! plain `recv`/`send` syscalls of `crate::engine::sock` with no buffering of our own: a
+//! `write` returns as soon as the kernel took some bytes, `write_all` waits for room as
+//! needed.
 //!
 //! As asyncio: listeners set `SO_REUSEADDR` (and `IPV6_V6ONLY` for IPv6) and listen with a
 //! backlog of 100; every stream, connected or accepted, has `TCP_NODELAY` set; `connect`
@@ -263,7 +264,7 @@ impl TcpStream {
     /// Half-close: send end-of-stream to the peer (asyncio's `write_eof`, `shutdown(SHUT_WR)`)
     /// and keep reading what it sends back.
     pub fn shutdown_write(&self) -> io::Result<()> {
-        crate::sock::shutdown_write(self.reg.fd())
+        crate::engine::sock::shutdown_write(self.reg.fd())
     }
 
     /// Shut down one or both directions (`shutdown(2)`).

@@ -7,8 +7,8 @@
 //! removes a stale socket file first; do that yourself if you want it). A path starting
 //! with a NUL byte is an address in Linux's abstract namespace.
 //!
-//! A non-blocking `connect` on a Unix stream socket completes at once or fails with
-//! `EAGAIN` when the listener's backlog is full; no readiness event announces room in the
+//! A non-blocking `connect` on a Unix stream socket completes at once or fails when the
+//! listener's backlog is full (`EAGAIN` on Linux); no readiness event announces room in the
 //! backlog, so `connect` then retries after a short sleep (1 ms doubling to 50 ms), waiting
 //! as a blocking `connect` would.
 //!
@@ -137,7 +137,7 @@ impl UnixStream {
                         .await?;
                     return Ok(stream);
                 }
-                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                Err(e) if socket::unix_backlog_full(&e) => {
                     // the listener's backlog is full (see the module docs)
                     crate::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_millis(50));
@@ -194,7 +194,7 @@ impl UnixStream {
 
     /// Half-close: send end-of-stream (`shutdown(SHUT_WR)`), keep reading.
     pub fn shutdown_write(&self) -> io::Result<()> {
-        crate::sock::shutdown_write(self.reg.fd())
+        crate::engine::sock::shutdown_write(self.reg.fd())
     }
 
     /// Shut down one or both directions (`shutdown(2)`).

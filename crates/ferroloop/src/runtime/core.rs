@@ -25,8 +25,8 @@ use std::sync::Arc;
 use std::task::Waker;
 
 use super::task::{Header, Runnable, Task, TaskCell, TaskKey, MAIN_KEY};
-use crate::timers::{Cancellable, TimerHeap};
-use crate::{clock, Event, Inbox, Reactor};
+use crate::engine::timers::{Cancellable, TimerHeap};
+use crate::engine::{clock, Event, Inbox, Reactor};
 
 /// What other threads send to the loop.
 pub(crate) enum Remote {
@@ -224,7 +224,7 @@ const BUSY_POLL_INTERVAL: u32 = 32;
 
 impl Core {
     pub(crate) fn new() -> io::Result<Rc<Core>> {
-        let waker = Arc::new(crate::Waker::new()?);
+        let waker = Arc::new(crate::engine::Waker::new()?);
         let mut reactor = Reactor::new()?;
         reactor.register_waker(&waker)?;
         Ok(Rc::new(Core {
@@ -324,7 +324,7 @@ impl Core {
         let st = self.io.borrow_mut().remove(&fd);
         if let Ok(mut r) = self.reactor.try_borrow_mut() {
             // a descriptor closed already has left epoll: nothing to report
-            if let Err(e) = r.set_interest(fd, crate::Interest::default()) {
+            if let Err(e) = r.set_interest(fd, crate::engine::Interest::default()) {
                 debug_assert!(false, "epoll_ctl DEL failed: {e}");
             }
         }

@@ -7,7 +7,8 @@
 //! listeners through their wakers (which cross into each loop through its inbox). So any
 //! number of loops on any threads can listen, and a loop never has to own the handler.
 //! Installing a listener replaces the process's disposition for that signal (as asyncio's
-//! `add_signal_handler` does); it is not restored afterwards.
+//! `add_signal_handler` does); it is not restored afterwards. The OS-specific parts (the
+//! number of signals, `errno` in the handler, `sigaction`, the pipe) are `crate::sys`'s.
 //!
 //! Threading: `Signal` is `Send`; the handler and dispatcher are process-wide.
 
@@ -17,7 +18,7 @@ use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::{Poll, Waker};
 
-const NSIG: usize = 65;
+use crate::sys::signal::{self as os, NSIG};
 
 struct Listener {
     signum: i32,
@@ -41,29 +42,24 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 static PIPE_WR: AtomicI32 = AtomicI32::new(-1);
 
 extern "C" fn on_signal(signum: libc::c_int) {
-    // SAFETY: errno save/restore and write(2) are async-signal-safe; the buffer is a local.
-    unsafe {
-        let errno = *libc::__errno_location();
-        let fd = PIPE_WR.load(Ordering::Relaxed);
-        if fd >= 0 {
-            let b = signum as u8;
-            libc::write(fd, (&b as *const u8).cast(), 1);
-        }
-        *libc::__errno_location() = errno;
+    // errno save/restore and write(2) are async-signal-safe; the buffer is a local.
+    let errno = os::errno();
+    let fd = PIPE_WR.load(Ordering::Relaxed);
+    if fd >= 0 {
+        let b = signum as u8;
+        // SAFETY: writing one byte from a local to our pipe's write end.
+        unsafe { libc::write(fd, (&b as *const u8).cast(), 1) };
     }
+    os::set_errno(errno);
 }
 
 fn registry() -> io::Result<&'static Registry> {
     static REG: OnceLock<Result<Registry, i32>> = OnceLock::new();
     let r = REG.get_or_init(|| {
-        let mut fds = [0; 2];
-        // SAFETY: fds has room for two descriptors.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO));
-        }
-        let (rd, wr) = (fds[0], fds[1]);
+        let (rd, wr) = match crate::sys::socket::pipe() {
+            Ok(fds) => fds,
+            Err(e) => return Err(e.raw_os_error().unwrap_or(libc::EIO)),
+        };
         // the handler must never block: only the write end is non-blocking
         // SAFETY: fcntl on our own descriptor.
         unsafe { libc::fcntl(wr, libc::F_SETFL, libc::O_NONBLOCK) };
@@ -144,17 +140,8 @@ impl Signal {
         {
             let mut installed = lock(&reg.installed);
             if !installed[signum as usize] {
-                // SAFETY: a zeroed sigaction is valid; we set a handler that only does
-                // async-signal-safe work, with SA_RESTART so other syscalls are not broken.
-                unsafe {
-                    let mut sa: libc::sigaction = std::mem::zeroed();
-                    sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-                    sa.sa_flags = libc::SA_RESTART;
-                    libc::sigemptyset(&mut sa.sa_mask);
-                    if libc::sigaction(signum, &sa, std::ptr::null_mut()) != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
+                // on_signal only does async-signal-safe work
+                os::install(signum, on_signal)?;
                 installed[signum as usize] = true;
             }
         }

@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::core::{current, Core, TimerSlot};
-use crate::clock;
+use crate::engine::clock;
 
 fn to_clock(deadline: Instant) -> f64 {
     let (now_i, now_f) = (Instant::now(), clock::monotonic());

@@ -1,14 +1,16 @@
 //! Non-blocking socket calls on raw descriptors: `recv`, vectored `send`, `shutdown`.
 //!
 //! Thin wrappers that turn the C return conventions into `io::Result`, retry `EINTR`, and
-//! send with `MSG_NOSIGNAL` (a closed peer is an `EPIPE` error, never a `SIGPIPE`, whatever
-//! the embedding program did with the signal). The descriptor is borrowed: these helpers
+//! send with the OS backend's `SEND_FLAGS` (`MSG_NOSIGNAL` on Linux: a closed peer is an
+//! `EPIPE` error, never a `SIGPIPE`, whatever the embedding program did with the signal). The descriptor is borrowed: these helpers
 //! never open or close one.
 //!
 //! Threading: any thread; the caller owns the descriptor's lifetime.
 
 use std::io;
 use std::os::unix::io::RawFd;
+
+use crate::sys::socket::SEND_FLAGS;
 
 /// At most this many buffers go into one `sendmsg` (Linux's `IOV_MAX` is 1024; a few dozen
 /// already fill a socket buffer).
@@ -62,15 +64,15 @@ pub fn send_vectored(fd: RawFd, bufs: &[&[u8]]) -> io::Result<usize> {
     // SAFETY: msghdr is plain data; zeroed is a valid "no name, no control data" header.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = iov.as_mut_ptr();
-    msg.msg_iovlen = count;
-    // SAFETY: msg points at `count` iovecs describing live, readable slices of `bufs`.
-    retry(|| unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) })
+    msg.msg_iovlen = count as _; // size_t on Linux, int on the BSDs
+                                 // SAFETY: msg points at `count` iovecs describing live, readable slices of `bufs`.
+    retry(|| unsafe { libc::sendmsg(fd, &msg, SEND_FLAGS) })
 }
 
-/// `send(fd, data)` with `MSG_NOSIGNAL`.
+/// `send(fd, data)` with `SEND_FLAGS` (`MSG_NOSIGNAL`).
 pub fn send(fd: RawFd, data: &[u8]) -> io::Result<usize> {
     // SAFETY: data is a valid readable region for the whole call.
-    retry(|| unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL) })
+    retry(|| unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), SEND_FLAGS) })
 }
 
 /// `shutdown(fd, SHUT_WR)`: send end-of-stream, keep reading.

@@ -22,7 +22,7 @@
 use std::cmp::Ordering;
 use std::collections::VecDeque;
 
-use crate::quad_heap::QuadHeap;
+use crate::engine::quad_heap::QuadHeap;
 
 /// asyncio's `_MIN_SCHEDULED_TIMER_HANDLES`.
 pub const MIN_SCHEDULED_TIMER_HANDLES: usize = 100;
@@ -97,7 +97,7 @@ impl<T> Ord for Entry<T> {
     }
 }
 
-/// A min-heap of timers keyed by deadline (seconds on [`crate::clock::monotonic`]).
+/// A min-heap of timers keyed by deadline (seconds on [`crate::engine::clock::monotonic`]).
 pub struct TimerHeap<T> {
     heap: QuadHeap<Entry<T>>,
     /// Entries in increasing (deadline, seq) order, all pushed after each other.

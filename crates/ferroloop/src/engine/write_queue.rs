@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::os::unix::io::RawFd;
 
-use crate::sock;
+use crate::engine::sock;
 
 /// Writes up to this size are copied into the tail chunk instead of queued on their own.
 pub const COALESCE_LIMIT: usize = 4096;

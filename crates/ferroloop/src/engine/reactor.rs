@@ -1,4 +1,6 @@
-//! The reactor: level-triggered epoll over raw file descriptors.
+//! The reactor: level-triggered readiness over raw file descriptors, on the OS poller
+//! (`crate::sys`: epoll on Linux). The reactor keeps what is the engine's policy, the
+//! interest per descriptor and the parking of one-shot waits; the poller makes the calls.
 //!
 //! Decision: asyncio's `add_reader`/`add_writer` are level-triggered (a reader that leaves
 //! data unread is called again on the next turn), so the reactor registers descriptors
@@ -11,14 +13,15 @@
 //! readiness and then stops watching (asyncio's `sock_recv`/`sock_sendall`/`sock_accept`
 //! waiting for a would-block socket) would cost an `EPOLL_CTL_ADD` and an `EPOLL_CTL_DEL`
 //! per wait: measured 11% of the server's CPU in the `sock_*` echo benchmark. Such a wait
-//! is registered `EPOLLONESHOT`: the kernel disarms it when it reports the event, so when
-//! the caller stops watching the registration is kept, disarmed ("parked", no syscall), and
-//! the next wait on that descriptor re-arms it with one `EPOLL_CTL_MOD`. A parked
-//! descriptor can never report (no stale events, no busy loop when a copy of a closed
-//! descriptor lives on elsewhere); one whose number was closed and reused is found by the
-//! `ENOENT` of that `MOD` and added afresh. A one-shot wait still watched after its event
-//! (the call would still block) is re-armed before the next wait of [`Reactor::poll`]. Any
-//! other interest set on the descriptor makes it an ordinary level-triggered registration.
+//! is registered one-shot (`EPOLLONESHOT`): the kernel disarms it when it reports the
+//! event, so when the caller stops watching the registration is kept, disarmed ("parked",
+//! no syscall), and the next wait on that descriptor re-arms it with one `EPOLL_CTL_MOD`. A
+//! parked descriptor can never report (no stale events, no busy loop when a copy of a
+//! closed descriptor lives on elsewhere); one whose number was closed and reused is found
+//! by the `ENOENT` of that `MOD` and added afresh. A one-shot wait still watched after its
+//! event (the call would still block) is re-armed before the next wait of
+//! [`Reactor::poll`]. Any other interest set on the descriptor makes it an ordinary
+//! level-triggered registration.
 //!
 //! Threading: `poll` is called by the loop thread only (with the GIL released by the
 //! caller); the registration methods take `&mut self` and are also loop-thread only.
@@ -26,6 +29,8 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::unix::io::RawFd;
+
+use crate::sys::{Mode, Poller};
 
 /// Which readiness a descriptor is watched for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,16 +44,6 @@ pub struct Interest {
 impl Interest {
     fn is_empty(self) -> bool {
         !self.read && !self.write
-    }
-    fn bits(self) -> u32 {
-        let mut b = 0;
-        if self.read {
-            b |= libc::EPOLLIN as u32;
-        }
-        if self.write {
-            b |= libc::EPOLLOUT as u32;
-        }
-        b
     }
 }
 
@@ -66,70 +61,49 @@ pub struct Event {
     pub hangup: bool,
 }
 
-/// Token used in epoll data for the waker's eventfd (never a valid fd number).
-const WAKER_TOKEN: u64 = u64::MAX;
 /// asyncio's `MAXIMUM_SELECT_TIMEOUT`: a day.
 pub const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
 
-/// An epoll instance with the interest registered per descriptor (level-triggered, or edge-triggered through [`Reactor::add_edge`]).
+/// The OS poller (epoll) with the interest registered per descriptor (level-triggered, or
+/// edge-triggered through [`Reactor::add_edge`]).
 pub struct Reactor {
-    epfd: RawFd,
+    poller: Poller,
     interests: HashMap<RawFd, Interest>,
-    /// Descriptors registered `EPOLLONESHOT`: true while armed, false when disarmed by
-    /// an event (still watched, or parked when no interest is left).
+    /// Descriptors registered one-shot: true while armed, false when disarmed by an event
+    /// (still watched, or parked when no interest is left).
     oneshot: HashMap<RawFd, bool>,
     /// One-shot descriptors disarmed by the last poll: re-armed before the next one if
     /// still watched.
     rearm: Vec<RawFd>,
-    buf: Vec<libc::epoll_event>,
     events: Vec<Event>,
     waker_fd: Option<RawFd>,
     woken: bool,
 }
 
-fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
-}
-
 impl Reactor {
-    /// A new epoll instance (close-on-exec).
+    /// A new poller (close-on-exec).
     pub fn new() -> io::Result<Reactor> {
-        // SAFETY: plain syscall with a valid flag.
-        let epfd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         Ok(Reactor {
-            epfd,
+            poller: Poller::new()?,
             interests: HashMap::new(),
             oneshot: HashMap::new(),
             rearm: Vec::new(),
-            buf: vec![libc::epoll_event { events: 0, u64: 0 }; 256],
             events: Vec::with_capacity(256),
             waker_fd: None,
             woken: false,
         })
     }
 
-    /// The epoll descriptor itself (for fork detection and diagnostics).
+    /// The poller's own descriptor (readable while events are pending; for fork detection,
+    /// diagnostics, and polling this reactor inside another).
     pub fn as_raw_fd(&self) -> RawFd {
-        self.epfd
+        self.poller.as_raw_fd()
     }
 
-    fn ctl(&self, op: libc::c_int, fd: RawFd, bits: u32, data: u64) -> io::Result<()> {
-        let mut ev = libc::epoll_event {
-            events: bits,
-            u64: data,
-        };
-        // SAFETY: `ev` is a valid epoll_event living across the call; epfd is ours.
-        cvt(unsafe { libc::epoll_ctl(self.epfd, op, fd, &mut ev) }).map(|_| ())
-    }
-
-    /// Watch `waker` so that [`crate::Waker::wake`] interrupts [`poll`](Self::poll).
-    pub fn register_waker(&mut self, waker: &crate::Waker) -> io::Result<()> {
+    /// Watch `waker` so that [`crate::engine::Waker::wake`] interrupts [`poll`](Self::poll).
+    pub fn register_waker(&mut self, waker: &crate::engine::Waker) -> io::Result<()> {
         let fd = waker.as_raw_fd();
-        self.ctl(libc::EPOLL_CTL_ADD, fd, libc::EPOLLIN as u32, WAKER_TOKEN)?;
+        self.poller.add_waker(fd)?;
         self.waker_fd = Some(fd);
         Ok(())
     }
@@ -156,14 +130,13 @@ impl Reactor {
         }
         if interest.is_empty() {
             self.interests.remove(&fd);
-            self.delete(fd)?;
+            self.poller.delete(fd)?;
             return Ok(());
         }
-        let bits = interest.bits();
         if old.is_empty() {
-            self.add_or_modify(fd, bits)?;
+            self.poller.add(fd, interest, Mode::Level)?;
         } else {
-            self.modify_or_add(fd, bits)?;
+            self.poller.modify(fd, interest, Mode::Level)?;
         }
         self.interests.insert(fd, interest);
         Ok(())
@@ -176,11 +149,10 @@ impl Reactor {
         if interest.is_empty() || !self.interest(fd).is_empty() {
             return self.set_interest(fd, interest);
         }
-        let bits = interest.bits() | libc::EPOLLONESHOT as u32;
         if self.oneshot.get(&fd) == Some(&false) {
-            self.modify_or_add(fd, bits)?; // parked: re-arm
+            self.poller.modify(fd, interest, Mode::Oneshot)?; // parked: re-arm
         } else {
-            self.add_or_modify(fd, bits)?;
+            self.poller.add(fd, interest, Mode::Oneshot)?;
         }
         self.oneshot.insert(fd, true);
         self.interests.insert(fd, interest);
@@ -199,46 +171,16 @@ impl Reactor {
                 return Ok(()); // parked: disarmed, kept for the next wait
             }
             self.oneshot.remove(&fd);
-            return self.delete(fd);
+            return self.poller.delete(fd);
         }
         if interest == self.interest(fd) && armed {
             return Ok(());
         }
         // any other interest: an ordinary level-triggered registration from now on
-        self.modify_or_add(fd, interest.bits())?;
+        self.poller.modify(fd, interest, Mode::Level)?;
         self.oneshot.remove(&fd);
         self.interests.insert(fd, interest);
         Ok(())
-    }
-
-    /// `EPOLL_CTL_DEL`; a descriptor already closed (epoll forgot it then) is not an error,
-    /// as `selectors` ignores it too.
-    fn delete(&self, fd: RawFd) -> io::Result<()> {
-        match self.ctl(libc::EPOLL_CTL_DEL, fd, 0, fd as u64) {
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EBADF) | Some(libc::ENOENT)) => Ok(()),
-            r => r,
-        }
-    }
-
-    /// `EPOLL_CTL_ADD`, or `MOD` if epoll already has this descriptor.
-    fn add_or_modify(&self, fd: RawFd, bits: u32) -> io::Result<()> {
-        match self.ctl(libc::EPOLL_CTL_ADD, fd, bits, fd as u64) {
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                self.ctl(libc::EPOLL_CTL_MOD, fd, bits, fd as u64)
-            }
-            r => r,
-        }
-    }
-
-    /// `EPOLL_CTL_MOD`, or `ADD` if epoll forgot the descriptor (closed and reopened under
-    /// the same number).
-    fn modify_or_add(&self, fd: RawFd, bits: u32) -> io::Result<()> {
-        match self.ctl(libc::EPOLL_CTL_MOD, fd, bits, fd as u64) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                self.ctl(libc::EPOLL_CTL_ADD, fd, bits, fd as u64)
-            }
-            r => r,
-        }
     }
 
     /// Re-arm the one-shot descriptors the last poll disarmed that are still watched.
@@ -251,7 +193,7 @@ impl Reactor {
             let Some(interest) = self.interests.get(&fd).copied() else {
                 continue;
             };
-            match self.modify_or_add(fd, interest.bits() | libc::EPOLLONESHOT as u32) {
+            match self.poller.modify(fd, interest, Mode::Oneshot) {
                 Ok(()) => {
                     self.oneshot.insert(fd, true);
                 }
@@ -259,9 +201,7 @@ impl Reactor {
                     // closed meanwhile: forget it, as a failed DEL is forgotten
                     self.oneshot.remove(&fd);
                     self.interests.remove(&fd);
-                    if !matches!(e.raw_os_error(), Some(libc::EBADF) | Some(libc::ENOENT))
-                        && result.is_ok()
-                    {
+                    if !Poller::is_gone(&e) && result.is_ok() {
                         result = Err(e);
                     }
                 }
@@ -270,20 +210,17 @@ impl Reactor {
         result
     }
 
-    /// Watch `fd` edge-triggered for both directions and peer hang-up (`EPOLLET`): one
-    /// report per change of readiness, for users that try the syscall first and wait only
-    /// after `EWOULDBLOCK` (the Rust runtime's I/O). Removed with `set_interest(fd, default)`.
+    /// Watch `fd` edge-triggered for both directions and peer hang-up: one report per
+    /// change of readiness, for users that try the syscall first and wait only after
+    /// `EWOULDBLOCK` (the Rust runtime's I/O). Removed with `set_interest(fd, default)`.
     pub fn add_edge(&mut self, fd: RawFd) -> io::Result<()> {
-        let bits = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
-        self.add_or_modify(fd, bits)?; // a parked one-shot registration is taken over
+        let both = Interest {
+            read: true,
+            write: true,
+        };
+        self.poller.add(fd, both, Mode::Edge)?; // a parked one-shot registration is taken over
         self.oneshot.remove(&fd);
-        self.interests.insert(
-            fd,
-            Interest {
-                read: true,
-                write: true,
-            },
-        );
+        self.interests.insert(fd, both);
         Ok(())
     }
 
@@ -292,63 +229,37 @@ impl Reactor {
     /// An interrupted wait (`EINTR`) returns no events, so the caller can run signal handlers.
     /// Whether the waker fired is reported by [`take_woken`](Self::take_woken).
     pub fn poll(&mut self, timeout: Option<f64>) -> io::Result<&[Event]> {
-        let ms: libc::c_int = match timeout {
-            None => -1,
-            Some(t) if t <= 0.0 => 0,
-            Some(t) => (t.min(MAXIMUM_SELECT_TIMEOUT) * 1e3).ceil() as libc::c_int,
-        };
         self.events.clear();
         if !self.rearm.is_empty() {
             self.rearm_oneshots()?;
         }
-        // SAFETY: `buf` has `buf.len()` initialised entries that epoll may overwrite.
-        let n = unsafe {
-            libc::epoll_wait(
-                self.epfd,
-                self.buf.as_mut_ptr(),
-                self.buf.len() as libc::c_int,
-                ms,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EINTR) {
-                return Ok(&self.events);
-            }
-            return Err(e);
-        }
-        for ev in &self.buf[..n as usize] {
-            let data = ev.u64;
-            if data == WAKER_TOKEN {
-                self.woken = true;
-                continue;
-            }
-            let fd = data as RawFd;
-            if let Some(armed) = self.oneshot.get_mut(&fd) {
+        let (oneshot, rearm, interests, events) = (
+            &mut self.oneshot,
+            &mut self.rearm,
+            &self.interests,
+            &mut self.events,
+        );
+        let woken = self.poller.wait(timeout, |fd, ready| {
+            if let Some(armed) = oneshot.get_mut(&fd) {
                 *armed = false; // the kernel disarmed it with this report
-                self.rearm.push(fd);
+                rearm.push(fd);
             }
-            let Some(want) = self.interests.get(&fd).copied() else {
-                continue;
+            let Some(want) = interests.get(&fd).copied() else {
+                return;
             };
-            let bits = ev.events;
-            let readable = want.read && (bits & !(libc::EPOLLOUT as u32)) != 0;
-            let writable = want.write && (bits & !(libc::EPOLLIN as u32)) != 0;
+            let readable = want.read && ready.readable;
+            let writable = want.write && ready.writable;
             if readable || writable {
-                let hangup =
-                    bits & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0;
-                self.events.push(Event {
+                events.push(Event {
                     fd,
                     readable,
                     writable,
-                    hangup,
+                    hangup: ready.hangup,
                 });
             }
-        }
-        if n as usize == self.buf.len() {
-            let grow = self.buf.len() * 2;
-            self.buf
-                .resize(grow, libc::epoll_event { events: 0, u64: 0 });
+        })?;
+        if woken {
+            self.woken = true;
         }
         Ok(&self.events)
     }
@@ -356,13 +267,6 @@ impl Reactor {
     /// Whether the waker fired since the last call (and clear the flag).
     pub fn take_woken(&mut self) -> bool {
         std::mem::take(&mut self.woken)
-    }
-}
-
-impl Drop for Reactor {
-    fn drop(&mut self) {
-        // SAFETY: we own epfd and close it exactly once.
-        unsafe { libc::close(self.epfd) };
     }
 }
 
@@ -551,8 +455,8 @@ mod tests {
     #[test]
     fn timeout_is_honoured() {
         let mut r = Reactor::new().unwrap();
-        let t0 = crate::clock::monotonic();
+        let t0 = crate::engine::clock::monotonic();
         r.poll(Some(0.02)).unwrap();
-        assert!(crate::clock::monotonic() - t0 >= 0.019);
+        assert!(crate::engine::clock::monotonic() - t0 >= 0.019);
     }
 }

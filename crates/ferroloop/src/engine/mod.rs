@@ -1,0 +1,44 @@
+//! The engine's parts, for embedders: what a host loop (the Python extension,
+//! `crates/ferroloop-python`) builds asyncio's `_run_once` from. A Rust program that only
+//! runs futures never needs this module: [`run`](crate::run), [`spawn`](crate::spawn) and
+//! the rest of the crate root are built on these parts.
+//!
+//! | Module | What it gives an embedder |
+//! | --- | --- |
+//! | [`clock`] | `time.monotonic()` as `loop.time()` reads it, and its resolution |
+//! | [`reactor`] | [`Reactor`]: level-triggered readiness over raw descriptors (asyncio's selector), one-shot waits parked between `sock_*` calls, edge-triggered registrations for the Rust runtime |
+//! | [`inbox`] | [`Inbox`] and its [`Waker`]: the only way into a loop from another thread |
+//! | [`timers`] | [`TimerHeap`]: `call_later`/`call_at` handles by deadline, lazy cancellation |
+//! | [`sock`] | non-blocking `recv`, vectored `send`, `shutdown` on raw descriptors |
+//! | [`write_queue`] | [`WriteQueue`]: a stream transport's outgoing chunks, one vectored send per flush |
+//! | [`datagram`] | many datagrams per system call: [`datagram::RecvBatch`], [`datagram::send_batch`] |
+//! | [`stats`] | [`LoopStats`]: a loop's counters and optional callback timing |
+//!
+//! Each part is a plain Rust type with no Python in it; the OS calls under them sit behind
+//! the crate's OS seam (`src/sys/`, see docs/architecture.md), so the API here is the same
+//! whatever the backend.
+//!
+//! The Python loop also embeds a [`Loop`](crate::Loop) for Rust futures
+//! ([`Loop::as_raw_fd`](crate::Loop::as_raw_fd), [`Loop::timeout_hint`](crate::Loop::timeout_hint),
+//! [`Loop::run_once`](crate::Loop::run_once)).
+//!
+//! Threading: [`Reactor`], [`TimerHeap`], [`WriteQueue`] and [`datagram::RecvBatch`] belong
+//! to the thread that runs the loop. [`Inbox`], [`Waker`] and [`LoopStats`] cross threads;
+//! the free functions of [`clock`], [`sock`] and [`datagram`] work from any thread on
+//! descriptors their caller keeps open.
+
+pub mod clock;
+pub mod datagram;
+pub mod inbox;
+mod quad_heap;
+pub mod reactor;
+pub mod sock;
+pub mod stats;
+pub mod timers;
+pub mod write_queue;
+
+pub use inbox::{Inbox, Waker};
+pub use reactor::{Event, Interest, Reactor};
+pub use stats::{LoopStats, StatsSnapshot};
+pub use timers::{TimerHeap, TimerId};
+pub use write_queue::WriteQueue;
