@@ -1,7 +1,7 @@
 """Seeing into a loop: its counters (``loop.stats()``), the slow-callback report outside
 debug mode, and the watchdog that captures what a blocked loop thread is doing.
 
-The counting is native (``crates/ferroloop/src/stats.rs``): turns, callbacks, I/O events,
+The counting is native (``crates/ferroloop/src/engine/stats.rs``): turns, callbacks, I/O events,
 timers and idle time always; callback timing (the longest callback, slow callbacks) when
 ``set_slow_callback_report`` turns it on. What is here runs once per loop, per report or per
 watchdog tick.
