@@ -226,6 +226,7 @@ fn a_task_with_always_ready_io_yields_to_a_sleep_beside_it() {
         let t0 = Instant::now();
         sleep(Duration::from_millis(5)).await;
         let waited = t0.elapsed();
+        eprintln!("5 ms sleep beside an always-ready reader woke after {waited:?}");
         stop.set(true);
         let reads = spinner.await.unwrap();
         assert!(reads > 0);
