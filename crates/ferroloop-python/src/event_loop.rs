@@ -20,7 +20,9 @@
 //!
 //! Threading: loop-thread methods assert nothing themselves (asyncio's debug mode check is
 //! `_check_thread`); `call_soon_threadsafe` and `_write_to_self` may be called from any
-//! thread holding the GIL. All state sits in `GilCell`s; the reactor is polled with the GIL
+//! thread. From another thread than the one running the loop, `call_soon_threadsafe` goes
+//! through the engine's parking inbox (a mutex and flags, no GIL reliance for the queue),
+//! which wakes the loop only while it is parked in a poll that may block. All state sits in `GilCell`s; the reactor is polled with the GIL
 //! released and touched by nothing else meanwhile (its cell stays borrowed).
 
 use std::collections::{HashMap, VecDeque};
@@ -30,7 +32,7 @@ use std::sync::Arc;
 
 use ferroloop::engine::clock::monotonic_ns;
 use ferroloop::engine::timers::Cancellable;
-use ferroloop::engine::{clock, Event, LoopStats, Reactor, TimerHeap, Waker};
+use ferroloop::engine::{clock, Event, Inbox, LoopStats, Reactor, TimerHeap, Waker};
 use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -102,13 +104,10 @@ pub struct EventLoop {
     /// The engine's loop for Rust futures, created on first use (rust_tasks.rs); its epoll
     /// descriptor is watched by `reactor`, and one of its turns runs in each of ours.
     rust: GilCell<Option<EmbeddedLoop>>,
-    /// Interrupts a blocking poll (asyncio's self-pipe).
-    waker: Arc<Waker>,
-    /// True while the loop thread may be blocked in the poll with the GIL released.
-    polling: AtomicBool,
-    /// A wake-up was already sent during the current poll: one eventfd write per poll,
-    /// however many threads call `call_soon_threadsafe` meanwhile.
-    woken: AtomicBool,
+    /// `call_soon_threadsafe` from other threads: handles queued here join the ready queue
+    /// at the start of the next turn's event phase. Its waker (asyncio's self-pipe) is
+    /// written only while the loop is parked in a poll that may block (engine::inbox).
+    inbox: Inbox<Py<Handle>>,
     closed: AtomicBool,
     stopping: AtomicBool,
     debug: AtomicBool,
@@ -521,7 +520,10 @@ impl EventLoop {
             if st.timers.cancelled_count() > 0 {
                 st.timers.purge_cancelled(&mut dropped);
             }
-            if !st.ready.is_empty() || me.stopping.load(Ordering::Relaxed) {
+            if !st.ready.is_empty()
+                || me.stopping.load(Ordering::Relaxed)
+                || me.inbox.has_pending()
+            {
                 Err(())
             } else {
                 Ok(st.timers.next_deadline())
@@ -563,22 +565,24 @@ impl EventLoop {
                 } else {
                     let ev_out: &mut Vec<Event> = &mut events;
                     let r: &mut Reactor = reactor;
-                    // set under the GIL: a thread that later takes the GIL to call
-                    // call_soon_threadsafe sees it and wakes us
-                    me.woken.store(false, Ordering::SeqCst);
-                    me.polling.store(true, Ordering::SeqCst);
+                    // parked: from now on a call_soon_threadsafe from another thread writes
+                    // the waker; one that came first means this poll must not block
+                    let timeout = if me.inbox.park() { timeout } else { Some(0.0) };
                     // the loop idle: two clock reads beside a syscall and a GIL hand-over
                     let t0 = monotonic_ns();
                     let res =
                         py.detach(move || r.poll(timeout).map(|ev| ev_out.extend_from_slice(ev)));
                     me.stats.idle(monotonic_ns().saturating_sub(t0));
-                    me.polling.store(false, Ordering::SeqCst);
+                    me.inbox.unpark();
                     res
                 };
                 result.map_err(py_helpers::os_error)?;
                 if reactor.take_woken() {
-                    me.waker.reset();
+                    me.inbox.waker().reset();
                 }
+                // what other threads scheduled before this point joins the queue first,
+                // as it would have in asyncio's _ready (appended at call time)
+                Self::drain_inbox(me, py)?;
                 if !busy {
                     // a signal may have interrupted the wait: run Python's handlers now
                     py.check_signals()?;
@@ -609,6 +613,8 @@ impl EventLoop {
                     }
                     me.stats.io_events(st.ready.len() - before);
                 }
+            } else {
+                Self::drain_inbox(me, py)?;
             }
         }
 
@@ -652,6 +658,17 @@ impl EventLoop {
         // 6. the writes queued meanwhile leave, one vectored send per transport
         let flushed = Self::flush_writes(slf);
         ran.and(flushed)
+    }
+
+    /// Move the handles other threads scheduled (`call_soon_threadsafe`) to the ready queue.
+    fn drain_inbox(me: &Self, py: Python<'_>) -> PyResult<()> {
+        if !me.inbox.has_pending() {
+            return Ok(());
+        }
+        let mut st = me.state.borrow_mut(py)?;
+        // (moved, not dropped: no Python code runs under the inbox's lock)
+        me.inbox.drain_with(|queued| st.ready.extend(queued.drain(..)));
+        Ok(())
     }
 
     fn run_ready(slf: &Bound<'_, Self>, ntodo: usize, debug: bool) -> PyResult<()> {
@@ -998,9 +1015,7 @@ impl EventLoop {
             recv_batch: GilCell::new(None),
             future_type: GilCell::new(None),
             rust: GilCell::new(None),
-            waker,
-            polling: AtomicBool::new(false),
-            woken: AtomicBool::new(false),
+            inbox: Inbox::parking(waker),
             closed: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             debug: AtomicBool::new(false),
@@ -1186,15 +1201,16 @@ impl EventLoop {
         me.check_closed()?;
         me.check_callback(&callback, "call_soon_threadsafe")?;
         let h = Self::make_handle(slf, callback, args, context, None, true)?;
-        // Every caller holds the GIL, which orders this push with the loop thread's own
-        // use of the queue: the handle joins the one ready queue, in call order, as in
-        // asyncio. Only a loop blocked in its poll needs the wake-up.
-        me.state
-            .borrow_mut(slf.py())?
-            .ready
-            .push_back(h.clone_ref(slf.py()));
-        if me.polling.load(Ordering::SeqCst) && !me.woken.swap(true, Ordering::SeqCst) {
-            me.waker.wake();
+        let py = slf.py();
+        let running_on = me.thread_id.load(Ordering::Relaxed);
+        if running_on == 0 || running_on == current_thread_ident() {
+            // from the loop's own thread, or while no thread runs it: the ready queue, in
+            // call order with call_soon, as asyncio's _ready
+            me.state.borrow_mut(py)?.ready.push_back(h.clone_ref(py));
+        } else if let Err(refused) = me.inbox.push(h.clone_ref(py)) {
+            // closed meanwhile (check_closed above saw it open)
+            drop(refused);
+            return Err(PyRuntimeError::new_err("Event loop is closed"));
         }
         Ok(h)
     }
@@ -1239,7 +1255,7 @@ impl EventLoop {
 
     /// Wake the loop from any thread (asyncio's self-pipe write).
     fn _write_to_self(&self) {
-        self.waker.wake();
+        self.inbox.waker().wake();
     }
 
     fn _timer_handle_cancelled(&self, py: Python<'_>, handle: &Bound<'_, Handle>) -> PyResult<()> {
@@ -1334,7 +1350,12 @@ impl EventLoop {
         drop(rust);
         let reactor = self.reactor.borrow_mut(py)?.take();
         drop(reactor);
-        self.waker.close();
+        // call_soon_threadsafe refuses work from now on; its queued handles go with the rest.
+        // The eventfd is closed now (a closed loop releases its descriptors at once): every
+        // thread that could still push holds the GIL, as this one does.
+        let queued = self.inbox.close();
+        self.inbox.waker().close();
+        drop(queued);
         drop(ready);
         timers.clear();
         drop(readers);
@@ -1488,13 +1509,19 @@ impl EventLoop {
     /// `while loop._ready:`). Assignments (`BaseEventLoop.__init__`) are ignored.
     #[getter]
     fn _ready(&self, py: Python<'_>) -> PyResult<Vec<Py<Handle>>> {
-        Ok(self
+        let mut ready: Vec<Py<Handle>> = self
             .state
             .borrow_mut(py)?
             .ready
             .iter()
             .map(|h| h.clone_ref(py))
-            .collect())
+            .collect();
+        // and what other threads scheduled, not yet moved to the queue
+        let _ = self.inbox.try_visit(|h| {
+            ready.push(h.clone_ref(py));
+            Ok::<(), ()>(())
+        });
+        Ok(ready)
     }
     #[setter(_ready)]
     fn set_ready(&self, _v: &Bound<'_, PyAny>) {}
@@ -1551,6 +1578,17 @@ impl EventLoop {
                 }
             }
         }
+        // handles other threads scheduled (skipped if a pusher holds the lock right now)
+        if let Some(r) = self.inbox.try_visit(|h| {
+            // SAFETY: h is a live object (the inbox holds a reference to it).
+            if unsafe { pyo3::ffi::Py_REFCNT(h.as_ptr()) } == 1 {
+                h.get().traverse_contents(&visit)
+            } else {
+                Ok(())
+            }
+        }) {
+            r?;
+        }
         Ok(())
     }
 
@@ -1564,6 +1602,9 @@ impl EventLoop {
                 .ok()
                 .map(|mut s| std::mem::take(&mut *s));
             drop(handles);
+            // the loop is garbage: nothing can push any more
+            let queued = self.inbox.close();
+            drop(queued);
             let taken = match self.state.borrow_mut(py) {
                 Ok(mut st) => {
                     let mut timers = Vec::new();

@@ -5,10 +5,17 @@
 //! last drained (an atomic flag), so a burst of `call_soon_threadsafe` costs one syscall,
 //! not one per call.
 //!
-//! Threading: `Inbox` and `Waker` are `Send + Sync`; `push` from any thread, `drain` from
-//! the loop thread.
+//! A parking inbox ([`Inbox::parking`]) goes further: its pushes wake the loop only while
+//! it is parked in a poll that may block ([`Inbox::park`]/[`Inbox::unpark`]), so a loop
+//! that is busy running callbacks pays no syscall at all for them. The flag protocol is
+//! sequentially consistent: a push sets `pending` then reads `parked`; the loop sets
+//! `parked` then reads `pending`; one of the two always sees the other.
+//!
+//! Threading: `Inbox` and `Waker` are `Send + Sync`; `push` from any thread, `drain`,
+//! `park` and `unpark` from the loop thread.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 pub use crate::sys::waker::Waker;
@@ -19,18 +26,46 @@ pub struct Inbox<T> {
     pending: AtomicBool,
     /// Set (under the `items` lock) by [`close`](Inbox::close): pushes are refused.
     closed: AtomicBool,
+    /// Wake only while `parked` (a parking inbox), or on the first push after each drain.
+    parking: bool,
+    parked: AtomicBool,
     waker: Arc<Waker>,
 }
 
 impl<T> Inbox<T> {
     /// An empty inbox that wakes the reactor through `waker`.
     pub fn new(waker: Arc<Waker>) -> Self {
+        Self::with_parking(waker, false)
+    }
+
+    /// An empty inbox whose pushes wake the reactor through `waker` only while the loop is
+    /// parked ([`park`](Self::park) .. [`unpark`](Self::unpark)). The loop resets the waker
+    /// when its poll reports it; [`drain_into`](Self::drain_into) does not.
+    pub fn parking(waker: Arc<Waker>) -> Self {
+        Self::with_parking(waker, true)
+    }
+
+    fn with_parking(waker: Arc<Waker>, parking: bool) -> Self {
         Inbox {
             items: Mutex::new(Vec::new()),
             pending: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            parking,
+            parked: AtomicBool::new(false),
             waker,
         }
+    }
+
+    /// The loop is about to poll and may block: returns false if items are already waiting
+    /// (poll without blocking then). Call [`unpark`](Self::unpark) after the poll either way.
+    pub fn park(&self) -> bool {
+        self.parked.store(true, SeqCst);
+        !self.pending.load(SeqCst)
+    }
+
+    /// The poll returned.
+    pub fn unpark(&self) {
+        self.parked.store(false, SeqCst);
     }
 
     /// The waker this inbox writes to.
@@ -51,7 +86,7 @@ impl<T> Inbox<T> {
             }
             items.push(item);
         }
-        if !self.pending.swap(true, Ordering::AcqRel) {
+        if !self.pending.swap(true, SeqCst) && (!self.parking || self.parked.load(SeqCst)) {
             self.waker.wake();
         }
         Ok(())
@@ -80,12 +115,31 @@ impl<T> Inbox<T> {
         self.pending.load(Ordering::Acquire)
     }
 
-    /// Take everything queued so far, in push order, appending to `out`.
-    pub fn drain_into(&self, out: &mut Vec<T>) {
-        if !self.pending.swap(false, Ordering::AcqRel) {
+    /// Hand everything queued so far, in push order, to `f` (which empties the vector it is
+    /// given, e.g. into a ready queue), under the inbox's lock: no copy in between. `f` must
+    /// not push to this inbox.
+    pub fn drain_with(&self, f: impl FnOnce(&mut Vec<T>)) {
+        if !self.pending.swap(false, SeqCst) {
             return;
         }
-        self.waker.reset();
+        if !self.parking {
+            self.waker.reset();
+        }
+        let mut guard = match self.items.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut guard);
+    }
+
+    /// Take everything queued so far, in push order, appending to `out`.
+    pub fn drain_into(&self, out: &mut Vec<T>) {
+        if !self.pending.swap(false, SeqCst) {
+            return;
+        }
+        if !self.parking {
+            self.waker.reset();
+        }
         let mut guard = match self.items.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
@@ -137,6 +191,39 @@ mod tests {
             let mine: Vec<_> = got.iter().filter(|x| x.0 == t).map(|x| x.1).collect();
             assert_eq!(mine, (0..1000).collect::<Vec<_>>());
         }
+    }
+
+    #[test]
+    fn a_parking_inbox_wakes_only_a_parked_loop() {
+        let waker = Arc::new(Waker::new().unwrap());
+        let inbox = Inbox::parking(waker.clone());
+        let mut reactor = Reactor::new().unwrap();
+        reactor.register_waker(&waker).unwrap();
+        // busy loop (not parked): a push is queued without a wake-up
+        inbox.push(1).unwrap();
+        reactor.poll(Some(0.0)).unwrap();
+        assert!(!reactor.take_woken());
+        // about to block with an item waiting: park says "don't block"
+        assert!(!inbox.park());
+        inbox.unpark();
+        let mut got = Vec::new();
+        inbox.drain_into(&mut got);
+        assert_eq!(got, [1]);
+        // parked with nothing waiting: a push from another thread wakes the poll
+        assert!(inbox.park());
+        let inbox = Arc::new(inbox);
+        let other = inbox.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            other.push(2).unwrap();
+        });
+        reactor.poll(Some(5.0)).unwrap();
+        inbox.unpark();
+        assert!(reactor.take_woken());
+        waker.reset();
+        inbox.drain_into(&mut got);
+        assert_eq!(got, [1, 2]);
+        t.join().unwrap();
     }
 
     #[test]
