@@ -17,6 +17,8 @@ the floor (the same coroutine driven by bare coro.send(None)). `call_soon`: N
 call: schedule and run). `timers`: N `call_later(0,
 cb)` scheduled from one task, then awaited until all fired (per timer: schedule and fire).
 `gather`: N coroutines through one `asyncio.gather` (per task: create, run, collect).
+`protocol_echo`: N round trips of a 1 KiB message between two `asyncio.Protocol`s over a
+socketpair (both transports' readiness, read, `data_received` and write paths, per message).
 `queue`: N items through an `asyncio.Queue(maxsize=100)` from a producer task (per item).
 `executor`: N `run_in_executor(None, f, i)` round trips, f trivial (both threads' work).
 `threadsafe`: N `call_soon_threadsafe(cb)` from one other thread, awaited until all ran
@@ -103,8 +105,41 @@ async def queue(n):
     await t
 async def gather(n):
     await asyncio.gather(*[_job(i) for i in range(n)])
+async def protocol_echo(n):
+    import socket
+    loop = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+    msg = b"x" * 1024
+    done = loop.create_future()
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+        def data_received(self, data):
+            self.transport.write(data)
+    class Client(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+            self.left = n
+            self.got = 0
+        def data_received(self, data):
+            self.got += len(data)
+            if self.got >= len(msg):
+                self.got -= len(msg)
+                self.left -= 1
+                if self.left <= 0:
+                    done.set_result(None)
+                else:
+                    self.transport.write(msg)
+    st, _ = await loop.connect_accepted_socket(Echo, a)
+    ct, client = await loop.connect_accepted_socket(Client, b)
+    if n:
+        ct.write(msg)
+        await done
+    st.close()
+    ct.close()
+    await asyncio.sleep(0)
 which, n, case = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-bench = {"sleep0": sleep0, "call_soon": call_soon, "timers": timers, "threadsafe": threadsafe, "gather": gather, "queue": queue, "executor": executor}[case]
+bench = {"sleep0": sleep0, "call_soon": call_soon, "timers": timers, "threadsafe": threadsafe, "gather": gather, "queue": queue, "executor": executor, "protocol_echo": protocol_echo}[case]
 if which == "floor":
     c = bench(n)
     try:
@@ -119,7 +154,7 @@ else:
 """
 
 
-CASES = ["sleep0", "call_soon", "timers", "threadsafe", "gather", "queue", "executor"]
+CASES = ["sleep0", "call_soon", "timers", "threadsafe", "gather", "queue", "executor", "protocol_echo"]
 
 # Calls through which ferroloop's code runs somebody else's code (a callback, a Task's step,
 # a Python method) or frees what it released (`_Py_Dealloc`: when a handle lets go of a

@@ -25,14 +25,14 @@
 //! which wakes the loop only while it is parked in a poll that may block. All state sits in `GilCell`s; the reactor is polled with the GIL
 //! released and touched by nothing else meanwhile (its cell stays borrowed).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::os::unix::io::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ferroloop::engine::clock::monotonic_ns;
 use ferroloop::engine::timers::Cancellable;
-use ferroloop::engine::{clock, Event, Inbox, LoopStats, Reactor, TimerHeap, Waker};
+use ferroloop::engine::{clock, Event, FdMap, Inbox, LoopStats, Reactor, TimerHeap, Waker};
 use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -73,14 +73,14 @@ const SPARE_HANDLES: usize = 1024;
 struct State {
     ready: VecDeque<Py<Handle>>,
     timers: TimerHeap<TimerEntry>,
-    readers: HashMap<RawFd, Py<Handle>>,
-    writers: HashMap<RawFd, Py<Handle>>,
+    readers: FdMap<Py<Handle>>,
+    writers: FdMap<Py<Handle>>,
     /// Transports that queued writes during this turn's run phase: flushed together when
     /// the phase ends (transport.rs, "Write batching").
     flush: Vec<Flush>,
     /// Descriptors of this loop's transports, counted (a superset of the keys of the Python
     /// `_transports` map): `sock_*` ask Python's `_ensure_fd_no_transport` only for these.
-    transport_fds: HashMap<RawFd, usize>,
+    transport_fds: FdMap<usize>,
 }
 
 #[pyclass(module = "ferroloop._native", name = "EventLoop", subclass, frozen)]
@@ -520,9 +520,7 @@ impl EventLoop {
             if st.timers.cancelled_count() > 0 {
                 st.timers.purge_cancelled(&mut dropped);
             }
-            if !st.ready.is_empty()
-                || me.stopping.load(Ordering::Relaxed)
-                || me.inbox.has_pending()
+            if !st.ready.is_empty() || me.stopping.load(Ordering::Relaxed) || me.inbox.has_pending()
             {
                 Err(())
             } else {
@@ -661,13 +659,20 @@ impl EventLoop {
     }
 
     /// Move the handles other threads scheduled (`call_soon_threadsafe`) to the ready queue.
+    #[inline]
     fn drain_inbox(me: &Self, py: Python<'_>) -> PyResult<()> {
-        if !me.inbox.has_pending() {
-            return Ok(());
+        if me.inbox.has_pending() {
+            Self::drain_inbox_now(me, py)
+        } else {
+            Ok(())
         }
+    }
+
+    fn drain_inbox_now(me: &Self, py: Python<'_>) -> PyResult<()> {
         let mut st = me.state.borrow_mut(py)?;
         // (moved, not dropped: no Python code runs under the inbox's lock)
-        me.inbox.drain_with(|queued| st.ready.extend(queued.drain(..)));
+        me.inbox
+            .drain_with(|queued| st.ready.extend(queued.drain(..)));
         Ok(())
     }
 
@@ -847,12 +852,13 @@ impl EventLoop {
 
     /// A transport now owns `fd` (until `transport_fd_released`).
     pub(crate) fn transport_fd_taken(&self, py: Python<'_>, fd: RawFd) -> PyResult<()> {
-        *self
-            .state
-            .borrow_mut(py)?
-            .transport_fds
-            .entry(fd)
-            .or_insert(0) += 1;
+        let mut st = self.state.borrow_mut(py)?;
+        match st.transport_fds.get_mut(&fd) {
+            Some(n) => *n += 1,
+            None => {
+                st.transport_fds.insert(fd, 1);
+            }
+        }
         Ok(())
     }
 

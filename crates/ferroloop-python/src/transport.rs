@@ -168,6 +168,10 @@ struct State {
     loop_: Option<Py<EventLoop>>,
     sock: Option<Py<PyAny>>,
     protocol: Option<Py<PyAny>>,
+    /// `protocol.data_received`, bound once per protocol (at creation and `set_protocol`),
+    /// as uvloop does: not looked up by name on every read. `None` when the protocol has no
+    /// such attribute (the call then looks it up, and fails, as asyncio's would).
+    data_received: Option<Py<PyAny>>,
     /// The Python `SocketTransport` wrapping this core (error contexts, reprs).
     transport: Option<Py<PyAny>>,
     server: Option<Py<PyAny>>,
@@ -198,6 +202,15 @@ pub struct SocketTransportCore {
     conn_lost: AtomicU32,
     high_water: AtomicUsize,
     low_water: AtomicUsize,
+}
+
+/// `protocol.data_received` as a bound method, or `None` if the lookup fails (the failure
+/// then surfaces where asyncio's would: at the call, as a fatal read error).
+fn bound_data_received(protocol: &Bound<'_, PyAny>) -> Option<Py<PyAny>> {
+    protocol
+        .getattr(intern!(protocol.py(), "data_received"))
+        .ok()
+        .map(Bound::unbind)
 }
 
 fn buffered_protocol_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
@@ -504,10 +517,21 @@ impl SocketTransportCore {
             };
             let n = data.as_bytes().len();
             me.big_reads.store(n >= BIG_READ, Ordering::Relaxed);
-            let Some(protocol) = me.protocol(py)? else {
-                return Ok(());
+            let (protocol, method) = {
+                let st = me.state.borrow_mut(py)?;
+                let Some(protocol) = st.protocol.as_ref().map(|p| p.bind(py).clone()) else {
+                    return Ok(());
+                };
+                (
+                    protocol,
+                    st.data_received.as_ref().map(|m| m.bind(py).clone()),
+                )
             };
-            if let Err(e) = protocol.call_method1(intern!(py, "data_received"), (data,)) {
+            let called = match method {
+                Some(m) => m.call1((data,)),
+                None => protocol.call_method1(intern!(py, "data_received"), (data,)),
+            };
+            if let Err(e) = called {
                 return Self::fatal_error(
                     slf,
                     e,
@@ -653,6 +677,7 @@ impl SocketTransportCore {
             state: GilCell::new(State {
                 loop_: Some(loop_.unbind()),
                 sock: Some(sock.unbind()),
+                data_received: bound_data_received(&protocol),
                 protocol: Some(protocol.unbind()),
                 transport: Some(transport.unbind()),
                 server: server.filter(|s| !s.is_none()).map(Bound::unbind),
@@ -872,11 +897,12 @@ impl SocketTransportCore {
 
     fn set_protocol(&self, py: Python<'_>, protocol: Bound<'_, PyAny>) -> PyResult<()> {
         let buffered = protocol.is_instance(buffered_protocol_type(py)?)?;
-        let old = self
-            .state
-            .borrow_mut(py)?
-            .protocol
-            .replace(protocol.unbind());
+        let data_received = bound_data_received(&protocol);
+        let old = {
+            let mut st = self.state.borrow_mut(py)?;
+            let old_method = std::mem::replace(&mut st.data_received, data_received);
+            (st.protocol.replace(protocol.unbind()), old_method)
+        };
         drop(old);
         self.buffered_protocol.store(buffered, Ordering::Relaxed);
         self.protocol_connected.store(true, Ordering::Relaxed);
@@ -979,7 +1005,7 @@ impl SocketTransportCore {
             let mut st = me.state.borrow_mut(py)?;
             (
                 st.sock.take(),
-                st.protocol.take(),
+                st.protocol.take().map(|p| (p, st.data_received.take())),
                 st.loop_.take(),
                 st.server.take(),
                 st.read_cb.take(),
@@ -1144,6 +1170,7 @@ impl SocketTransportCore {
             for obj in [
                 &st.sock,
                 &st.protocol,
+                &st.data_received,
                 &st.transport,
                 &st.server,
                 &st.empty_waiter,

@@ -14,8 +14,8 @@
 //! Threading: `Inbox` and `Waker` are `Send + Sync`; `push` from any thread, `drain`,
 //! `park` and `unpark` from the loop thread.
 
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
 pub use crate::sys::waker::Waker;

@@ -12,6 +12,7 @@
 //! | [`sock`] | non-blocking `recv`, vectored `send`, `shutdown` on raw descriptors |
 //! | [`write_queue`] | [`WriteQueue`]: a stream transport's outgoing chunks, one vectored send per flush |
 //! | [`datagram`] | many datagrams per system call: [`datagram::RecvBatch`], [`datagram::send_batch`] |
+//! | [`fd_map`] | [`FdMap`]: a map keyed by descriptor, indexed rather than hashed |
 //! | [`stats`] | [`LoopStats`]: a loop's counters and optional callback timing |
 //!
 //! Each part is a plain Rust type with no Python in it; the OS calls under them sit behind
@@ -29,6 +30,7 @@
 
 pub mod clock;
 pub mod datagram;
+pub mod fd_map;
 pub mod inbox;
 mod quad_heap;
 pub mod reactor;
@@ -37,6 +39,7 @@ pub mod stats;
 pub mod timers;
 pub mod write_queue;
 
+pub use fd_map::FdMap;
 pub use inbox::{Inbox, Waker};
 pub use reactor::{Event, Interest, Reactor};
 pub use stats::{LoopStats, StatsSnapshot};

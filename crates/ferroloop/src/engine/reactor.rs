@@ -26,10 +26,10 @@
 //! Threading: `poll` is called by the loop thread only (with the GIL released by the
 //! caller); the registration methods take `&mut self` and are also loop-thread only.
 
-use std::collections::HashMap;
 use std::io;
 use std::os::unix::io::RawFd;
 
+use super::fd_map::FdMap;
 use crate::sys::{Mode, Poller};
 
 /// Which readiness a descriptor is watched for.
@@ -68,10 +68,10 @@ pub const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
 /// edge-triggered through [`Reactor::add_edge`]).
 pub struct Reactor {
     poller: Poller,
-    interests: HashMap<RawFd, Interest>,
+    interests: FdMap<Interest>,
     /// Descriptors registered one-shot: true while armed, false when disarmed by an event
     /// (still watched, or parked when no interest is left).
-    oneshot: HashMap<RawFd, bool>,
+    oneshot: FdMap<bool>,
     /// One-shot descriptors disarmed by the last poll: re-armed before the next one if
     /// still watched.
     rearm: Vec<RawFd>,
@@ -85,8 +85,8 @@ impl Reactor {
     pub fn new() -> io::Result<Reactor> {
         Ok(Reactor {
             poller: Poller::new()?,
-            interests: HashMap::new(),
-            oneshot: HashMap::new(),
+            interests: FdMap::new(),
+            oneshot: FdMap::new(),
             rearm: Vec::new(),
             events: Vec::with_capacity(256),
             waker_fd: None,
