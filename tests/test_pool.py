@@ -4,7 +4,7 @@ in the parent. The faults are in test_pool_faults.py. Every test checks that no 
 process is left behind."""
 
 import asyncio
-import sys
+import itertools
 
 import pool_helpers as h
 import pytest
@@ -102,6 +102,35 @@ def test_imap_reads_input_lazily():
     run(main())
 
 
+def test_an_unread_imap_does_not_block_other_calls():
+    async def main():
+        async with ferroloop.Pool(1, concurrency=2, prefetch=0) as pool:
+            it = pool.imap(h.noop, itertools.count())  # endless, read once
+            assert await it.__anext__() == 0
+            await asyncio.sleep(0.05)
+            assert await pool.apply(h.add, (1, 2)) == 3
+            await it.aclose()
+
+    run(main())
+
+
+def test_imap_raises_an_error_of_the_input_at_its_position():
+    def source():
+        yield 1
+        yield 2
+        raise OSError("input broke")
+
+    async def main():
+        async with ferroloop.Pool(1) as pool:
+            got = []
+            with pytest.raises(OSError, match="input broke"):
+                async for x in pool.imap(h.double, source()):
+                    got.append(x)
+            assert got == [2, 4]
+
+    run(main())
+
+
 @pytest.mark.parametrize("init", ["sync", "async"])
 def test_initializer_runs_in_each_worker_loop(init):
     async def main():
@@ -131,11 +160,6 @@ def test_maxtasksperchild_replaces_workers():
 
 @pytest.mark.parametrize("method", ["spawn", "fork"])
 def test_start_methods(method):
-    if method == "fork" and sys.version_info >= (3, 12):
-        # fork() in a process with threads warns (an error under this suite's filterwarnings)
-        # when a thread runs; the suite's process has none while this test runs
-        pass
-
     async def main():
         async with ferroloop.Pool(2, concurrency=4, context=method) as pool:
             assert await pool.map(h.double, range(10)) == [2 * i for i in range(10)]

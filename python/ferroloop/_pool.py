@@ -124,14 +124,13 @@ class _Job:
         try:
             items.extend(itertools.islice(it, n))
         except Exception as exc:
-            # the caller's iterable raised: an error at that position
+            # the caller's iterable raised: an error at that position, after the items
+            # before it (still sent)
             self._it = None
             index = self.taken + len(items)
             self.taken = index + 1
             self.expect(self.taken)
             self.set_error(index, exc)
-            self.taken = index  # the items before it are still sent
-            self.taken += len(items)
             return items
         if len(items) < n:
             self._it = None
@@ -877,28 +876,9 @@ class Pool:
                     n = min(room[w] - cap_extra, chunk)
                     if n <= 0:
                         continue
-                    while n > 0 and jobs:
-                        job = jobs[0]
-                        if not job.has_input:
-                            jobs.popleft()
-                            continue
-                        k = min(n, job.room())
-                        if k <= 0:
-                            break
-                        start = job.taken
-                        args = job.take(k)
-                        if not job.has_input:
-                            jobs.popleft()
-                        if not args:
-                            continue
-                        entries = plan[w]
-                        last = entries[-1] if entries else None
-                        if last is not None and last[0] is job and last[1] + len(last[2]) == start:
-                            entries[-1][2].extend(args)
-                        else:
-                            entries.append((job, start, args))
-                        room[w] -= len(args)
-                        n -= len(args)
+                    given = self._fill(n, jobs, plan[w])
+                    if given:
+                        room[w] -= given
                         progress = True
                     if not jobs:
                         break
@@ -913,6 +893,37 @@ class Pool:
                 w.retiring = True
                 if not w.held:
                     self._retire(w)
+
+    @staticmethod
+    def _fill(
+        n: int, jobs: collections.deque[_Job], entries: list[tuple[_Job, int, list[Any]]]
+    ) -> int:
+        """Take up to ``n`` arguments from the jobs, in order, into one worker's plan. A job
+        whose window is full (an ``imap`` nobody reads) is passed over, not waited for."""
+        given = 0
+        for job in list(jobs):
+            if n <= 0:
+                break
+            if not job.has_input:
+                jobs.remove(job)
+                continue
+            k = min(n, job.room())
+            if k <= 0:
+                continue
+            start = job.taken
+            args = job.take(k)
+            if not job.has_input:
+                jobs.remove(job)
+            if not args or job.done:
+                continue
+            last = entries[-1] if entries else None
+            if last is not None and last[0] is job and last[1] + len(last[2]) == start:
+                last[2].extend(args)
+            else:
+                entries.append((job, start, args))
+            n -= len(args)
+            given += len(args)
+        return given
 
     def _pickle_batch(
         self, w: _Worker, job: _Job, start: int, args: list[Any]
