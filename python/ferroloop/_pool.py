@@ -1053,9 +1053,15 @@ class Pool:
         self._replace(w)
 
     def _replace(self, w: _Worker) -> None:
-        if self._state != "running" or self._cluster is not None:
+        if self._state != "running":
             return
-        task = self._loop_or_raise().create_task(self._start_local_worker())
+        loop = self._loop_or_raise()
+        if self._cluster is not None:
+            from ._pool_dask import replace_worker
+
+            task: asyncio.Task[_Worker] = loop.create_task(replace_worker(self, w))
+        else:
+            task = loop.create_task(self._start_local_worker())
         self._background.add(task)
         task.add_done_callback(self._replacement_started)
 

@@ -24,23 +24,20 @@ import os
 import pickle
 import signal
 import sys
+import types
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
 from . import _pool_wire as wire
 
-if sys.version_info >= (3, 12):
+_CoroutineType = types.CoroutineType
 
-    def _new_task(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[Any]:
-        # eager: a call that never waits finishes here, without a task step per loop turn
-        return asyncio.Task(coro, loop=loop, eager_start=True)
 
-else:
-
-    def _new_task(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[Any]:
-        return loop.create_task(coro)
-
+#: results sent at once, without waiting for the end of the loop turn, when this many are
+#: ready (a batch of calls that finish eagerly would otherwise return in one frame at the
+#: end, and the parent could not refill the worker while it works)
+FLUSH_AT = 256
 
 #: how long a stopping worker lets its cancelled calls finish before it exits anyway
 STOP_GRACE = 2.0
@@ -69,6 +66,13 @@ class WorkerCore:
         self._out_errors: list[tuple[int, wire.ErrorInfo]] = []
         self._flush_scheduled = False
         self.stopped: asyncio.Future[None] = loop.create_future()
+        # eager on 3.12+: a call that never waits finishes in its first step, here, without
+        # a task step per loop turn (and without the task in the loop's ready queue)
+        self._new_task: Callable[[Any], asyncio.Task[Any]]
+        if sys.version_info >= (3, 12):
+            self._new_task = functools.partial(asyncio.Task, loop=loop, eager_start=True)
+        else:
+            self._new_task = loop.create_task
 
     # -- messages from the parent -----------------------------------------------------------
 
@@ -116,6 +120,7 @@ class WorkerCore:
     # -- running calls ----------------------------------------------------------------------
 
     def _start(self, cid: int, fn: Callable[..., Any], kind: int, arg: Any) -> None:
+        # per call: keep it short (the pool's overhead per call is mostly here)
         try:
             if kind == wire.KIND_ONE:
                 result = fn(arg)
@@ -123,10 +128,12 @@ class WorkerCore:
                 result = fn(*arg)
             else:
                 result = fn(*arg[0], **arg[1])
-            if not inspect.isawaitable(result):
-                self._result(cid, result)
-                return
-            task = _new_task(self._loop, _as_coroutine(result))
+            if type(result) is not _CoroutineType:
+                if not inspect.isawaitable(result):
+                    self._result(cid, result)
+                    return
+                result = _await(result)
+            task = self._new_task(result)
         except BaseException as exc:
             if isinstance(exc, (SystemExit, KeyboardInterrupt)):
                 raise
@@ -149,13 +156,11 @@ class WorkerCore:
                 self._start(nid, fn, kind, arg)
 
     def _finished(self, cid: int, task: asyncio.Task[Any]) -> None:
-        if task.cancelled():
-            try:
-                task.result()
-            except asyncio.CancelledError as exc:
-                self._error(cid, wire.error_info(exc))
+        try:
+            error = task.exception()
+        except asyncio.CancelledError as exc:
+            self._error(cid, wire.error_info(exc))
             return
-        error = task.exception()
         if error is None:
             self._result(cid, task.result())
         else:
@@ -166,7 +171,9 @@ class WorkerCore:
     def _result(self, cid: int, value: Any) -> None:
         self._out_ids.append(cid)
         self._out_values.append(value)
-        if not self._flush_scheduled:
+        if len(self._out_ids) >= FLUSH_AT:
+            self.flush()  # the parent refills while this worker goes on
+        elif not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self.flush)
 
@@ -221,11 +228,6 @@ class WorkerCore:
         tasks = list(self._running.values())
         if tasks:
             await asyncio.wait(tasks, timeout=grace)
-
-
-def _as_coroutine(awaitable: Any) -> Any:
-    """A coroutine for ``asyncio.Task``: the call's own, or one awaiting its awaitable."""
-    return awaitable if inspect.iscoroutine(awaitable) else _await(awaitable)
 
 
 async def _await(awaitable: Any) -> Any:
