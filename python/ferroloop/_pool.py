@@ -936,10 +936,11 @@ class Pool:
             return self._pickle_slowly(w, job, start, args, exc)
         first = self._next_id
         self._next_id = first + len(args)
-        held = w.held
-        for i in range(len(args)):
-            held[first + i] = (job, start + i)
-        w.sent += len(args)
+        n = len(args)
+        w.held.update(
+            zip(range(first, first + n), zip(itertools.repeat(job), range(start, start + n)))
+        )
+        w.sent += n
         return [(first, len(args), job.kind, payload)]
 
     def _pickle_slowly(
@@ -998,6 +999,8 @@ class Pool:
     # -- what workers say -----------------------------------------------------------------
 
     def _on_message(self, w: _Worker, message: tuple[Any, ...]) -> None:
+        if w.gone:
+            return  # its calls have failed already
         op = message[0]
         if op == wire.OP_RESULTS:
             self._on_results(w, message[1], message[2], message[3])
@@ -1031,12 +1034,10 @@ class Pool:
                 if entry is not None and not entry[0].done:
                     entry[0].set_error(entry[1], err)
         else:
-            for cid, value in zip(ids, values):
-                entry = held.pop(cid, None)
-                if entry is not None:
-                    job = entry[0]
-                    if not job.done:
-                        job.set_result(entry[1], value)
+            # per call: every id is held (a worker answers only what it was given, once)
+            for (job, index), value in zip(map(held.pop, ids), values):
+                if not job.done:
+                    job.set_result(index, value)
         for cid, info in errors:
             entry = held.pop(cid, None)
             if entry is not None and not entry[0].done:

@@ -140,7 +140,17 @@ class WorkerCore:
             self._error(cid, wire.error_info(exc))
             return
         if task.done():
-            self._finished(cid, task)
+            # finished eagerly (3.12+): the common case of a quick call, inlined
+            if not task.cancelled() and task.exception() is None:
+                self._out_ids.append(cid)
+                self._out_values.append(task.result())
+                if len(self._out_ids) >= FLUSH_AT:
+                    self.flush()
+                elif not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    self._loop.call_soon(self.flush)
+            else:
+                self._finished(cid, task)
         else:
             self._running[cid] = task
             task.add_done_callback(functools.partial(self._task_done, cid))
