@@ -11,9 +11,10 @@ Two parts:
   1 process and with ``--processes`` (default: the CPU count), ``--concurrency`` coroutines
   per process; pages per second, median [min-max] over the rounds.
 * ``overhead``: the cost per call of a no-op: ``ferroloop.Pool.map`` of a coroutine that
-  returns its argument vs ``multiprocessing.Pool.map`` of a function that returns its
-  argument, with multiprocessing's default chunk size and with the batch ferroloop's pool
-  uses for that map (``concurrency`` + prefetch per worker); µs per call.
+  returns its argument (a task per call in the worker) and of a plain function (the pool's
+  transport alone) vs ``multiprocessing.Pool.map`` of a function that returns its argument,
+  with the batch ferroloop's pool uses for that map (``concurrency`` + prefetch per worker)
+  and with multiprocessing's default chunk size; µs per call.
 
     python benches/bench_pool.py [--quick] [--rounds 5] [--markdown]
 
@@ -207,11 +208,11 @@ def check(results, urls):
         raise RuntimeError("the crawl returned wrong results")
 
 
-async def overhead_ferroloop(processes, concurrency, n):
+async def overhead_ferroloop(processes, concurrency, n, fn=noop):
     async with ferroloop.Pool(processes, concurrency=concurrency) as pool:
-        await pool.map(noop, range(1000))
+        await pool.map(fn, range(1000))
         t0 = time.perf_counter()
-        await pool.map(noop, range(n))
+        await pool.map(fn, range(n))
         return (time.perf_counter() - t0) / n * 1e6
 
 
@@ -303,6 +304,8 @@ def main():
     cases = [
         (f"ferroloop.Pool.map, no-op coroutine (concurrency {conc}, batch <= {batch})",
          lambda: ferroloop.run(overhead_ferroloop(procs, conc, n))),
+        ("ferroloop.Pool.map, no-op function (same batches; no task per call)",
+         lambda: ferroloop.run(overhead_ferroloop(procs, conc, n, noop_sync))),
         (f"multiprocessing.Pool.map, no-op function, chunksize {batch}",
          lambda: overhead_mp(procs, n, batch)),
         (f"multiprocessing.Pool.map, no-op function, chunksize {default_chunk} (its default)",
@@ -314,7 +317,7 @@ def main():
     for r in range(args.rounds):
         for name, fn in cases[r % len(cases):] + cases[:r % len(cases)]:
             vals[name].append(fn())
-    ref = statistics.median(vals[cases[1][0]])
+    ref = statistics.median(vals[cases[2][0]])
     rows = [(name, spread(v, "{:.2f}"), f"{statistics.median(v) / ref:.2f}x")
             for name, v in vals.items()]
     table(("case", "us/call", "vs mp, same batch"), rows, args.markdown)

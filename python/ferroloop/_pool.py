@@ -15,10 +15,13 @@ Design (each rule is relied on where the code is):
   most ``concurrency`` running calls plus ``prefetch`` queued ones (it runs the next one the
   moment one finishes, without a round trip); the first ``concurrency`` are dealt round
   robin, the prefetch in small chunks, so short maps spread over all workers.
-* **Every call a worker holds is in its ``held`` map** (call id -> job, index) until its
-  result arrives. That map is what a lost worker turns into errors (its calls fail with
-  ``WorkerLostError``; nothing is silently re-run), what a cancellation turns into
-  ``OP_CANCEL`` messages, and what bounds the worker's load.
+* **Every batch a worker holds is in its ``batches`` map** (first call id -> ``_Sent``:
+  job, first index, which calls have answered) until all its results arrive; results come
+  back as runs of consecutive call ids, so the bookkeeping is per batch and per run, not per
+  call (a ``map`` stores a run's values with one slice assignment). That map is what a lost
+  worker turns into errors (its calls fail with ``WorkerLostError``; nothing is silently
+  re-run), what a cancellation turns into ``OP_CANCEL`` messages, and (``outstanding``)
+  what bounds the worker's load.
 * **Jobs own the caller's side of the calls**: ``_ListJob`` (``map``, ``starmap``,
   ``apply``: one future for the whole list) and ``_IterJob`` (``imap``,
   ``imap_unordered``: an async iterator pulling its input lazily, with a bounded window).
@@ -33,6 +36,7 @@ Design (each rule is relied on where the code is):
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import contextlib
 import itertools
@@ -145,6 +149,13 @@ class _Job:
     def set_result(self, index: int, value: Any) -> None:
         raise NotImplementedError
 
+    def set_results(self, index: int, values: list[Any]) -> None:
+        """The results of calls ``index``, ``index + 1``, ..."""
+        for i, value in enumerate(values, index):
+            if self.done:
+                return
+            self.set_result(i, value)
+
     def set_error(self, index: int, exc: BaseException) -> None:
         raise NotImplementedError
 
@@ -180,6 +191,15 @@ class _ListJob(_Job):
     def set_result(self, index: int, value: Any) -> None:
         self.results[index] = value
         self.remaining -= 1
+        if not self.remaining:
+            self.done = True
+            if not self.future.done():
+                self.future.set_result(self.results)
+
+    def set_results(self, index: int, values: list[Any]) -> None:
+        n = len(values)
+        self.results[index : index + n] = values
+        self.remaining -= n
         if not self.remaining:
             self.done = True
             if not self.future.done():
@@ -334,6 +354,29 @@ class _ResultIterator(AsyncIterator[_R]):
 # -- workers --------------------------------------------------------------------------------
 
 
+class _Sent:
+    """A batch of calls given to a worker: ids ``first`` .. ``first + count - 1`` are the
+    job's calls ``start`` .. ``start + count - 1``; ``got[i]`` once call ``first + i`` has
+    answered."""
+
+    __slots__ = ("job", "first", "start", "count", "left", "got")
+
+    def __init__(self, job: _Job, first: int, start: int, count: int) -> None:
+        self.job = job
+        self.first = first
+        self.start = start
+        self.count = count
+        self.left = count
+        self.got = bytearray(count)
+
+    def unanswered(self) -> list[int]:
+        """The offsets of the calls that have not answered."""
+        return [i for i, g in enumerate(self.got) if not g]
+
+
+_ONES = b"\x01" * 65536
+
+
 class _Worker:
     """What the pool knows of one worker; ``_LocalWorker`` and ``_pool_dask.DaskWorker`` are
     the two kinds. The pool calls ``send``/``stop``/``kill``; the worker calls the pool's
@@ -343,7 +386,11 @@ class _Worker:
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
-        self.held: dict[int, tuple[_Job, int]] = {}
+        #: the batches it holds, by first call id (ascending), and their first ids in order
+        self.batches: dict[int, _Sent] = {}
+        self.firsts: list[int] = []
+        #: calls given and not answered
+        self.outstanding = 0
         self.sent = 0
         self.ready = False
         self.retiring = False
@@ -357,6 +404,22 @@ class _Worker:
     @property
     def accepting(self) -> bool:
         return self.connected and not (self.gone or self.retiring)
+
+    def batch_of(self, cid: int) -> _Sent:
+        sent = self.batches.get(cid)
+        if sent is None:
+            firsts = self.firsts
+            sent = self.batches[firsts[bisect.bisect_right(firsts, cid) - 1]]
+        return sent
+
+    def answered(self, sent: _Sent, offset: int, n: int) -> None:
+        """Calls ``offset`` .. ``offset + n - 1`` of ``sent`` have answered."""
+        sent.got[offset : offset + n] = _ONES[:n] if n <= len(_ONES) else b"\x01" * n
+        sent.left -= n
+        self.outstanding -= n
+        if not sent.left:
+            del self.batches[sent.first]
+            self.firsts.remove(sent.first)
 
     def send(self, message: tuple[Any, ...]) -> None:
         raise NotImplementedError
@@ -702,9 +765,9 @@ class Pool:
             for job in list(self._jobs):
                 job.fail(closed)
             for worker in list(self._workers):
-                for job, _ in list(worker.held.values()):
-                    if not job.done:
-                        job.fail(closed)
+                for sent in list(worker.batches.values()):
+                    if not sent.job.done:
+                        sent.job.fail(closed)
             for task in list(self._background):
                 task.cancel()
             workers = list(self._workers)
@@ -859,7 +922,7 @@ class Pool:
         prefetch = max(self._prefetch, min(_MAX_PREFETCH, jobs[0].chunk))
         room: dict[_Worker, int] = {}
         for w in workers:
-            r = self._concurrency + prefetch - len(w.held)
+            r = self._concurrency + prefetch - w.outstanding
             if maxtasks is not None:
                 r = min(r, maxtasks - w.sent)
             room[w] = r
@@ -891,7 +954,7 @@ class Pool:
                     w.send((wire.OP_CALLS, batches))
             if maxtasks is not None and w.sent >= maxtasks:
                 w.retiring = True
-                if not w.held:
+                if not w.batches:
                     self._retire(w)
 
     @staticmethod
@@ -928,7 +991,7 @@ class Pool:
     def _pickle_batch(
         self, w: _Worker, job: _Job, start: int, args: list[Any]
     ) -> list[tuple[int, int, int, bytes]]:
-        """Pickle one job's arguments for one worker, record the calls as held by it; the
+        """Pickle one job's arguments for one worker, record the batch as held by it; the
         arguments that cannot be pickled fail their calls instead."""
         try:
             payload = pickle.dumps((job.fn, args), wire.PICKLE_PROTOCOL)
@@ -937,9 +1000,9 @@ class Pool:
         first = self._next_id
         self._next_id = first + len(args)
         n = len(args)
-        w.held.update(
-            zip(range(first, first + n), zip(itertools.repeat(job), range(start, start + n)))
-        )
+        w.batches[first] = _Sent(job, first, start, n)
+        w.firsts.append(first)
+        w.outstanding += n
         w.sent += n
         return [(first, len(args), job.kind, payload)]
 
@@ -990,7 +1053,12 @@ class Pool:
         with contextlib.suppress(ValueError):
             self._jobs.remove(job)
         for w in self._workers:
-            ids = [cid for cid, (j, _) in w.held.items() if j is job]
+            ids = [
+                sent.first + i
+                for sent in w.batches.values()
+                if sent.job is job
+                for i in sent.unanswered()
+            ]
             if ids:
                 self._cancels.setdefault(w, []).extend(ids)
         if self._cancels:
@@ -1019,30 +1087,45 @@ class Pool:
             raise RuntimeError(f"ferroloop.Pool: unknown message {op!r} from {w.ident}")
 
     def _on_results(
-        self, w: _Worker, ids: list[int], payload: bytes, errors: list[tuple[int, wire.ErrorInfo]]
+        self,
+        w: _Worker,
+        runs: list[tuple[int, int]],
+        payload: bytes,
+        errors: list[tuple[int, wire.ErrorInfo]],
     ) -> None:
-        held = w.held
         try:
-            values = pickle.loads(payload)
+            values: list[Any] | None = pickle.loads(payload)
+            load_error: BaseException | None = None
         except Exception as exc:
-            err = pickle.UnpicklingError(
+            values = None
+            load_error = pickle.UnpicklingError(
                 f"ferroloop.Pool: results from {w.ident} cannot be unpickled here: {exc}"
             )
-            err.__cause__ = exc
-            for cid in ids:
-                entry = held.pop(cid, None)
-                if entry is not None and not entry[0].done:
-                    entry[0].set_error(entry[1], err)
-        else:
-            # per call: every id is held (a worker answers only what it was given, once)
-            for (job, index), value in zip(map(held.pop, ids), values):
+            load_error.__cause__ = exc
+        pos = 0
+        # per run of consecutive call ids (usually a whole batch), not per call
+        for first, n in runs:
+            while n:
+                sent = w.batch_of(first)
+                offset = first - sent.first
+                k = min(n, sent.count - offset)
+                job = sent.job
+                w.answered(sent, offset, k)
                 if not job.done:
-                    job.set_result(index, value)
+                    if values is not None:
+                        job.set_results(sent.start + offset, values[pos : pos + k])
+                    else:
+                        assert load_error is not None
+                        job.set_error(sent.start + offset, load_error)
+                pos += k
+                first += k
+                n -= k
         for cid, info in errors:
-            entry = held.pop(cid, None)
-            if entry is not None and not entry[0].done:
-                entry[0].set_error(entry[1], wire.rebuild_error(info))
-        if w.retiring and not held:
+            sent = w.batch_of(cid)
+            w.answered(sent, cid - sent.first, 1)
+            if not sent.job.done:
+                sent.job.set_error(sent.start + cid - sent.first, wire.rebuild_error(info))
+        if w.retiring and not w.batches:
             self._retire(w)
         self._schedule_dispatch()
 
@@ -1086,14 +1169,16 @@ class Pool:
         with contextlib.suppress(ValueError):
             self._workers.remove(w)
         self._cancels.pop(w, None)
-        held, w.held = w.held, {}
-        if held:
+        batches, w.batches, w.firsts, w.outstanding = w.batches, {}, [], 0
+        if batches:
             err = WorkerLostError(
                 f"ferroloop.Pool {w.ident} ended ({how}) while running or holding this call"
             )
-            for job, index in held.values():
-                if not job.done:
-                    job.set_error(index, err)
+            for sent in batches.values():
+                for i in sent.unanswered():
+                    if sent.job.done:
+                        break
+                    sent.job.set_error(sent.start + i, err)
         if not w.closed.done():
             w.closed.set_result(None)
         if self._state != "running":
@@ -1119,9 +1204,9 @@ class Pool:
         for job in list(self._jobs):
             job.fail(exc)
         for w in list(self._workers):
-            for job, _ in list(w.held.values()):
-                if not job.done:
-                    job.fail(exc)
+            for sent in list(w.batches.values()):
+                if not sent.job.done:
+                    sent.job.fail(exc)
 
 
 def _kill_processes(processes: set[Any]) -> None:

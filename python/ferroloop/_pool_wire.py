@@ -10,8 +10,10 @@ actors), so the fault rules are written once:
   ``payload`` is ``pickle.dumps((fn, [arg, ...]))`` on its own, so a batch whose function or
   arguments cannot be unpickled in the worker fails exactly its calls (ids ``first_id`` ..
   ``first_id + count - 1``) and nothing else.
-* Results travel in batches too: ``(OP_RESULTS, [id, ...], values, [(id, error), ...])``,
-  ``values`` pickled on its own for the same reason; an ``error`` is an ``ErrorInfo`` (type
+* Results travel in batches too: ``(OP_RESULTS, [(first_id, count), ...], values,
+  [(id, error), ...])``: runs of consecutive call ids (calls that finish in the order they
+  came, the usual case, make one run per batch), then their values in the same order,
+  pickled on its own for the same reason; an ``error`` is an ``ErrorInfo`` (type
   name, message, traceback text, the pickled exception or ``None``), so an exception that
   cannot cross still reaches the caller as its type name, message and the worker's traceback.
 
@@ -37,7 +39,8 @@ OP_STOP = 3
 OP_READY = 4
 #: worker -> parent: ``(OP_INIT_FAILED, ErrorInfo)``, the initializer raised; the worker exits
 OP_INIT_FAILED = 5
-#: worker -> parent: ``(OP_RESULTS, [id, ...], pickled [value, ...], [(id, ErrorInfo), ...])``
+#: worker -> parent: ``(OP_RESULTS, [(first_id, count), ...], pickled [value, ...],
+#: [(id, ErrorInfo), ...])``
 OP_RESULTS = 6
 
 #: how a call's argument is applied: ``fn(arg)``, ``fn(*arg)``, ``fn(*arg[0], **arg[1])``

@@ -220,7 +220,8 @@ class WorkerCore:
                     good.append(value)
             ids = good_ids
             payload = pickle.dumps(good, wire.PICKLE_PROTOCOL)
-        self._send((wire.OP_RESULTS, ids, payload, errors))
+        self._send((wire.OP_RESULTS, runs_of(ids), payload, errors))
+
 
     # -- stopping ---------------------------------------------------------------------------
 
@@ -341,3 +342,21 @@ async def _serve(
         # the transport writes what is buffered, then closes (bounded: the parent reads)
         out_transport.close()
         await asyncio.wait([writer.closed], timeout=STOP_GRACE)
+
+
+def runs_of(ids: list[int]) -> list[tuple[int, int]]:
+    """``ids`` as runs of consecutive ids, ``(first, count)``, in order."""
+    if not ids:
+        return []
+    first = ids[0]
+    if ids[-1] - first == len(ids) - 1 and ids == list(range(first, first + len(ids))):
+        return [(first, len(ids))]  # the usual case, checked at C speed
+    runs: list[tuple[int, int]] = []
+    start = prev = first
+    for cid in ids[1:]:
+        if cid != prev + 1:
+            runs.append((start, prev - start + 1))
+            start = cid
+        prev = cid
+    runs.append((start, prev - start + 1))
+    return runs
