@@ -5,6 +5,8 @@ process is left behind."""
 
 import asyncio
 import itertools
+import subprocess
+import sys
 
 import pool_helpers as h
 import pytest
@@ -187,5 +189,35 @@ def test_pool_argument_checks():
             pass
         with pytest.raises(RuntimeError, match="closed"):
             await pool.map(h.noop, [1])
+
+    run(main())
+
+
+def test_dask_is_imported_only_for_a_cluster():
+    code = (
+        "import sys, ferroloop; "
+        "assert 'distributed' not in sys.modules and 'ferroloop._pool_dask' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_start_close_and_terminate():
+    async def main():
+        pool = ferroloop.Pool(1)
+        await pool.start()
+        assert await pool.apply(h.noop, (5,)) == 5
+        pids = pool.worker_pids()
+        await pool.close()
+        await pool.close()  # idempotent
+        assert h.wait_gone(pids) == []
+
+        pool = ferroloop.Pool(2)
+        await pool.start()
+        pids = pool.worker_pids()
+        pool.terminate()  # kills at once, no waiting on the loop
+        assert h.wait_gone(pids) == []
+        with pytest.raises(RuntimeError, match="closed"):
+            await pool.map(h.noop, [1])
+        await pool.close()
 
     run(main())

@@ -578,6 +578,13 @@ class _LocalWorker(_Worker):
             return
         if self._timer is not None:
             self._timer.cancel()
+        if self.process is None:  # never started
+            self.pool._on_lost(self, "not started")
+            return
+        if not self._exited:
+            self._exited = True
+            with contextlib.suppress(Exception):
+                self.pool._loop_or_raise().remove_reader(self._sentinel)
         self.process.join(1.0)
         if self._in is not None:
             self._in.close()
@@ -752,9 +759,27 @@ class Pool:
         await self._shutdown(graceful=True)
 
     def terminate(self) -> None:
-        """Kill the workers now, without waiting (for use outside the loop)."""
+        """Kill the workers now, without waiting on the loop (``async with`` does not need
+        it). Calls still out fail with ``RuntimeError("the pool is closed")``."""
+        if self._state == "closed":
+            return
+        self._state = "closing"
+        closed = RuntimeError("the pool is closed")
+        for job in list(self._jobs):
+            job.fail(closed)
+        for worker in list(self._workers):
+            for sent in list(worker.batches.values()):
+                if not sent.job.done:
+                    sent.job.fail(closed)
+            worker.kill()
         self._state = "closed"
         _kill_processes(self._processes)
+        for worker in list(self._workers):
+            if isinstance(worker, _LocalWorker) and not worker.gone:
+                with contextlib.suppress(Exception):
+                    worker._lost()
+        if self._finalizer is not None:
+            self._finalizer.detach()
 
     async def _shutdown(self, graceful: bool) -> None:
         if self._state in ("closing", "closed"):
