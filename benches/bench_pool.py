@@ -143,6 +143,17 @@ async def crawl_one(url: str) -> tuple[str, int, int]:
     return parse(await fetch(url))
 
 
+_PAGES: dict[int, bytes] = {}
+
+
+async def parse_only(n: int) -> tuple[str, int, int]:
+    """The CPU-bound step alone (the page made here, no I/O)."""
+    body = _PAGES.get(n)
+    if body is None:
+        body = _PAGES[n] = page_html(n, 1000)
+    return parse(body)
+
+
 async def crawl_chunk_async(urls: list[str], concurrency: int) -> list[tuple[str, int, int]]:
     sem = asyncio.Semaphore(concurrency)
 
@@ -177,6 +188,17 @@ async def run_ferroloop_pool(processes, concurrency, urls, warm):
         results = await pool.map(crawl_one, urls)
         elapsed = time.perf_counter() - t0
     check(results, urls)
+    return elapsed
+
+
+async def run_parse_only(processes, concurrency, pages):
+    async with ferroloop.Pool(processes, concurrency=concurrency) as pool:
+        await pool.map(parse_only, range(pages))  # warm: each worker makes its pages once
+        t0 = time.perf_counter()
+        results = await pool.map(parse_only, range(pages))
+        elapsed = time.perf_counter() - t0
+    if len(results) != pages:
+        raise RuntimeError("wrong results")
     return elapsed
 
 
@@ -295,6 +317,21 @@ def main():
     table(("pool", "processes", "pages/s", "vs 1 process"), rows, args.markdown)
     site.terminate()
     site.join()
+
+    # the CPU-bound step alone: how close N processes come to N times one
+    print()
+    print(f"# the parse step alone ({args.pages} pages, no I/O; pages/s, median [min-max])")
+    cpu = {}
+    counts = sorted({1, args.processes})
+    for r in range(args.rounds):
+        for procs in counts[r % len(counts):] + counts[:r % len(counts)]:
+            cpu.setdefault(procs, []).append(
+                ferroloop.run(run_parse_only(procs, args.concurrency, args.pages)))
+    one = statistics.median(args.pages / t for t in cpu[1])
+    rows = [("ferroloop.Pool", procs, spread([args.pages / t for t in cpu[procs]]),
+             f"{statistics.median(args.pages / t for t in cpu[procs]) / one:.2f}x")
+            for procs in counts]
+    table(("pool", "processes", "pages/s", "vs 1 process"), rows, args.markdown)
 
     n = args.calls
     procs = args.processes
