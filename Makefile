@@ -6,7 +6,7 @@
 # the default interpreter's .venv.
 PY := .venv/bin/python
 
-.PHONY: help setup build demo demo-one test test-rust test-python conformance soak bench bench-net bench-rust versions lint
+.PHONY: help setup build demo demo-one test test-rust test-python conformance soak bench bench-net bench-pool bench-rust versions lint
 help:            ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
 
@@ -49,11 +49,14 @@ lint:            ## stubtest (the stubs match the built extension), mypy --stric
 	PYTHONPATH=python $(PY) -m mypy.stubtest --mypy-config-file pyproject.toml ferroloop._native
 	PYTHONPATH=python $(PY) -m mypy.stubtest --mypy-config-file pyproject.toml \
 		--allowlist stubtest-allowlist.txt ferroloop
-	$(PY) -m mypy --strict python/ferroloop examples/typed_user.py
+	$(PY) -m mypy --strict python/ferroloop examples/typed_user.py examples/echo_processes.py
 	$(PY) -m ruff check python tests conformance benches examples scripts
 
 bench: setup     ## the benchmark table: asyncio, uvloop, rloop, ferroloop interleaved (default CPython)
 	$(PY) benches/bench_core.py
+
+bench-pool: setup ## ferroloop.Pool: the seeds' crawler on 1 and N processes, against aiomultiprocess and multiprocessing + asyncio.run; cost per call
+	$(PY) benches/bench_pool.py
 
 bench-rust:      ## the Rust API against tokio's current-thread runtime, interleaved
 	cargo bench -p ferroloop --bench vs_tokio

@@ -4,6 +4,7 @@ The cluster (a ``LocalCluster`` of 2 worker processes) is started and stopped he
 
 import asyncio
 import os
+import threading
 import time
 
 import distributed  # an optional dependency of ferroloop; scripts/requirements-dev.txt
@@ -27,6 +28,23 @@ def cluster():
 def client(cluster):
     with distributed.Client(cluster) as client:
         yield client
+
+
+def pool_threads():
+    return [t.name for t in threading.enumerate() if t.name == "ferroloop.Pool-dask-worker"]
+
+
+@pytest.fixture(autouse=True)
+def no_worker_loop_left(client):
+    """After each test the pools' loops in the Dask workers have ended."""
+    yield
+    deadline = time.monotonic() + 5
+    while True:
+        left = {a: n for a, n in client.run(pool_threads).items() if n}
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert not left, f"pool worker threads left in the Dask workers: {left}"
 
 
 def worker_pids(client):
@@ -120,3 +138,17 @@ def test_lost_dask_worker_fails_its_calls_and_is_replaced(client):
 
     run(main())
     client.wait_for_workers(2, timeout=20)
+
+
+def test_an_actor_dropped_by_dask_ends_its_loop(client):
+    """A pool that vanished without stopping its workers (its process died): once Dask drops
+    the actors (their keys released), their loops end."""
+    from ferroloop._pool_dask import DaskActor
+
+    future = client.submit(DaskActor, 2, None, (), actor=True, pure=False)
+    actor = future.result(timeout=10)
+    actor.start().result(timeout=10)
+    assert any(client.run(pool_threads).values())
+    del actor
+    future.release()
+    # (no_worker_loop_left checks the thread ends)

@@ -33,6 +33,7 @@ import os
 import pickle
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -50,8 +51,42 @@ REPLACE_TIMEOUT = 30.0
 
 
 class DaskActor:
-    """Runs in a Dask worker process: a ferroloop loop on its own thread, running a
-    ``WorkerCore``; the parent talks to it through ``post`` and ``poll``."""
+    """Runs in a Dask worker process (created there by ``client.submit(..., actor=True)``):
+    a ferroloop loop on its own thread (``_ActorRuntime``), running a ``WorkerCore``; the
+    parent talks to it through ``post`` and ``poll``. When Dask drops the actor (the pool
+    released it, or its client went away), the loop stops: the thread holds the runtime, not
+    the actor, so the actor can be collected."""
+
+    def __init__(
+        self, concurrency: int, initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]
+    ) -> None:
+        self._runtime = _ActorRuntime(concurrency, initializer, initargs)
+        weakref.finalize(self, self._runtime.stop)
+
+    # called by the parent, on the Dask worker's event loop
+
+    async def start(self) -> int:
+        """Start the ferroloop thread; returns this process's id."""
+        self._runtime.start()
+        return os.getpid()
+
+    async def post(self, frames: list[bytes]) -> None:
+        """Messages from the parent, in order."""
+        self._runtime.post([pickle.loads(f[wire.HEADER.size :]) for f in frames])
+
+    async def poll(self) -> list[bytes] | None:
+        """The frames produced since the last poll (waits for one); None once stopped."""
+        return await self._runtime.poll()
+
+    async def stop(self) -> None:
+        """Cancel what runs; the thread ends (a final ``poll`` returns None)."""
+        self._runtime.stop()
+
+
+class _ActorRuntime:
+    """The ferroloop thread of a ``DaskActor`` and what crosses between it and Dask's loop:
+    messages in (held until the initializer has run), frames out (an outbox a long poll
+    drains)."""
 
     def __init__(
         self, concurrency: int, initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]
@@ -63,41 +98,45 @@ class DaskActor:
         self._outbox: list[bytes] = []
         self._waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
         self._finished = False
+        self._stop_requested = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._core: WorkerCore | None = None
+        #: messages that arrived before the initializer finished
+        self._early: list[tuple[Any, ...]] | None = []
         self._thread: threading.Thread | None = None
-        self._started = threading.Event()
 
-    # -- called by the parent (on the Dask worker's event loop) -----------------------------
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None and not self._stop_requested:
+                self._thread = threading.Thread(
+                    target=self._run, name="ferroloop.Pool-dask-worker", daemon=True
+                )
+                self._thread.start()
 
-    async def start(self) -> int:
-        """Start the ferroloop thread; returns this process's id."""
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._run, name="ferroloop.Pool-dask-worker", daemon=True
-            )
-            self._thread.start()
-        return os.getpid()
-
-    async def post(self, frames: list[bytes]) -> None:
-        """Messages from the parent, in order."""
-        await self._wait_started()
-        loop, core = self._loop, self._core
-        if loop is None or core is None or loop.is_closed():
-            return
-        messages = [pickle.loads(f[wire.HEADER.size :]) for f in frames]
+    def post(self, messages: list[tuple[Any, ...]]) -> None:
+        with self._lock:
+            loop = self._loop
+            if loop is None or self._early is not None:
+                if self._early is not None:
+                    self._early.extend(messages)
+                return
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-            loop.call_soon_threadsafe(_deliver, core, messages)
+            loop.call_soon_threadsafe(self._deliver, messages)
+
+    def _deliver(self, messages: list[tuple[Any, ...]]) -> None:
+        core = self._core
+        if core is not None:
+            for message in messages:
+                core.on_message(message)
 
     async def poll(self) -> list[bytes] | None:
-        """The frames produced since the last poll (waits for one); None once stopped."""
         loop = asyncio.get_running_loop()
         while True:
             with self._lock:
                 if self._outbox:
                     frames, self._outbox = self._outbox, []
                     return frames
-                if self._finished:
+                if self._finished or (self._thread is None and self._stop_requested):
                     return None
                 waiter = loop.create_future()
                 self._waiter = (loop, waiter)
@@ -106,19 +145,17 @@ class DaskActor:
             finally:
                 self._waiter = None
 
-    async def stop(self) -> None:
-        """Cancel what runs; the thread ends (a final ``poll`` returns None)."""
-        await self._wait_started()
-        loop, core = self._loop, self._core
-        if loop is not None and core is not None and not loop.is_closed():
+    def stop(self) -> None:
+        """From any thread: cancel what runs, end the loop."""
+        with self._lock:
+            self._stop_requested = True
+            loop, core = self._loop, self._core
+            self._wake_locked()
+        if loop is not None and core is not None:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(core.stop)
 
     # -- the ferroloop thread ----------------------------------------------------------------
-
-    async def _wait_started(self) -> None:
-        while not self._started.is_set() and self._thread is not None:
-            await asyncio.sleep(0.005)
 
     def _send(self, message: tuple[Any, ...]) -> None:
         frame = wire.frame(message)
@@ -142,14 +179,17 @@ class DaskActor:
         finally:
             with self._lock:
                 self._finished = True
+                self._loop = None
                 self._wake_locked()
-            self._started.set()
 
     async def _main(self) -> None:
         loop = asyncio.get_running_loop()
         core = WorkerCore(loop, self._concurrency, self._send)
-        self._loop, self._core = loop, core
-        self._started.set()
+        with self._lock:
+            self._loop, self._core = loop, core
+            stop_requested = self._stop_requested
+        if stop_requested:
+            return
         if self._initializer is not None:
             try:
                 result = self._initializer(*self._initargs)
@@ -159,14 +199,14 @@ class DaskActor:
                 self._send((wire.OP_INIT_FAILED, wire.error_info(exc)))
                 return
         self._send((wire.OP_READY, os.getpid()))
+        with self._lock:
+            early, self._early = self._early or [], None
+            if self._stop_requested:
+                core.stop()
+        self._deliver(early)
         await core.stopped
         await core.drain()
         core.flush()
-
-
-def _deliver(core: WorkerCore, messages: list[tuple[Any, ...]]) -> None:
-    for message in messages:
-        core.on_message(message)
 
 
 def _set_done(fut: asyncio.Future[None]) -> None:
