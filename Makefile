@@ -49,7 +49,7 @@ lint:            ## stubtest (the stubs match the built extension), mypy --stric
 	PYTHONPATH=python $(PY) -m mypy.stubtest --mypy-config-file pyproject.toml ferroloop._native
 	PYTHONPATH=python $(PY) -m mypy.stubtest --mypy-config-file pyproject.toml \
 		--allowlist stubtest-allowlist.txt ferroloop
-	$(PY) -m mypy --strict python/ferroloop examples/typed_user.py examples/echo_processes.py
+	$(PY) -m mypy --strict python/ferroloop examples/typed_user.py examples/echo_processes.py examples/pool_crawler.py
 	$(PY) -m ruff check python tests conformance benches examples scripts
 
 bench: setup     ## the benchmark table: asyncio, uvloop, rloop, ferroloop interleaved (default CPython)

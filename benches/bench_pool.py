@@ -178,6 +178,16 @@ def noop_sync(x):
     return x
 
 
+def noop_coroutine_bare(x):
+    """The no-op coroutine run the cheapest way there is: one ``send``, no loop, no task."""
+    coro = noop(x)
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    raise RuntimeError("noop() did not finish in one step")
+
+
 # -- the pools ---------------------------------------------------------------------------------
 
 
@@ -238,11 +248,11 @@ async def overhead_ferroloop(processes, concurrency, n, fn=noop):
         return (time.perf_counter() - t0) / n * 1e6
 
 
-def overhead_mp(processes, n, chunksize):
+def overhead_mp(processes, n, chunksize, fn=noop_sync):
     with multiprocessing.get_context("forkserver").Pool(processes) as pool:
-        pool.map(noop_sync, range(1000))
+        pool.map(fn, range(1000))
         t0 = time.perf_counter()
-        pool.map(noop_sync, range(n), chunksize=chunksize)
+        pool.map(fn, range(n), chunksize=chunksize)
         return (time.perf_counter() - t0) / n * 1e6
 
 
@@ -347,6 +357,8 @@ def main():
          lambda: overhead_mp(procs, n, batch)),
         (f"multiprocessing.Pool.map, no-op function, chunksize {default_chunk} (its default)",
          lambda: overhead_mp(procs, n, default_chunk)),
+        (f"multiprocessing.Pool.map, the no-op coroutine run by one send(), chunksize {batch}",
+         lambda: overhead_mp(procs, n, batch, noop_coroutine_bare)),
     ]
     print()
     print(f"# overhead: {n:,} calls over {procs} processes (us per call, median [min-max])")

@@ -5,6 +5,7 @@ process is left behind."""
 
 import asyncio
 import itertools
+import os
 import subprocess
 import sys
 
@@ -221,3 +222,15 @@ def test_start_close_and_terminate():
         await pool.close()
 
     run(main())
+
+
+def test_crawler_example():
+    """examples/pool_crawler.py: the seeds' crawler on a pool (it checks its own results)."""
+    example = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "examples", "pool_crawler.py")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run(
+        [sys.executable, example, "--pages", "40", "--processes", "2", "--concurrency", "4"],
+        capture_output=True, text=True, env=env, timeout=60, check=True,
+    ).stdout
+    assert "40 pages in" in out and "'Page 0' ... 'Page 39'" in out

@@ -141,11 +141,11 @@ def test_lost_dask_worker_fails_its_calls_and_is_replaced(client):
 
 
 def test_an_actor_dropped_by_dask_ends_its_loop(client):
-    """A pool that vanished without stopping its workers (its process died): once Dask drops
-    the actors (their keys released), their loops end."""
+    """A pool that vanished without stopping its workers (its process died): its actors'
+    loops end (no poll comes any more; or Dask drops the actor)."""
     from ferroloop._pool_dask import DaskActor
 
-    future = client.submit(DaskActor, 2, None, (), actor=True, pure=False)
+    future = client.submit(DaskActor, 2, None, (), 0.5, actor=True, pure=False)
     actor = future.result(timeout=10)
     actor.start().result(timeout=10)
     assert any(client.run(pool_threads).values())

@@ -32,6 +32,7 @@ import inspect
 import os
 import pickle
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Callable, Coroutine
@@ -46,6 +47,9 @@ if TYPE_CHECKING:
 
 #: how often the scheduler is asked which Dask workers are alive (seconds)
 WATCH_INTERVAL = 0.5
+#: a pool worker whose parent has not polled it for this long (seconds) stops: the parent is
+#: gone (a live parent always has a poll pending, or issues the next one at once)
+ORPHAN_TIMEOUT = 60.0
 #: how long a replacement waits for a live Dask worker before the pool is declared broken
 REPLACE_TIMEOUT = 30.0
 
@@ -53,14 +57,20 @@ REPLACE_TIMEOUT = 30.0
 class DaskActor:
     """Runs in a Dask worker process (created there by ``client.submit(..., actor=True)``):
     a ferroloop loop on its own thread (``_ActorRuntime``), running a ``WorkerCore``; the
-    parent talks to it through ``post`` and ``poll``. When Dask drops the actor (the pool
-    released it, or its client went away), the loop stops: the thread holds the runtime, not
-    the actor, so the actor can be collected."""
+    parent talks to it through ``post`` and ``poll``. The loop stops when the parent says so,
+    when Dask drops the actor (the pool released it, or its client went away: the thread
+    holds the runtime, not the actor, so the actor can be collected), and when no poll has
+    come for ``orphan_timeout`` seconds (the parent is gone: its long poll is always
+    pending while it lives)."""
 
     def __init__(
-        self, concurrency: int, initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]
+        self,
+        concurrency: int,
+        initializer: Callable[..., Any] | None,
+        initargs: tuple[Any, ...],
+        orphan_timeout: float = ORPHAN_TIMEOUT,
     ) -> None:
-        self._runtime = _ActorRuntime(concurrency, initializer, initargs)
+        self._runtime = _ActorRuntime(concurrency, initializer, initargs, orphan_timeout)
         weakref.finalize(self, self._runtime.stop)
 
     # called by the parent, on the Dask worker's event loop
@@ -89,8 +99,14 @@ class _ActorRuntime:
     drains)."""
 
     def __init__(
-        self, concurrency: int, initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]
+        self,
+        concurrency: int,
+        initializer: Callable[..., Any] | None,
+        initargs: tuple[Any, ...],
+        orphan_timeout: float,
     ) -> None:
+        self._orphan_timeout = orphan_timeout
+        self._last_poll = time.monotonic()
         self._concurrency = concurrency
         self._initializer = initializer
         self._initargs = initargs
@@ -133,6 +149,7 @@ class _ActorRuntime:
         loop = asyncio.get_running_loop()
         while True:
             with self._lock:
+                self._last_poll = time.monotonic()
                 if self._outbox:
                     frames, self._outbox = self._outbox, []
                     return frames
@@ -143,7 +160,9 @@ class _ActorRuntime:
             try:
                 await waiter
             finally:
-                self._waiter = None
+                with self._lock:
+                    self._waiter = None
+                    self._last_poll = time.monotonic()
 
     def stop(self) -> None:
         """From any thread: cancel what runs, end the loop."""
@@ -204,9 +223,24 @@ class _ActorRuntime:
             if self._stop_requested:
                 core.stop()
         self._deliver(early)
+        watchdog = loop.create_task(self._watch_parent(core))
         await core.stopped
+        watchdog.cancel()
         await core.drain()
         core.flush()
+
+
+    async def _watch_parent(self, core: WorkerCore) -> None:
+        timeout = self._orphan_timeout
+        while True:
+            await asyncio.sleep(min(1.0, timeout / 2))
+            with self._lock:
+                orphaned = (
+                    self._waiter is None and time.monotonic() - self._last_poll > timeout
+                )
+            if orphaned:
+                core.stop()
+                return
 
 
 def _set_done(fut: asyncio.Future[None]) -> None:

@@ -39,6 +39,9 @@ _CoroutineType = types.CoroutineType
 #: end, and the parent could not refill the worker while it works)
 FLUSH_AT = 256
 
+#: the longest a busy worker (calls waiting in its queue) holds results back to batch them
+FLUSH_DELAY = 0.002
+
 #: how long a stopping worker lets its cancelled calls finish before it exits anyway
 STOP_GRACE = 2.0
 
@@ -65,6 +68,7 @@ class WorkerCore:
         self._out_values: list[Any] = []
         self._out_errors: list[tuple[int, wire.ErrorInfo]] = []
         self._flush_scheduled = False
+        self._flush_since = 0.0
         self.stopped: asyncio.Future[None] = loop.create_future()
         # eager on 3.12+: a call that never waits finishes in its first step, here, without
         # a task step per loop turn (and without the task in the loop's ready queue)
@@ -147,8 +151,7 @@ class WorkerCore:
                 if len(self._out_ids) >= FLUSH_AT:
                     self.flush()
                 elif not self._flush_scheduled:
-                    self._flush_scheduled = True
-                    self._loop.call_soon(self.flush)
+                    self._schedule_flush()
             else:
                 self._finished(cid, task)
         else:
@@ -184,14 +187,28 @@ class WorkerCore:
         if len(self._out_ids) >= FLUSH_AT:
             self.flush()  # the parent refills while this worker goes on
         elif not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self.flush)
+            self._schedule_flush()
 
     def _error(self, cid: int, info: wire.ErrorInfo) -> None:
         self._out_errors.append((cid, info))
         if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self.flush)
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        self._flush_scheduled = True
+        self._flush_since = self._loop.time()
+        self._loop.call_soon(self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        # While calls wait in this worker's queue it is busy, and more results come with
+        # every loop turn: keep batching them (a frame per turn of `concurrency` results
+        # costs more than the calls themselves on 3.11, whose tasks take a turn each), up
+        # to FLUSH_AT results or FLUSH_DELAY seconds. The parent refills this worker from
+        # the flushed results while the queued calls keep it busy.
+        if self._queued and self._loop.time() - self._flush_since < FLUSH_DELAY:
+            self._loop.call_soon(self._flush_soon)
+            return
+        self.flush()
 
     def flush(self) -> None:
         self._flush_scheduled = False
