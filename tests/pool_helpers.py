@@ -143,6 +143,26 @@ def wait_gone(pids, timeout=5.0):
     return left
 
 
+def wait_exited(pids, timeout=5.0):
+    """Wait until each of ``pids`` has exited (a zombie counts: once its parent is gone
+    too, reaping it is init's job); returns those still running."""
+    deadline = time.monotonic() + timeout
+    left = list(pids)
+    while left and time.monotonic() < deadline:
+        left = [p for p in left if _running(p)]
+        if left:
+            time.sleep(0.01)
+    return left
+
+
+def _running(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 def _exists(pid):
     """Whether ``pid`` exists, zombies included (a zombie is a process nobody reaped)."""
     return os.path.exists(f"/proc/{pid}")
@@ -185,3 +205,13 @@ async def fail_or_wait(path):
         await asyncio.sleep(0.2)
         raise ValueError("failed first")
     return await wait_cancelled(path, 30)
+
+
+async def big(n):
+    """A result of n bytes."""
+    await asyncio.sleep(0)
+    return b"x" * n
+
+
+async def size_of(data):
+    return len(data)

@@ -84,6 +84,16 @@ def test_many_calls_at_once_batch():
     run(main())
 
 
+def test_large_arguments_and_results():
+    async def main():
+        async with ferroloop.Pool(2, concurrency=4) as pool:
+            assert await pool.map(h.size_of, [b"a" * 3_000_000, b"b" * 10]) == [3_000_000, 10]
+            results = await pool.map(h.big, [4_000_000, 1, 2_000_000])
+            assert [len(r) for r in results] == [4_000_000, 1, 2_000_000]
+
+    run(main())
+
+
 def test_imap_reads_input_lazily():
     taken = []
 
