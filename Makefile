@@ -6,7 +6,7 @@
 # the default interpreter's .venv.
 PY := .venv/bin/python
 
-.PHONY: help setup build demo demo-one test test-rust test-python conformance soak bench bench-net bench-rust versions lint wheels wheel-check
+.PHONY: help setup build demo demo-one test test-rust test-python conformance soak bench bench-net bench-pool bench-rust versions lint wheels wheel-check
 help:            ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
 
@@ -51,7 +51,7 @@ lint:            ## rustfmt, clippy -D warnings, stubtest (the stubs match the b
 	PYTHONPATH=python $(PY) -m mypy.stubtest --mypy-config-file pyproject.toml ferroloop._native
 	PYTHONPATH=python $(PY) -m mypy.stubtest --mypy-config-file pyproject.toml \
 		--allowlist stubtest-allowlist.txt ferroloop
-	$(PY) -m mypy --strict python/ferroloop examples/typed_user.py
+	$(PY) -m mypy --strict python/ferroloop examples/typed_user.py examples/echo_processes.py examples/pool_crawler.py
 	$(PY) -m ruff check python tests conformance benches examples scripts
 
 wheels:          ## manylinux_2_17 wheels for every CPython found, and an sdist, in dist/ (maturin --zig, auditwheel)
@@ -62,6 +62,9 @@ wheel-check:     ## install each wheel in dist/ into a clean venv outside the tr
 
 bench: setup     ## the benchmark table: asyncio, uvloop, rloop, ferroloop interleaved (default CPython)
 	$(PY) benches/bench_core.py
+
+bench-pool: setup ## ferroloop.Pool: the seeds' crawler on 1 and N processes, against aiomultiprocess and multiprocessing + asyncio.run; cost per call
+	$(PY) benches/bench_pool.py
 
 bench-rust:      ## the Rust API against tokio's current-thread runtime, interleaved
 	cargo bench -p ferroloop --bench vs_tokio

@@ -3,6 +3,7 @@
     ferroloop.run(main())                      # like asyncio.run
     asyncio.Runner(loop_factory=ferroloop.new_event_loop)
     ferroloop.install()                        # make it asyncio's default loop
+    async with ferroloop.Pool() as pool: ...   # worker processes, a ferroloop loop each
 """
 
 import asyncio as _asyncio
@@ -13,9 +14,22 @@ from typing import TypeVar as _TypeVar
 from . import _compat, _native
 from ._loop import EventLoop
 from ._monitor import LoopStats
+from ._pool import BrokenPoolError, Pool, RemoteError, RemoteTraceback, WorkerLostError
 
 __version__ = _native.__version__
-__all__ = ["EventLoop", "EventLoopPolicy", "LoopStats", "new_event_loop", "run", "install"]
+__all__ = [
+    "EventLoop",
+    "EventLoopPolicy",
+    "LoopStats",
+    "new_event_loop",
+    "run",
+    "install",
+    "Pool",
+    "WorkerLostError",
+    "BrokenPoolError",
+    "RemoteTraceback",
+    "RemoteError",
+]
 
 _T = _TypeVar("_T")
 
