@@ -35,6 +35,7 @@ Design (each rule is relied on where the code is):
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import bisect
 import collections
@@ -97,7 +98,7 @@ def _exit_description(exitcode: int | None) -> str:
 # -- jobs: the caller's side of a batch of calls --------------------------------------------
 
 
-class _Job:
+class _Job(abc.ABC):
     """A function applied to a stream of arguments; subclasses own the results."""
 
     __slots__ = ("fn", "kind", "pool", "done", "taken", "chunk", "_it", "__weakref__")
@@ -146,8 +147,9 @@ class _Job:
     def expect(self, total: int) -> None:
         """All input is taken: ``total`` calls in all."""
 
+    @abc.abstractmethod
     def set_result(self, index: int, value: Any) -> None:
-        raise NotImplementedError
+        ...
 
     def set_results(self, index: int, values: list[Any]) -> None:
         """The results of calls ``index``, ``index + 1``, ..."""
@@ -156,12 +158,13 @@ class _Job:
                 return
             self.set_result(i, value)
 
+    @abc.abstractmethod
     def set_error(self, index: int, exc: BaseException) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def fail(self, exc: BaseException) -> None:
         """The whole job fails (the pool broke or closed)."""
-        raise NotImplementedError
 
 
 class _ListJob(_Job):
@@ -377,7 +380,7 @@ class _Sent:
 _ONES = b"\x01" * 65536
 
 
-class _Worker:
+class _Worker(abc.ABC):
     """What the pool knows of one worker; ``_LocalWorker`` and ``_pool_dask.DaskWorker`` are
     the two kinds. The pool calls ``send``/``stop``/``kill``; the worker calls the pool's
     ``_on_message`` and, exactly once, ``_on_lost``."""
@@ -421,16 +424,17 @@ class _Worker:
             del self.batches[sent.first]
             self.firsts.remove(sent.first)
 
+    @abc.abstractmethod
     def send(self, message: tuple[Any, ...]) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def stop(self) -> None:
         """Ask the worker to cancel what it runs and exit."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def kill(self) -> None:
         """End the worker now."""
-        raise NotImplementedError
 
 
 class _ReadProtocol(asyncio.Protocol):

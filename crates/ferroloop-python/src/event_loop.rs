@@ -1522,11 +1522,13 @@ impl EventLoop {
             .iter()
             .map(|h| h.clone_ref(py))
             .collect();
-        // and what other threads scheduled, not yet moved to the queue
-        let _ = self.inbox.try_visit(|h| {
+        // and what other threads scheduled, not yet moved to the queue (unless a pusher
+        // holds the inbox's lock at this instant: the snapshot is taken without waiting)
+        let visited = self.inbox.try_visit(|h| {
             ready.push(h.clone_ref(py));
-            Ok::<(), ()>(())
+            Ok::<(), std::convert::Infallible>(())
         });
+        debug_assert!(!matches!(visited, Some(Err(_))));
         Ok(ready)
     }
     #[setter(_ready)]

@@ -53,8 +53,10 @@ impl Header {
             return; // already queued
         }
         if !super::core::push_local_if_current(&self.shared, self.key) {
-            // refused once the loop is gone: there is nothing left to wake
-            let _ = self.shared.inbox.push(Remote::Wake(self.key));
+            if let Err(refused) = self.shared.inbox.push(Remote::Wake(self.key)) {
+                // the loop is gone: there is nothing left to wake
+                drop(refused);
+            }
         }
     }
 }
