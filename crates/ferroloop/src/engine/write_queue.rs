@@ -2,7 +2,10 @@
 //!
 //! Chunks are either shared (an immutable buffer the queue holds a reference to, such as a
 //! Python `bytes`: no copy) or owned copies (mutable sources, and small writes coalesced
-//! into the tail so a burst of tiny writes does not become a burst of iovecs). `flush`
+//! into the tail so a burst of tiny writes does not become a burst of iovecs). A small
+//! shared write into an empty queue stays shared until a second write comes to coalesce
+//! with it: the common case, one response per turn, is sent with no copy and no allocation.
+//! An owned chunk's allocation is kept for the next copy once it has been sent. `flush`
 //! sends as much as the kernel takes in one `sendmsg` of up to `sock::MAX_IOVECS` chunks and
 //! drops what left; the byte count is what asyncio's `get_write_buffer_size` reports.
 //!
@@ -38,7 +41,12 @@ pub struct WriteQueue<B> {
     /// Bytes of the front chunk already sent.
     head: usize,
     len: usize,
+    /// The allocation of the last owned chunk sent, emptied, for the next copy.
+    spare: Vec<u8>,
 }
+
+/// Owned chunks up to this capacity are kept for reuse once sent.
+const SPARE_LIMIT: usize = 64 * 1024;
 
 impl<B> Default for WriteQueue<B> {
     fn default() -> Self {
@@ -46,6 +54,7 @@ impl<B> Default for WriteQueue<B> {
             chunks: VecDeque::new(),
             head: 0,
             len: 0,
+            spare: Vec::new(),
         }
     }
 }
@@ -66,13 +75,15 @@ impl<B: AsRef<[u8]>> WriteQueue<B> {
         self.len == 0
     }
 
-    /// Queue a shared buffer (not copied). Small buffers are copied into the tail instead.
+    /// Queue a shared buffer (not copied). A small one is copied into the tail instead,
+    /// unless the queue is empty: then it waits shared, and is copied only if another
+    /// write comes before it is sent.
     pub fn push_shared(&mut self, buf: B) {
         let n = buf.as_ref().len();
         if n == 0 {
             return;
         }
-        if n <= COALESCE_LIMIT {
+        if n <= COALESCE_LIMIT && !self.chunks.is_empty() {
             self.push_copy(buf.as_ref());
             return;
         }
@@ -86,13 +97,27 @@ impl<B: AsRef<[u8]>> WriteQueue<B> {
             return;
         }
         self.len += data.len();
-        // the front chunk may be partly sent; appending to it is still right (head counts
-        // from its start)
-        if let Some(Chunk::Owned(tail)) = self.chunks.back_mut() {
-            tail.extend_from_slice(data);
-            return;
+        // the front chunk may be partly sent; appending to it, or replacing it by an owned
+        // copy of all its bytes, is still right (head counts from its start)
+        match self.chunks.back_mut() {
+            Some(Chunk::Owned(tail)) => {
+                tail.extend_from_slice(data);
+                return;
+            }
+            Some(Chunk::Shared(small)) if small.as_ref().len() <= COALESCE_LIMIT => {
+                let mut owned = std::mem::take(&mut self.spare);
+                owned.extend_from_slice(small.as_ref());
+                owned.extend_from_slice(data);
+                if let Some(tail) = self.chunks.back_mut() {
+                    *tail = Chunk::Owned(owned);
+                }
+                return;
+            }
+            _ => {}
         }
-        self.chunks.push_back(Chunk::Owned(data.to_vec()));
+        let mut owned = std::mem::take(&mut self.spare);
+        owned.extend_from_slice(data);
+        self.chunks.push_back(Chunk::Owned(owned));
     }
 
     /// Send what the kernel takes in one `sendmsg`; returns the bytes sent. `WouldBlock`
@@ -134,7 +159,12 @@ impl<B: AsRef<[u8]>> WriteQueue<B> {
             }
             n -= left;
             self.head = 0;
-            self.chunks.pop_front();
+            if let Some(Chunk::Owned(mut done)) = self.chunks.pop_front() {
+                if done.capacity() <= SPARE_LIMIT && done.capacity() > self.spare.capacity() {
+                    done.clear();
+                    self.spare = done;
+                }
+            }
         }
     }
 
@@ -203,6 +233,35 @@ mod tests {
         want.extend(vec![b'e'; 10_000]);
         want.extend_from_slice(b"fg");
         assert_eq!(got, want);
+        // SAFETY: closing the test's own descriptors once.
+        unsafe {
+            libc::close(a);
+            libc::close(b);
+        }
+    }
+
+    #[test]
+    fn a_lone_small_write_stays_shared_until_another_comes() {
+        let (a, b) = pair();
+        let mut q: WriteQueue<Vec<u8>> = WriteQueue::new();
+        q.push_shared(b"hello".to_vec());
+        assert!(matches!(q.chunks.back(), Some(Chunk::Shared(_))));
+        assert_eq!(q.flush(a).unwrap(), 5);
+        assert_eq!(drain(b), b"hello");
+        // a second small write turns the shared tail into one owned chunk, in order
+        q.push_shared(b"ab".to_vec());
+        q.push_shared(b"cd".to_vec());
+        q.push_copy(b"ef");
+        assert_eq!(q.chunks.len(), 1);
+        assert!(matches!(q.chunks.back(), Some(Chunk::Owned(_))));
+        assert_eq!(q.flush(a).unwrap(), 6);
+        assert_eq!(drain(b), b"abcdef");
+        // the owned chunk's allocation is kept for the next copy
+        assert!(q.spare.capacity() >= 6);
+        q.push_copy(b"gh");
+        assert!(q.spare.capacity() == 0);
+        assert_eq!(q.flush(a).unwrap(), 2);
+        assert_eq!(drain(b), b"gh");
         // SAFETY: closing the test's own descriptors once.
         unsafe {
             libc::close(a);
