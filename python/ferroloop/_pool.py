@@ -768,13 +768,8 @@ class Pool:
         if self._state == "closed":
             return
         self._state = "closing"
-        closed = RuntimeError("the pool is closed")
-        for job in list(self._jobs):
-            job.fail(closed)
+        self._fail_outstanding()
         for worker in list(self._workers):
-            for sent in list(worker.batches.values()):
-                if not sent.job.done:
-                    sent.job.fail(closed)
             worker.kill()
         self._state = "closed"
         _kill_processes(self._processes)
@@ -785,18 +780,22 @@ class Pool:
         if self._finalizer is not None:
             self._finalizer.detach()
 
+    def _fail_outstanding(self) -> None:
+        """Every job, and every call still out with a worker, fails: the pool is closing."""
+        closed = RuntimeError("the pool is closed")
+        for job in list(self._jobs):
+            job.fail(closed)
+        for worker in list(self._workers):
+            for sent in list(worker.batches.values()):
+                if not sent.job.done:
+                    sent.job.fail(closed)
+
     async def _shutdown(self, graceful: bool) -> None:
         if self._state in ("closing", "closed"):
             return
         self._state = "closing"
         try:
-            closed = RuntimeError("the pool is closed")
-            for job in list(self._jobs):
-                job.fail(closed)
-            for worker in list(self._workers):
-                for sent in list(worker.batches.values()):
-                    if not sent.job.done:
-                        sent.job.fail(closed)
+            self._fail_outstanding()
             for task in list(self._background):
                 task.cancel()
             workers = list(self._workers)

@@ -68,6 +68,15 @@ impl<T> Inbox<T> {
         self.parked.store(false, SeqCst);
     }
 
+    /// The queue, taken even if a pusher panicked while holding it (a `Vec` push cannot
+    /// leave it inconsistent).
+    fn lock_items(&self) -> std::sync::MutexGuard<'_, Vec<T>> {
+        match self.items.lock() {
+            Ok(items) => items,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
     /// The waker this inbox writes to.
     pub fn waker(&self) -> &Arc<Waker> {
         &self.waker
@@ -77,10 +86,7 @@ impl<T> Inbox<T> {
     /// [`close`](Self::close) the item is handed back: the loop is gone.
     pub fn push(&self, item: T) -> Result<(), T> {
         {
-            let mut items = match self.items.lock() {
-                Ok(v) => v,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let mut items = self.lock_items();
             if self.closed.load(Ordering::Relaxed) {
                 return Err(item);
             }
@@ -96,10 +102,7 @@ impl<T> Inbox<T> {
     /// waker's eventfd stays open until the last reference to it is dropped, so a thread
     /// racing this call never writes to a closed (and maybe reused) descriptor number.
     pub fn close(&self) -> Vec<T> {
-        let mut items = match self.items.lock() {
-            Ok(v) => v,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut items = self.lock_items();
         self.closed.store(true, Ordering::Relaxed);
         self.pending.store(false, Ordering::Release);
         std::mem::take(&mut *items)
@@ -125,26 +128,13 @@ impl<T> Inbox<T> {
         if !self.parking {
             self.waker.reset();
         }
-        let mut guard = match self.items.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut guard = self.lock_items();
         f(&mut guard);
     }
 
     /// Take everything queued so far, in push order, appending to `out`.
     pub fn drain_into(&self, out: &mut Vec<T>) {
-        if !self.pending.swap(false, SeqCst) {
-            return;
-        }
-        if !self.parking {
-            self.waker.reset();
-        }
-        let mut guard = match self.items.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        out.append(&mut guard);
+        self.drain_with(|queued| out.append(queued));
     }
 }
 

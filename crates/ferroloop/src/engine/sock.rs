@@ -87,10 +87,11 @@ pub fn would_block(err: &io::Error) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn pair() -> (RawFd, RawFd) {
+    /// A connected, non-blocking Unix stream pair (the engine's socket tests share it).
+    pub(crate) fn pair() -> (RawFd, RawFd) {
         let mut fds = [0; 2];
         // SAFETY: fds has room for the two descriptors socketpair writes.
         let r = unsafe {

@@ -187,21 +187,7 @@ impl<B: AsRef<[u8]>> WriteQueue<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pair() -> (RawFd, RawFd) {
-        let mut fds = [0; 2];
-        // SAFETY: fds has room for the two descriptors socketpair writes.
-        let r = unsafe {
-            libc::socketpair(
-                libc::AF_UNIX,
-                libc::SOCK_STREAM | libc::SOCK_NONBLOCK,
-                0,
-                fds.as_mut_ptr(),
-            )
-        };
-        assert_eq!(r, 0);
-        (fds[0], fds[1])
-    }
+    use crate::engine::sock::tests::pair;
 
     fn drain(fd: RawFd) -> Vec<u8> {
         let mut out = Vec::new();
