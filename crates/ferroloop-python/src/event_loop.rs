@@ -1,17 +1,18 @@
 //! `EventLoop`: the native half of `ferroloop.EventLoop`, everything that runs per callback.
 //!
-//! Owns the ready queue, the timer heap, the reader/writer tables, the reactor and the
-//! cross-thread inbox, and runs asyncio's `_run_once` over them: purge cancelled timers,
-//! compute the timeout, poll (GIL released only when the poll may block), turn I/O events,
-//! inbox items and due timers into ready handles, then run exactly the handles that were
-//! ready when the run phase began. Like asyncio's, the turn and `call_later` read the clock
-//! through `self.time()` when it was replaced (a subclass's `time`, or one set on the
-//! instance, e.g. by `mock.patch.object`); otherwise natively (`python_clock`).
+//! The loop itself is the engine's [`Scheduler`] (ready queue, timers, reader/writer
+//! registrations, reactor, inbox, and asyncio's `_run_once` over them); this file is its
+//! host: the asyncio handles it queues ([`PyEntry`]), the clock (`self.time()` when it was
+//! replaced: a subclass's `time`, or one set on the instance, e.g. by `mock.patch.object`;
+//! otherwise native, see `python_clock`), the GIL released around a poll that may block,
+//! signal handlers after it, how a handle runs (debug mode, callback timing, recycling), and
+//! the end-of-phase write flush. Rust tasks spawned on this loop (rust_tasks.rs) are entries
+//! of the same scheduler.
 //!
 //! Decision: when handles are ready and no descriptor is watched, the poll syscall is
 //! skipped (the inbox is checked through an atomic flag instead); with descriptors watched
-//! the loop polls every turn, as asyncio does. This is what makes `await asyncio.sleep(0)`
-//! cost little more than the task step itself.
+//! the loop polls every turn, as asyncio does (`poll_interval` 1). This is what makes
+//! `await asyncio.sleep(0)` cost little more than the task step itself.
 //!
 //! The Python subclass (`python/ferroloop/_loop.py`) inherits asyncio's `BaseEventLoop` for
 //! the once-per-loop API; the attributes that `BaseEventLoop` reads and writes
@@ -22,17 +23,19 @@
 //! `_check_thread`); `call_soon_threadsafe` and `_write_to_self` may be called from any
 //! thread. From another thread than the one running the loop, `call_soon_threadsafe` goes
 //! through the engine's parking inbox (a mutex and flags, no GIL reliance for the queue),
-//! which wakes the loop only while it is parked in a poll that may block. All state sits in `GilCell`s; the reactor is polled with the GIL
-//! released and touched by nothing else meanwhile (its cell stays borrowed).
+//! which wakes the loop only while it is parked in a poll that may block. All state sits in
+//! `GilCell`s or in the scheduler, reached with the GIL held (`LoopCore`); the reactor is
+//! polled with the GIL released and touched by nothing else meanwhile (its cell stays
+//! borrowed).
 
-use std::collections::VecDeque;
 use std::os::unix::io::RawFd;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ferroloop::engine::clock::monotonic_ns;
-use ferroloop::engine::timers::Cancellable;
-use ferroloop::engine::{clock, Event, FdMap, Inbox, LoopStats, Reactor, TimerHeap, Waker};
+use ferroloop::engine::scheduler::Error as SchedError;
+use ferroloop::engine::{clock, FdMap, Host, HostEntry, Inbox, LoopStats, Scheduler};
 use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -44,16 +47,80 @@ use crate::cell::GilCell;
 use crate::datagram::DatagramFast;
 use crate::handles::{Handle, TimerHandle};
 use crate::py_helpers;
-use crate::rust_tasks::EmbeddedLoop;
 use crate::ssl_fast::SslFast;
 use crate::transport::SocketTransportCore;
 
-/// A timer in the heap: the handle whose `cancelled` flag the heap reads.
-struct TimerEntry(Py<Handle>);
+/// A ready entry of this loop's scheduler: an asyncio handle (a callback, a timer, a
+/// descriptor's watcher).
+pub(crate) struct PyEntry(Py<Handle>);
 
-impl Cancellable for TimerEntry {
+impl HostEntry for PyEntry {
     fn is_cancelled(&self) -> bool {
         self.0.get().is_cancelled()
+    }
+    fn share(&self) -> Self {
+        // SAFETY: the scheduler shares entries only inside its turn and never during the
+        // poll (`HostEntry::share`); this loop's turn runs with the GIL held outside the poll.
+        let py = unsafe { Python::assume_attached() };
+        PyEntry(self.0.clone_ref(py))
+    }
+    fn unscheduled(&self) {
+        self.0.get().scheduled.store(false, Ordering::Relaxed);
+    }
+}
+
+/// The engine's scheduler of this loop, reached only with the GIL held.
+struct LoopCore(Rc<Scheduler<PyEntry>>);
+
+// SAFETY: the scheduler (`Rc`, `RefCell`s inside) is only reached through `LoopCore::get`,
+// which demands a GIL token, and by the Rust tasks it runs during a turn, which holds the
+// GIL; the GIL orders those accesses across threads, so its non-atomic counts and borrow
+// flags are never touched by two threads at once. The one part used with the GIL released
+// is the reactor during a blocking poll, which stays borrowed (and so refused to anyone
+// else) until the GIL is back. Other threads reach the loop through its `Send + Sync` parts
+// only (the inbox, the stats, Rust wakers).
+unsafe impl Send for LoopCore {}
+// SAFETY: as above.
+unsafe impl Sync for LoopCore {}
+
+impl LoopCore {
+    #[inline]
+    fn get(&self, _py: Python<'_>) -> &Rc<Scheduler<PyEntry>> {
+        &self.0
+    }
+}
+
+impl Drop for LoopCore {
+    fn drop(&mut self) {
+        // the Rust tasks hold the scheduler (their sleeps and sockets): closing breaks that
+        // cycle, and drops their futures on this thread
+        drop(self.0.close());
+    }
+}
+
+/// A scheduler error as Python sees it.
+pub(crate) fn sched_err(e: SchedError) -> PyErr {
+    match e {
+        SchedError::Closed => PyRuntimeError::new_err("Event loop is closed"),
+        SchedError::Reentrant => {
+            PyRuntimeError::new_err("ferroloop: re-entrant access to loop state")
+        }
+        SchedError::Io(e) => py_helpers::os_error(e),
+    }
+}
+
+/// The error of a turn: a Python exception (a scheduler error converted).
+struct TurnError(PyErr);
+
+impl From<SchedError> for TurnError {
+    fn from(e: SchedError) -> Self {
+        TurnError(sched_err(e))
+    }
+}
+
+impl From<PyErr> for TurnError {
+    fn from(e: PyErr) -> Self {
+        TurnError(e)
     }
 }
 
@@ -71,10 +138,6 @@ const SPARE_HANDLES: usize = 1024;
 
 #[derive(Default)]
 struct State {
-    ready: VecDeque<Py<Handle>>,
-    timers: TimerHeap<TimerEntry>,
-    readers: FdMap<Py<Handle>>,
-    writers: FdMap<Py<Handle>>,
     /// Transports that queued writes during this turn's run phase: flushed together when
     /// the phase ends (transport.rs, "Write batching").
     flush: Vec<Flush>,
@@ -86,8 +149,7 @@ struct State {
 #[pyclass(module = "ferroloop._native", name = "EventLoop", subclass, frozen)]
 pub struct EventLoop {
     state: GilCell<State>,
-    reactor: GilCell<Option<Reactor>>,
-    events: GilCell<Vec<Event>>,
+    sched: LoopCore,
     /// The last `copy_context()` snapshot, shared by handles while nothing changes
     /// (context.rs).
     snapshot: GilCell<Option<Py<PyAny>>>,
@@ -101,13 +163,11 @@ pub struct EventLoop {
     /// `asyncio.Future` when the loop's class keeps `BaseEventLoop.create_future` (set by
     /// the Python `__init__`): native code then makes futures without a Python frame.
     future_type: GilCell<Option<Py<PyAny>>>,
-    /// The engine's loop for Rust futures, created on first use (rust_tasks.rs); its epoll
-    /// descriptor is watched by `reactor`, and one of its turns runs in each of ours.
-    rust: GilCell<Option<EmbeddedLoop>>,
-    /// `call_soon_threadsafe` from other threads: handles queued here join the ready queue
-    /// at the start of the next turn's event phase. Its waker (asyncio's self-pipe) is
-    /// written only while the loop is parked in a poll that may block (engine::inbox).
-    inbox: Inbox<Py<Handle>>,
+    /// `call_soon_threadsafe` from other threads: the scheduler's host inbox, whose handles
+    /// join the ready queue at the start of the next turn's event phase. Its waker
+    /// (asyncio's self-pipe) is written only while the loop is parked in a poll that may
+    /// block (engine::inbox).
+    inbox: Arc<Inbox<PyEntry>>,
     closed: AtomicBool,
     stopping: AtomicBool,
     debug: AtomicBool,
@@ -126,7 +186,7 @@ pub struct EventLoop {
     pid: u32,
     /// The counters `stats()` reads (ferroloop::engine::stats), and with callback timing on, the
     /// threshold of the slow-callback report (`slow_callback_duration`, in nanoseconds).
-    stats: LoopStats,
+    stats: Arc<LoopStats>,
     slow_ns: AtomicU64,
     /// How the longest timed callback printed (asyncio's handle format), taken when it set
     /// the record.
@@ -259,6 +319,12 @@ impl EventLoop {
         }
     }
 
+    /// The scheduler (the GIL token proves it may be touched).
+    #[inline]
+    fn sched(&self, py: Python<'_>) -> &Rc<Scheduler<PyEntry>> {
+        self.sched.get(py)
+    }
+
     #[inline]
     pub(crate) fn is_debug(&self) -> bool {
         self.debug.load(Ordering::Relaxed)
@@ -271,7 +337,7 @@ impl EventLoop {
     /// A scheduled timer was cancelled: count it for the heap's compaction rule.
     pub(crate) fn timer_cancelled(&self, py: Python<'_>, handle: &Handle) -> PyResult<()> {
         if handle.scheduled.load(Ordering::Relaxed) {
-            self.state.borrow_mut(py)?.timers.note_cancelled();
+            self.sched(py).note_timer_cancelled().map_err(sched_err)?;
         }
         Ok(())
     }
@@ -389,10 +455,10 @@ impl EventLoop {
         me.check_callback(&callback, method)?;
         let h = Self::make_handle(slf, callback, args, context, Some(when), true)?;
         h.get().scheduled.store(true, Ordering::Relaxed);
-        me.state
-            .borrow_mut(slf.py())?
-            .timers
-            .push(key, TimerEntry(h.clone_ref(slf.py())));
+        let py = slf.py();
+        me.sched(py)
+            .push_timer(key, PyEntry(h.clone_ref(py)))
+            .map_err(sched_err)?;
         Ok(h)
     }
 
@@ -426,31 +492,11 @@ impl EventLoop {
         let me = slf.get();
         me.check_closed()?;
         let handle = Self::make_handle(slf, callback, args, None, None, false)?;
-        let old = {
-            let mut reactor = me.reactor.borrow_mut(py)?;
-            let reactor = reactor
-                .as_mut()
-                .ok_or_else(|| PyRuntimeError::new_err("Event loop is closed"))?;
-            let mut interest = reactor.interest(fd);
-            if write {
-                interest.write = true;
-            } else {
-                interest.read = true;
-            }
-            if once {
-                reactor.set_interest_oneshot(fd, interest)
-            } else {
-                reactor.set_interest(fd, interest)
-            }
-            .map_err(py_helpers::os_error)?;
-            let mut st = me.state.borrow_mut(py)?;
-            if write {
-                st.writers.insert(fd, handle.clone_ref(py))
-            } else {
-                st.readers.insert(fd, handle.clone_ref(py))
-            }
-        };
-        if let Some(old) = old {
+        let old = me
+            .sched(py)
+            .watch(fd, write, PyEntry(handle.clone_ref(py)), once)
+            .map_err(sched_err)?;
+        if let Some(PyEntry(old)) = old {
             Handle::do_cancel(old.bind(py))?;
         }
         Ok(handle)
@@ -473,32 +519,9 @@ impl EventLoop {
         if me.closed.load(Ordering::Relaxed) {
             return Ok(false);
         }
-        let old = {
-            let mut reactor = me.reactor.borrow_mut(py)?;
-            let Some(reactor) = reactor.as_mut() else {
-                return Ok(false);
-            };
-            let mut st = me.state.borrow_mut(py)?;
-            let old = if write {
-                st.writers.remove(&fd)
-            } else {
-                st.readers.remove(&fd)
-            };
-            if old.is_some() {
-                let mut interest = reactor.interest(fd);
-                if write {
-                    interest.write = false;
-                } else {
-                    interest.read = false;
-                }
-                reactor
-                    .set_interest(fd, interest)
-                    .map_err(py_helpers::os_error)?;
-            }
-            old
-        };
+        let old = me.sched(py).unwatch(fd, write).map_err(sched_err)?;
         match old {
-            Some(h) => {
+            Some(PyEntry(h)) => {
                 Handle::do_cancel(h.bind(py))?;
                 Ok(true)
             }
@@ -506,267 +529,29 @@ impl EventLoop {
         }
     }
 
-    /// One turn of the loop (asyncio's `_run_once`).
+    /// One turn of the loop (asyncio's `_run_once`): the scheduler's, with this loop as host.
     fn run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let me = slf.get();
-        me.stats.turn();
-        let mut dropped: Vec<TimerEntry> = Vec::new();
-        let mut now = TurnClock(None);
-
-        // 1. purge cancelled timers, compute the timeout
-        let next_deadline = {
-            let mut st = me.state.borrow_mut(py)?;
-            if st.timers.cancelled_count() > 0 {
-                st.timers.purge_cancelled(&mut dropped);
-            }
-            if !st.ready.is_empty() || me.stopping.load(Ordering::Relaxed) || me.inbox.has_pending()
-            {
-                Err(())
-            } else {
-                Ok(st.timers.next_deadline())
-            }
+        let mut host = PyHost {
+            slf,
+            clock: TurnClock(None),
+            debug: false,
+            timing: false,
+            ran: 0,
+            t: 0,
         };
-        if !dropped.is_empty() {
-            for e in &dropped {
-                e.0.get().scheduled.store(false, Ordering::Relaxed);
-            }
-            drop(dropped);
-        }
-        // (the clock is read with the state released: a Python `time` may call the loop)
-        let timeout = match next_deadline {
-            Err(()) => Some(0.0),
-            Ok(None) => None,
-            Ok(Some(when)) => Some((when - now.now(slf)?).max(0.0)),
-        };
-        let rust = me.rust.borrow_mut(py)?.as_ref().map(|r| r.0.clone());
-        let timeout = match rust.as_ref().and_then(|r| r.timeout_hint()) {
-            Some(hint) => Some(timeout.map_or(hint, |t: f64| t.min(hint))),
-            None => timeout,
-        };
-        let mut rust_due = false;
-
-        // 2. poll, 3. events to ready
-        {
-            let mut reactor_cell = me.reactor.borrow_mut(py)?;
-            let reactor = reactor_cell
-                .as_mut()
-                .ok_or_else(|| PyRuntimeError::new_err("Event loop is closed"))?;
-            let busy = timeout == Some(0.0);
-            if !(busy && reactor.registered() == 0) {
-                let mut events = me.events.borrow_mut(py)?;
-                events.clear();
-                let result = if busy {
-                    reactor
-                        .poll(Some(0.0))
-                        .map(|ev| events.extend_from_slice(ev))
-                } else {
-                    let ev_out: &mut Vec<Event> = &mut events;
-                    let r: &mut Reactor = reactor;
-                    // parked: from now on a call_soon_threadsafe from another thread writes
-                    // the waker; one that came first means this poll must not block
-                    let timeout = if me.inbox.park() { timeout } else { Some(0.0) };
-                    // the loop idle: two clock reads beside a syscall and a GIL hand-over
-                    let t0 = monotonic_ns();
-                    let res =
-                        py.detach(move || r.poll(timeout).map(|ev| ev_out.extend_from_slice(ev)));
-                    me.stats.idle(monotonic_ns().saturating_sub(t0));
-                    me.inbox.unpark();
-                    res
-                };
-                result.map_err(py_helpers::os_error)?;
-                if reactor.take_woken() {
-                    me.inbox.waker().reset();
-                }
-                // what other threads scheduled before this point joins the queue first,
-                // as it would have in asyncio's _ready (appended at call time)
-                Self::drain_inbox(me, py)?;
-                if !busy {
-                    // a signal may have interrupted the wait: run Python's handlers now
-                    py.check_signals()?;
-                }
-                if let Some(r) = rust.as_ref() {
-                    let fd = r.as_raw_fd();
-                    rust_due = events.iter().any(|ev| ev.fd == fd);
-                }
-                if !events.is_empty() {
-                    let mut st = me.state.borrow_mut(py)?;
-                    let st = &mut *st;
-                    let before = st.ready.len();
-                    for ev in events.iter() {
-                        if ev.readable {
-                            if let Some(h) = st.readers.get(&ev.fd) {
-                                if !h.get().is_cancelled() {
-                                    st.ready.push_back(h.clone_ref(py));
-                                }
-                            }
-                        }
-                        if ev.writable {
-                            if let Some(h) = st.writers.get(&ev.fd) {
-                                if !h.get().is_cancelled() {
-                                    st.ready.push_back(h.clone_ref(py));
-                                }
-                            }
-                        }
-                    }
-                    me.stats.io_events(st.ready.len() - before);
-                }
-            } else {
-                Self::drain_inbox(me, py)?;
-            }
-        }
-
-        // 4. due timers
-        let turn_now = if me.state.borrow_mut(py)?.timers.is_empty() {
-            None
-        } else {
-            Some(now.now(slf)?)
-        };
-        let ntodo = {
-            let mut st = me.state.borrow_mut(py)?;
-            let st = &mut *st;
-            if let Some(turn_now) = turn_now {
-                let end_time = turn_now + me.clock_resolution();
-                let first = st.timers.next_deadline();
-                let mut due = Vec::new();
-                st.timers.pop_due(end_time, &mut due);
-                if let Some(first) = first.filter(|_| !due.is_empty()) {
-                    me.stats.timers_due(due.len(), turn_now - first);
-                }
-                for e in due {
-                    e.0.get().scheduled.store(false, Ordering::Relaxed);
-                    st.ready.push_back(e.0);
-                }
-            }
-            st.ready.len()
-        };
-
-        // 5. run what was ready when this phase began
-        let debug = me.is_debug();
-        me.batching.store(true, Ordering::Relaxed);
-        let mut ran = Self::run_ready(slf, ntodo, debug);
-        // then one turn of the Rust loop, if it has anything to do
-        if let Some(r) = rust {
-            if rust_due || r.timeout_hint() == Some(0.0) {
-                let turned = r.run_once().map_err(py_helpers::os_error);
-                ran = ran.and(turned);
-            }
-        }
-        me.batching.store(false, Ordering::Relaxed);
-        // 6. the writes queued meanwhile leave, one vectored send per transport
-        let flushed = Self::flush_writes(slf);
-        ran.and(flushed)
+        slf.get()
+            .sched(slf.py())
+            .turn(&mut host, true)
+            .map_err(|e| e.0)
     }
 
-    /// Move the handles other threads scheduled (`call_soon_threadsafe`) to the ready queue.
-    #[inline]
-    fn drain_inbox(me: &Self, py: Python<'_>) -> PyResult<()> {
-        if me.inbox.has_pending() {
-            Self::drain_inbox_now(me, py)
-        } else {
-            Ok(())
-        }
-    }
-
-    fn drain_inbox_now(me: &Self, py: Python<'_>) -> PyResult<()> {
-        let mut st = me.state.borrow_mut(py)?;
-        // (moved, not dropped: no Python code runs under the inbox's lock)
-        me.inbox
-            .drain_with(|queued| st.ready.extend(queued.drain(..)));
-        Ok(())
-    }
-
-    fn run_ready(slf: &Bound<'_, Self>, ntodo: usize, debug: bool) -> PyResult<()> {
-        let me = slf.get();
-        let mut ran = 0u64;
-        let result = if debug || me.stats.timing() {
-            Self::run_ready_timed(slf, ntodo, debug, &mut ran)
-        } else {
-            Self::run_ready_fast(slf, ntodo, &mut ran)
-        };
-        me.stats.callbacks_ran(ran);
-        result
-    }
-
-    /// The run phase without callback timing: the path every turn takes by default.
-    fn run_ready_fast(slf: &Bound<'_, Self>, ntodo: usize, ran: &mut u64) -> PyResult<()> {
-        let py = slf.py();
-        let me = slf.get();
-        for _ in 0..ntodo {
-            let Some(h) = me.state.borrow_mut(py)?.ready.pop_front() else {
-                break;
-            };
-            if h.get().is_cancelled() {
-                continue;
-            }
-            let h = h.into_bound(py);
-            *ran += 1;
-            Handle::run_from_loop(&h)?;
-            if me.spare_handles.borrow_mut(py)?.len() < SPARE_HANDLES {
-                if let Some(h) = Handle::recycle(h) {
-                    me.spare_handles.borrow_mut(py)?.push(h);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The run phase in debug mode or with callback timing on (ferroloop::engine::stats): each
-    /// callback timed, the longest remembered, a slow one reported.
-    fn run_ready_timed(
-        slf: &Bound<'_, Self>,
-        ntodo: usize,
-        debug: bool,
-        ran: &mut u64,
-    ) -> PyResult<()> {
-        let py = slf.py();
-        let me = slf.get();
-        let timing = me.stats.timing();
-        let mut t = if timing { monotonic_ns() } else { 0 };
-        for _ in 0..ntodo {
-            let Some(h) = me.state.borrow_mut(py)?.ready.pop_front() else {
-                break;
-            };
-            if h.get().is_cancelled() {
-                continue;
-            }
-            let h = h.into_bound(py);
-            let seq = me.stats.callbacks() + *ran + 1;
-            *ran += 1;
-            if timing {
-                me.stats.callback_begin(seq, t);
-            }
-            // `run`, not `run_from_loop`: the handle keeps its callback until after the
-            // timing, so the longest callback's text can be taken from it
-            let result = if debug {
-                Self::run_debug(slf, &h)
-            } else {
-                Handle::run(&h)
-            };
-            if timing {
-                let end = monotonic_ns();
-                let ns = end.saturating_sub(t);
-                t = end;
-                // debug mode logged its own warning (run_debug) and counted it
-                let slow = !debug && ns >= me.slow_ns.load(Ordering::Relaxed);
-                if me.stats.callback_end(ns, slow) {
-                    let text = py_helpers::describe_handle(h.as_any())?;
-                    *me.longest_repr.borrow_mut(py)? = Some(text.unbind());
-                }
-                if slow {
-                    let stack = match me.blocked_stack.borrow_mut(py)?.take() {
-                        Some((at, stack)) if at == seq => Some(stack),
-                        _ => None,
-                    };
-                    py_helpers::report_slow_callback(slf.as_any(), h.as_any(), ns, stack)?;
-                }
-            }
-            h.get().release_after_run(py)?;
-            result?;
-            if !debug && me.spare_handles.borrow_mut(py)?.len() < SPARE_HANDLES {
-                if let Some(h) = Handle::recycle(h) {
-                    me.spare_handles.borrow_mut(py)?.push(h);
-                }
+    /// Keep a handle that ran for the next `call_soon` (handles.rs, "Recycling").
+    #[inline(always)]
+    fn recycle(&self, h: Bound<'_, Handle>) -> PyResult<()> {
+        let py = h.py();
+        if self.spare_handles.borrow_mut(py)?.len() < SPARE_HANDLES {
+            if let Some(h) = Handle::recycle(h) {
+                self.spare_handles.borrow_mut(py)?.push(h);
             }
         }
         Ok(())
@@ -815,39 +600,17 @@ impl EventLoop {
         result
     }
 
-    /// Run `f` with this loop's Rust loop (created and watched on first use), entered so
-    /// that what `f` creates belongs to it.
-    pub(crate) fn with_rust_loop<R>(
+    /// Run `f` with this loop's scheduler, entered (current on this thread) so that the Rust
+    /// tasks, sleeps and sockets `f` creates belong to it.
+    pub(crate) fn with_scheduler<R>(
         slf: &Bound<'_, Self>,
-        f: impl FnOnce(&ferroloop::Loop) -> R,
+        f: impl FnOnce(&Rc<Scheduler<PyEntry>>) -> R,
     ) -> PyResult<R> {
-        let py = slf.py();
         let me = slf.get();
         me.check_closed()?;
-        let existing = me.rust.borrow_mut(py)?.as_ref().map(|r| r.0.clone());
-        let lp = match existing {
-            Some(lp) => lp,
-            None => {
-                let lp = std::rc::Rc::new(ferroloop::Loop::new().map_err(py_helpers::os_error)?);
-                let mut reactor = me.reactor.borrow_mut(py)?;
-                let reactor = reactor
-                    .as_mut()
-                    .ok_or_else(|| PyRuntimeError::new_err("Event loop is closed"))?;
-                reactor
-                    .set_interest(
-                        lp.as_raw_fd(),
-                        ferroloop::engine::Interest {
-                            read: true,
-                            write: false,
-                        },
-                    )
-                    .map_err(py_helpers::os_error)?;
-                *me.rust.borrow_mut(py)? = Some(EmbeddedLoop(lp.clone()));
-                lp
-            }
-        };
-        let _enter = lp.enter();
-        Ok(f(&lp))
+        let sched = me.sched(slf.py());
+        let _enter = sched.enter();
+        Ok(f(sched))
     }
 
     /// A transport now owns `fd` (until `transport_fd_released`).
@@ -1001,27 +764,130 @@ impl EventLoop {
     }
 }
 
+/// The loop as its scheduler's host, for one turn (`run_once`).
+struct PyHost<'a, 'py> {
+    slf: &'a Bound<'py, EventLoop>,
+    clock: TurnClock<'py>,
+    /// This phase runs handles in debug mode / timed (set when the phase begins).
+    debug: bool,
+    timing: bool,
+    /// Timed handles run so far in this phase (their sequence numbers).
+    ran: u64,
+    /// With timing on: when the previous callback ended (or the phase began).
+    t: u64,
+}
+
+impl Host<PyEntry> for PyHost<'_, '_> {
+    type Error = TurnError;
+
+    fn now(&mut self) -> Result<f64, TurnError> {
+        Ok(self.clock.now(self.slf)?)
+    }
+
+    fn clock_resolution(&self) -> f64 {
+        self.slf.get().clock_resolution()
+    }
+
+    fn stopping(&self) -> bool {
+        self.slf.get().stopping.load(Ordering::Relaxed)
+    }
+
+    fn blocking<R: Send, F: FnOnce() -> R + Send>(&mut self, poll: F) -> R {
+        self.slf.py().detach(poll)
+    }
+
+    fn woke(&mut self) -> Result<(), TurnError> {
+        // a signal may have interrupted the wait: run Python's handlers now
+        Ok(self.slf.py().check_signals()?)
+    }
+
+    fn phase_begin(&mut self) {
+        let me = self.slf.get();
+        self.debug = me.is_debug();
+        self.timing = me.stats.timing();
+        self.ran = 0;
+        if self.timing {
+            self.t = monotonic_ns();
+        }
+        me.batching.store(true, Ordering::Relaxed);
+    }
+
+    fn run(&mut self, entry: PyEntry) -> Result<(), TurnError> {
+        let slf = self.slf;
+        let py = slf.py();
+        let me = slf.get();
+        let h = entry.0.into_bound(py);
+        if !(self.debug || self.timing) {
+            // the path every handle takes by default
+            Handle::run_from_loop(&h)?;
+            me.recycle(h)?;
+            return Ok(());
+        }
+        // debug mode or callback timing on (ferroloop::engine::stats): each callback timed,
+        // the longest remembered, a slow one reported
+        self.ran += 1;
+        let seq = me.stats.callbacks() + self.ran;
+        if self.timing {
+            me.stats.callback_begin(seq, self.t);
+        }
+        // `run`, not `run_from_loop`: the handle keeps its callback until after the timing,
+        // so the longest callback's text can be taken from it
+        let result = if self.debug {
+            EventLoop::run_debug(slf, &h)
+        } else {
+            Handle::run(&h)
+        };
+        if self.timing {
+            let end = monotonic_ns();
+            let ns = end.saturating_sub(self.t);
+            self.t = end;
+            // debug mode logged its own warning (run_debug) and counted it
+            let slow = !self.debug && ns >= me.slow_ns.load(Ordering::Relaxed);
+            if me.stats.callback_end(ns, slow) {
+                let text = py_helpers::describe_handle(h.as_any())?;
+                *me.longest_repr.borrow_mut(py)? = Some(text.unbind());
+            }
+            if slow {
+                let stack = match me.blocked_stack.borrow_mut(py)?.take() {
+                    Some((at, stack)) if at == seq => Some(stack),
+                    _ => None,
+                };
+                py_helpers::report_slow_callback(slf.as_any(), h.as_any(), ns, stack)?;
+            }
+        }
+        h.get().release_after_run(py)?;
+        result?;
+        if !self.debug {
+            me.recycle(h)?;
+        }
+        Ok(())
+    }
+
+    fn phase_end(&mut self) -> Result<(), TurnError> {
+        self.slf.get().batching.store(false, Ordering::Relaxed);
+        // the writes queued meanwhile leave, one vectored send per transport
+        Ok(EventLoop::flush_writes(self.slf)?)
+    }
+}
+
 #[pymethods]
 impl EventLoop {
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
     fn py_new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
-        let waker = Arc::new(Waker::new().map_err(py_helpers::os_error)?);
-        let mut reactor = Reactor::new().map_err(py_helpers::os_error)?;
-        reactor
-            .register_waker(&waker)
-            .map_err(py_helpers::os_error)?;
+        // every turn polls while descriptors are watched, as asyncio's does
+        let sched = Scheduler::new(1).map_err(py_helpers::os_error)?;
+        let inbox = sched.host_inbox().clone();
+        let stats = sched.stats().clone();
         Ok(EventLoop {
             state: GilCell::new(State::default()),
-            reactor: GilCell::new(Some(reactor)),
-            events: GilCell::new(Vec::with_capacity(64)),
+            sched: LoopCore(sched),
             snapshot: GilCell::new(None),
             read_spare: GilCell::new(None),
             spare_handles: GilCell::new(Vec::new()),
             recv_batch: GilCell::new(None),
             future_type: GilCell::new(None),
-            rust: GilCell::new(None),
-            inbox: Inbox::parking(waker),
+            inbox,
             closed: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             debug: AtomicBool::new(false),
@@ -1033,7 +899,7 @@ impl EventLoop {
             clock_resolution_bits: AtomicU64::new(clock::resolution().to_bits()),
             // SAFETY: getpid never fails.
             pid: unsafe { libc::getpid() } as u32,
-            stats: LoopStats::new(),
+            stats,
             slow_ns: AtomicU64::new(100_000_000),
             longest_repr: GilCell::new(None),
             blocked_stack: GilCell::new(None),
@@ -1136,10 +1002,10 @@ impl EventLoop {
         }
         me.check_callback(&callback, "call_soon")?;
         let h = Self::make_handle(slf, callback, args, context, None, true)?;
-        me.state
-            .borrow_mut(slf.py())?
-            .ready
-            .push_back(h.clone_ref(slf.py()));
+        let py = slf.py();
+        me.sched(py)
+            .push(PyEntry(h.clone_ref(py)))
+            .map_err(sched_err)?;
         Ok(h)
     }
 
@@ -1212,8 +1078,10 @@ impl EventLoop {
         if running_on == 0 || running_on == current_thread_ident() {
             // from the loop's own thread, or while no thread runs it: the ready queue, in
             // call order with call_soon, as asyncio's _ready
-            me.state.borrow_mut(py)?.ready.push_back(h.clone_ref(py));
-        } else if let Err(refused) = me.inbox.push(h.clone_ref(py)) {
+            me.sched(py)
+                .push(PyEntry(h.clone_ref(py)))
+                .map_err(sched_err)?;
+        } else if let Err(refused) = me.inbox.push(PyEntry(h.clone_ref(py))) {
             // closed meanwhile (check_closed above saw it open)
             drop(refused);
             return Err(PyRuntimeError::new_err("Event loop is closed"));
@@ -1328,21 +1196,11 @@ impl EventLoop {
     /// Release everything the loop holds: handles, timers, watchers, the epoll and eventfd
     /// descriptors. Called by `close()` after asyncio's checks.
     fn _close_native(&self, py: Python<'_>) -> PyResult<()> {
-        let (flush, ready, mut timers, readers, writers) = {
-            let mut st = self.state.borrow_mut(py)?;
-            let mut timers = Vec::new();
-            st.timers.drain_into(&mut timers);
-            (
-                std::mem::take(&mut st.flush),
-                std::mem::take(&mut st.ready),
-                timers,
-                std::mem::take(&mut st.readers),
-                std::mem::take(&mut st.writers),
-            )
-        };
-        for t in &timers {
-            t.0.get().scheduled.store(false, Ordering::Relaxed);
-        }
+        // the Rust tasks' futures are dropped now (a bridged asyncio future stays pending, as
+        // any asyncio future pending at close); the scheduler's handles come back to be
+        // dropped here, with nothing borrowed (their finalizers may call the loop)
+        let closed = self.sched(py).close();
+        let flush = std::mem::take(&mut self.state.borrow_mut(py)?.flush);
         let snapshot = self.snapshot.borrow_mut(py)?.take();
         drop(snapshot);
         let spare = self.read_spare.borrow_mut(py)?.take();
@@ -1351,21 +1209,11 @@ impl EventLoop {
         drop(handles);
         let batch = self.recv_batch.borrow_mut(py)?.take();
         drop(batch);
-        // the Rust tasks' futures are dropped now (a bridged asyncio future is cancelled)
-        let rust = self.rust.borrow_mut(py)?.take();
-        drop(rust);
-        let reactor = self.reactor.borrow_mut(py)?.take();
-        drop(reactor);
-        // call_soon_threadsafe refuses work from now on; its queued handles go with the rest.
         // The eventfd is closed now (a closed loop releases its descriptors at once): every
-        // thread that could still push holds the GIL, as this one does.
-        let queued = self.inbox.close();
+        // thread that could still push holds the GIL, as this one does, and finds the inbox
+        // closed.
         self.inbox.waker().close();
-        drop(queued);
-        drop(ready);
-        timers.clear();
-        drop(readers);
-        drop(writers);
+        drop(closed);
         drop(flush);
         Ok(())
     }
@@ -1444,12 +1292,8 @@ impl EventLoop {
     }
 
     /// Number of unfinished Rust tasks on this loop's Rust loop (0 before its first use).
-    fn _rust_task_count(&self, py: Python<'_>) -> PyResult<usize> {
-        Ok(self
-            .rust
-            .borrow_mut(py)?
-            .as_ref()
-            .map_or(0, |r| r.0.task_count()))
+    fn _rust_task_count(&self, py: Python<'_>) -> usize {
+        self.sched(py).task_count()
     }
 
     #[getter]
@@ -1504,7 +1348,7 @@ impl EventLoop {
 
     #[getter]
     fn _timer_cancelled_count(&self, py: Python<'_>) -> PyResult<usize> {
-        Ok(self.state.borrow_mut(py)?.timers.cancelled_count())
+        self.sched(py).timer_cancelled_count().map_err(sched_err)
     }
     #[setter(_timer_cancelled_count)]
     fn set_timer_cancelled_count(&self, _v: usize) {
@@ -1515,20 +1359,16 @@ impl EventLoop {
     /// `while loop._ready:`). Assignments (`BaseEventLoop.__init__`) are ignored.
     #[getter]
     fn _ready(&self, py: Python<'_>) -> PyResult<Vec<Py<Handle>>> {
-        let mut ready: Vec<Py<Handle>> = self
-            .state
-            .borrow_mut(py)?
-            .ready
-            .iter()
-            .map(|h| h.clone_ref(py))
-            .collect();
-        // and what other threads scheduled, not yet moved to the queue (unless a pusher
+        let mut ready = Vec::new();
+        // (and what other threads scheduled, not yet moved to the queue, unless a pusher
         // holds the inbox's lock at this instant: the snapshot is taken without waiting)
-        let visited = self.inbox.try_visit(|h| {
-            ready.push(h.clone_ref(py));
+        let visited = self.sched(py).visit_ready(|h| {
+            ready.push(h.0.clone_ref(py));
             Ok::<(), std::convert::Infallible>(())
         });
-        debug_assert!(!matches!(visited, Some(Err(_))));
+        if visited.is_none() {
+            return Err(sched_err(SchedError::Reentrant));
+        }
         Ok(ready)
     }
     #[setter(_ready)]
@@ -1537,13 +1377,15 @@ impl EventLoop {
     /// asyncio's `loop._scheduled`: a snapshot list of the scheduled timer handles.
     #[getter]
     fn _scheduled(&self, py: Python<'_>) -> PyResult<Vec<Py<Handle>>> {
-        Ok(self
-            .state
-            .borrow_mut(py)?
-            .timers
-            .iter()
-            .map(|e| e.0.clone_ref(py))
-            .collect())
+        let mut timers = Vec::new();
+        let visited = self.sched(py).visit_timers(|h| {
+            timers.push(h.0.clone_ref(py));
+            Ok::<(), std::convert::Infallible>(())
+        });
+        if visited.is_none() {
+            return Err(sched_err(SchedError::Reentrant));
+        }
+        Ok(timers)
     }
     #[setter(_scheduled)]
     fn set_scheduled(&self, _v: &Bound<'_, PyAny>) {}
@@ -1566,12 +1408,6 @@ impl EventLoop {
             }
         }
         if let Some(st) = self.state.try_borrow_for_gc() {
-            let all = st
-                .ready
-                .iter()
-                .chain(st.readers.values())
-                .chain(st.writers.values())
-                .chain(st.timers.iter().map(|e| &e.0));
             for f in &st.flush {
                 match f {
                     Flush::Ssl(fast) => visit.call(fast)?,
@@ -1579,23 +1415,27 @@ impl EventLoop {
                     Flush::Datagram(fast) => visit.call(fast)?,
                 }
             }
-            for h in all {
-                // SAFETY: h is a live object (we hold a reference to it).
-                if unsafe { pyo3::ffi::Py_REFCNT(h.as_ptr()) } == 1 {
-                    h.get().traverse_contents(&visit)?;
-                }
-            }
         }
-        // handles other threads scheduled (skipped if a pusher holds the lock right now)
-        if let Some(r) = self.inbox.try_visit(|h| {
-            // SAFETY: h is a live object (the inbox holds a reference to it).
-            if unsafe { pyo3::ffi::Py_REFCNT(h.as_ptr()) } == 1 {
-                h.get().traverse_contents(&visit)
+        let visit_handle = |h: &PyEntry| {
+            // SAFETY: h is a live object (the scheduler holds a reference to it).
+            if unsafe { pyo3::ffi::Py_REFCNT(h.0.as_ptr()) } == 1 {
+                h.0.get().traverse_contents(&visit)
             } else {
                 Ok(())
             }
-        }) {
-            r?;
+        };
+        // the collector holds the GIL, so the scheduler may be read (each part is skipped
+        // if borrowed right now)
+        let sched = &self.sched.0;
+        for visited in [
+            sched.visit_ready(visit_handle),
+            sched.visit_timers(visit_handle),
+            sched.visit_watchers(visit_handle),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            visited?;
         }
         Ok(())
     }
@@ -1610,24 +1450,16 @@ impl EventLoop {
                 .ok()
                 .map(|mut s| std::mem::take(&mut *s));
             drop(handles);
-            // the loop is garbage: nothing can push any more
-            let queued = self.inbox.close();
-            drop(queued);
-            let taken = match self.state.borrow_mut(py) {
-                Ok(mut st) => {
-                    let mut timers = Vec::new();
-                    st.timers.drain_into(&mut timers);
-                    Some((
-                        std::mem::take(&mut st.flush),
-                        std::mem::take(&mut st.ready),
-                        timers,
-                        std::mem::take(&mut st.readers),
-                        std::mem::take(&mut st.writers),
-                    ))
-                }
-                Err(_) => None,
-            };
-            drop(taken);
+            // the loop is garbage: nothing can push any more; its Rust tasks and handles
+            // are dropped
+            let closed = self.sched.get(py).close();
+            let flush = self
+                .state
+                .borrow_mut(py)
+                .ok()
+                .map(|mut st| std::mem::take(&mut st.flush));
+            drop(closed);
+            drop(flush);
         })
     }
 }

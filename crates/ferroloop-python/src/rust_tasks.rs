@@ -1,18 +1,17 @@
-//! Rust futures on the Python loop: the engine's [`ferroloop::Loop`] embedded in the native
-//! `EventLoop`, and the bridge that turns a spawned Rust future into an `asyncio.Future`.
+//! Rust futures on the Python loop: the bridge that turns a Rust task spawned on the loop's
+//! scheduler into an `asyncio.Future`.
 //!
-//! Decision: the Rust loop is created on first use, and the Python loop watches its epoll
-//! descriptor and asks it for a timeout hint each turn (event_loop.rs); one Python turn
-//! runs one Rust turn, after the Python callbacks that were ready, so the two kinds of work
-//! interleave fairly on the one thread. Cancellation goes both ways: cancelling the
+//! Decision: a Rust task is an entry of the same scheduler as the Python handles
+//! (event_loop.rs): it is queued when woken and runs in the turn's run phase in its place
+//! among the handles, its sockets are in the same epoll, its sleeps fire in the same turn.
+//! Cancellation goes both ways: cancelling the
 //! `asyncio.Future` cancels the Rust task (its future is dropped); a Rust future dropped
 //! before it resolved (cancelled on the Rust side) cancels the `asyncio.Future`. Closing the
 //! loop drops its Rust tasks and leaves their futures pending, as asyncio leaves any future
 //! pending at close.
 //!
-//! Threading: the embedded loop is `!Send`; it lives in a `GilCell` of the Python loop and
-//! is only touched under the GIL, on the thread running the loop (`EmbeddedLoop`). The
-//! bridge futures run on that thread during the Python loop's turn, GIL held.
+//! Threading: the scheduler is `!Send`, reached under the GIL (event_loop.rs, `LoopCore`).
+//! The bridge futures run on the loop's thread during its turn, GIL held.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -22,16 +21,6 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::event_loop::EventLoop;
-
-/// The engine's loop inside the Python loop.
-pub(crate) struct EmbeddedLoop(pub(crate) Rc<ferroloop::Loop>);
-
-// SAFETY: the embedded loop (and every `Rc` to its core that its tasks hold) is only reached
-// with the GIL held: through the Python loop's `GilCell`, and by the Rust tasks it runs
-// during the Python loop's turn, which holds the GIL. The GIL orders those accesses across
-// threads, so the non-atomic reference counts are never touched concurrently. Other threads
-// reach the loop only through its `Send` parts (wakers, `LoopHandle`).
-unsafe impl Send for EmbeddedLoop {}
 
 /// Cancels a Rust task when the `asyncio.Future` bridged to it is cancelled (installed as
 /// the future's done callback).
@@ -123,8 +112,8 @@ where
     let resolver = Resolver {
         fut: Some(fut.clone().unbind()),
     };
-    let task = Rc::new(EventLoop::with_rust_loop(native, |lp| {
-        lp.spawn(make(resolver))
+    let task = Rc::new(EventLoop::with_scheduler(native, |sched| {
+        sched.spawn(make(resolver))
     })?);
     let canceller = Py::new(
         loop_.py(),
@@ -162,12 +151,13 @@ pub fn rust_sleep(
         resolver.finish(Ok(result));
     })?;
     if let Some(after) = cancel_after {
-        EventLoop::with_rust_loop(native_loop(r#loop)?, |lp| {
-            lp.spawn(async move {
-                ferroloop::sleep(after).await;
-                task.cancel();
-            })
-            .detach();
+        EventLoop::with_scheduler(native_loop(r#loop)?, |sched| {
+            sched
+                .spawn(async move {
+                    ferroloop::sleep(after).await;
+                    task.cancel();
+                })
+                .detach();
         })?;
     }
     Ok(fut)

@@ -114,6 +114,14 @@ impl<V> FdMap<V> {
             .chain(self.sparse.values())
     }
 
+    /// The values, taken out of the map.
+    pub fn into_values(self) -> impl Iterator<Item = V> {
+        self.dense
+            .into_iter()
+            .flatten()
+            .chain(self.sparse.into_values())
+    }
+
     /// `(descriptor, value)` pairs, dense descriptors first, in descriptor order.
     pub fn iter(&self) -> impl Iterator<Item = (RawFd, &V)> {
         self.dense

@@ -5,6 +5,7 @@
 //!
 //! | Module | What it gives an embedder |
 //! | --- | --- |
+//! | [`scheduler`] | [`Scheduler`]: the loop (ready queue of host entries and Rust tasks, timers, registrations, reactor, inboxes, asyncio's `_run_once`), and the [`Host`] a turn asks of its host |
 //! | [`clock`] | `time.monotonic()` as `loop.time()` reads it, and its resolution |
 //! | [`reactor`] | [`Reactor`]: level-triggered readiness over raw descriptors (asyncio's selector), one-shot waits parked between `sock_*` calls, edge-triggered registrations for the Rust runtime |
 //! | [`inbox`] | [`Inbox`] and its [`Waker`]: the only way into a loop from another thread |
@@ -19,11 +20,10 @@
 //! the crate's OS seam (`src/sys/`, see docs/architecture.md), so the API here is the same
 //! whatever the backend.
 //!
-//! The Python loop also embeds a [`Loop`](crate::Loop) for Rust futures
-//! ([`Loop::as_raw_fd`](crate::Loop::as_raw_fd), [`Loop::timeout_hint`](crate::Loop::timeout_hint),
-//! [`Loop::run_once`](crate::Loop::run_once)).
+//! A [`Loop`](crate::Loop) is a `Scheduler<NoHost>`; the Python loop is a
+//! `Scheduler` whose host entries are asyncio handles, on which Rust tasks run too.
 //!
-//! Threading: [`Reactor`], [`TimerHeap`], [`WriteQueue`] and [`datagram::RecvBatch`] belong
+//! Threading: [`Scheduler`], [`Reactor`], [`TimerHeap`], [`WriteQueue`] and [`datagram::RecvBatch`] belong
 //! to the thread that runs the loop. [`Inbox`], [`Waker`] and [`LoopStats`] cross threads;
 //! the free functions of [`clock`], [`sock`] and [`datagram`] work from any thread on
 //! descriptors their caller keeps open.
@@ -34,6 +34,7 @@ pub mod fd_map;
 pub mod inbox;
 mod quad_heap;
 pub mod reactor;
+pub mod scheduler;
 pub mod sock;
 pub mod stats;
 pub mod timers;
@@ -42,6 +43,7 @@ pub mod write_queue;
 pub use fd_map::FdMap;
 pub use inbox::{Inbox, Waker};
 pub use reactor::{Event, Interest, Reactor};
+pub use scheduler::{Host, HostEntry, NoHost, Scheduler};
 pub use stats::{LoopStats, StatsSnapshot};
 pub use timers::{TimerHeap, TimerId};
 pub use write_queue::WriteQueue;

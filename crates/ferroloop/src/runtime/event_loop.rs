@@ -1,23 +1,23 @@
 //! [`Loop`]: a loop for Rust futures, and [`run`]/[`spawn`] on the loop of this thread.
 //!
 //! `Loop::block_on` is asyncio's `run_until_complete`: the given future is polled in place on
-//! this thread, between turns that run the spawned tasks, fire timers and wait for I/O. A
-//! loop may also be driven by another loop (the Python loop does): [`Loop::as_raw_fd`],
-//! [`Loop::timeout_hint`] and [`Loop::run_once`] are what such a host needs.
+//! this thread, between turns of the engine's [`Scheduler`] that run the spawned tasks, fire
+//! timers and wait for I/O. A `Loop` is that scheduler with no host entries; the Python loop
+//! runs Rust tasks on its own scheduler instead (no loop nested in another).
 //!
 //! Threading: `Loop` is `!Send`; [`crate::LoopHandle`] is how other threads reach it.
 
 use std::future::Future;
 use std::io;
-use std::os::unix::io::RawFd;
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
-use super::core::{current, with_current, Core, Enter};
+use super::core::{current, spawn_on, with_current, Core, Enter};
 use super::handle::LoopHandle;
 use super::task::{Header, Task, MAIN_KEY};
+use crate::engine::scheduler::{NoHost, RustHost, Scheduler, RUST_POLL_INTERVAL};
 
 /// An event loop for Rust futures on the current thread.
 ///
@@ -27,13 +27,15 @@ use super::task::{Header, Task, MAIN_KEY};
 /// assert_eq!(lp.block_on(task).unwrap(), 42);
 /// ```
 pub struct Loop {
-    core: Rc<Core>,
+    core: Rc<Scheduler<NoHost>>,
 }
 
 impl Loop {
     /// A new loop (an epoll instance and an eventfd).
     pub fn new() -> io::Result<Loop> {
-        Ok(Loop { core: Core::new()? })
+        Ok(Loop {
+            core: Scheduler::new(RUST_POLL_INTERVAL)?,
+        })
     }
 
     /// Run the loop until `future` completes, and return its output (asyncio's
@@ -46,9 +48,9 @@ impl Loop {
         if with_current(|c| c.is_some()) {
             panic!("Cannot run the event loop while another loop is running");
         }
-        let _enter = Enter::new(&self.core);
+        let _enter = Enter::new(self.core.clone());
         let mut future = pin!(future);
-        let header = Header::new(MAIN_KEY, self.core.shared.clone());
+        let header = Header::new(MAIN_KEY, self.core.shared().clone());
         let waker = Waker::from(header.clone());
         let mut cx = Context::from_waker(&waker);
         self.core.take_main_woken();
@@ -61,7 +63,7 @@ impl Loop {
             // at least one turn between two polls of the main future, so a main future that
             // keeps waking itself does not starve the tasks
             loop {
-                if let Err(e) = self.core.turn(true) {
+                if let Err(e) = self.core.turn(&mut RustHost, true) {
                     panic!("ferroloop: the loop's poll failed: {e}");
                 }
                 if self.core.take_main_woken() {
@@ -73,12 +75,12 @@ impl Loop {
 
     /// Spawn `future` on this loop; it starts running when the loop next runs.
     pub fn spawn<F: Future + 'static>(&self, future: F) -> Task<F::Output> {
-        self.core.spawn(future)
+        spawn_on(&*self.core, future)
     }
 
     /// A handle other threads can use to call and spawn onto this loop.
     pub fn handle(&self) -> LoopHandle {
-        LoopHandle::new(self.core.shared.clone())
+        LoopHandle::new(self.core.shared().clone())
     }
 
     /// Number of tasks not yet finished.
@@ -86,45 +88,29 @@ impl Loop {
         self.core.task_count()
     }
 
-    /// For a host loop: the epoll descriptor, readable when this loop has I/O events or
-    /// cross-thread wakes to process. Watch it for reading.
-    pub fn as_raw_fd(&self) -> RawFd {
-        self.core.as_raw_fd()
-    }
-
-    /// For a host loop: how long it may wait before calling [`run_once`](Self::run_once)
-    /// (`Some(0.0)`: work is ready now; `None`: only the descriptor matters), in seconds.
-    pub fn timeout_hint(&self) -> Option<f64> {
-        self.core.embedded_timeout()
-    }
-
-    /// For a host loop: one non-blocking turn (I/O, cross-thread wakes, due timers, and the
-    /// tasks ready now).
-    pub fn run_once(&self) -> io::Result<()> {
-        let _enter = Enter::new(&self.core);
-        self.core.turn(false)
-    }
-
     /// Make this loop the current one on this thread while the returned guard lives, so
     /// [`spawn`], timers and sockets made meanwhile belong to it (a host loop calling into
     /// Rust code does this).
     pub fn enter(&self) -> LoopGuard {
-        LoopGuard {
-            _enter: Enter::new(&self.core),
-        }
+        self.core.enter()
     }
 }
 
 impl Drop for Loop {
     fn drop(&mut self) {
-        let _enter = Enter::new(&self.core);
-        self.core.shutdown();
+        drop(self.core.close());
     }
 }
 
-/// Keeps a [`Loop`] current on this thread (see [`Loop::enter`]).
+/// Keeps a loop current on this thread (see [`Loop::enter`], [`Scheduler::enter`]).
 pub struct LoopGuard {
     _enter: Enter,
+}
+
+impl LoopGuard {
+    pub(crate) fn new(enter: Enter) -> LoopGuard {
+        LoopGuard { _enter: enter }
+    }
 }
 
 /// Run `future` to completion on a new loop, then drop the loop and every task still
@@ -149,10 +135,10 @@ pub fn run<F: Future>(future: F) -> F::Output {
 ///
 /// Panics outside a running loop.
 pub fn spawn<F: Future + 'static>(future: F) -> Task<F::Output> {
-    current().spawn(future)
+    spawn_on(&*current(), future)
 }
 
 /// A [`LoopHandle`] to the loop running on this thread. Panics outside a running loop.
 pub fn handle() -> LoopHandle {
-    LoopHandle::new(current().shared.clone())
+    LoopHandle::new(current().shared().clone())
 }

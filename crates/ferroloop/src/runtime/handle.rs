@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-use super::core::{current, Remote, Shared};
+use super::core::{current, spawn_on, Remote, Shared};
 use super::oneshot;
 use super::task::JoinError;
 
@@ -100,7 +100,7 @@ impl LoopHandle {
                 fut: Box::pin(fut),
                 cancel: c2,
             };
-            let task = current().spawn(async move {
+            let task = spawn_on(&*current(), async move {
                 let out = wrapped.await;
                 f2.store(true, Ordering::Release);
                 // the receiver may be gone: the result is simply dropped then

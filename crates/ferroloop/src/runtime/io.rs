@@ -23,7 +23,7 @@ use super::core::{with_current, Core, IoState};
 pub(crate) struct Registration {
     fd: RawFd,
     state: Rc<IoState>,
-    core: Rc<Core>,
+    core: Rc<dyn Core>,
 }
 
 /// The error for I/O objects created outside a running loop.

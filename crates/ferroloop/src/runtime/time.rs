@@ -29,7 +29,7 @@ fn to_clock(deadline: Instant) -> f64 {
 /// The future of [`sleep`] and [`sleep_until`].
 pub struct Sleep {
     when: f64,
-    timer: Option<(Rc<Core>, Rc<TimerSlot>)>,
+    timer: Option<(Rc<dyn Core>, Rc<TimerSlot>)>,
 }
 
 /// Wait for `duration` (asyncio's `asyncio.sleep`). A zero duration completes at once.
