@@ -215,3 +215,45 @@ def test_no_leak_across_many_bridged_futures(rloop):
     rloop.run_until_complete(main())
     gc.collect()
     assert len(gc.get_objects()) - before < 200
+
+
+def _epoll_fds():
+    import os
+
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventpoll]":
+                n += 1
+        except OSError:
+            pass
+    return n
+
+
+def test_rust_tasks_run_on_the_loops_own_scheduler_one_epoll(rloop):
+    # issue 14: a Rust task is an entry of the Python loop's scheduler; there is no second
+    # loop (and no second epoll) nested in it
+    before = _epoll_fds()
+
+    async def main():
+        return await asyncio.gather(
+            _native.rust_sleep(rloop, 0.01, "a"), _native.rust_sleep(rloop, 0, "b")
+        )
+
+    assert rloop.run_until_complete(main()) == ["a", "b"]
+    assert _epoll_fds() == before
+
+
+def test_a_rust_task_runs_in_the_turn_it_was_queued(rloop):
+    # queued by the call, run in the next turn's run phase beside the handles queued with
+    # it: after one turn the zero-delay Rust sleep has resolved its future
+    order = []
+    rloop.call_soon(order.append, "before")
+    fut = _native.rust_sleep(rloop, 0, "rust")
+    fut.add_done_callback(lambda f: order.append(f.result()))
+    rloop.call_soon(order.append, "after")
+    rloop._run_once()
+    assert fut.done()
+    assert order == ["before", "after"]  # the future's callbacks run next turn
+    rloop._run_once()
+    assert order == ["before", "after", "rust"]

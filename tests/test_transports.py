@@ -7,6 +7,7 @@ peer reads, writes, half-closes or resets.
 """
 
 import asyncio
+import contextvars
 import re
 import shutil
 import socket
@@ -928,3 +929,49 @@ def test_large_data_arrives_whole_and_pause_reading_in_data_received_stops_it(lo
             b.close()
 
     run(loop, main(), timeout=15)
+
+
+_VAR = contextvars.ContextVar("transport_test_var", default="unset")
+
+
+class _ContextRecorder(asyncio.Protocol):
+    def __init__(self):
+        self.seen = []
+        self.got = asyncio.Event()
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.seen.append((data, _VAR.get()))
+        self.got.set()
+
+
+@xfail_on("uvloop", reason="uvloop differs: resume_reading keeps the context reading first started in")
+def test_data_received_runs_in_the_context_reading_started_in(loop):
+    # asyncio: a transport's reader is a handle made when reading starts, with a copy of the
+    # context current then; data_received runs in it (ferroloop calls the transport's read
+    # step natively, in that handle's context). resume_reading starts a new reader in the
+    # context of its caller.
+    async def main():
+        a, b = socket.socketpair()
+        _VAR.set("connecting")
+        _, proto = await loop.create_connection(_ContextRecorder, sock=a)
+        _VAR.set("later")
+        b.send(b"one")
+        await proto.got.wait()
+        proto.got.clear()
+        proto.transport.pause_reading()
+
+        async def resume():
+            _VAR.set("resumer")
+            proto.transport.resume_reading()
+
+        await asyncio.create_task(resume())
+        b.send(b"two")
+        await proto.got.wait()
+        proto.transport.close()
+        b.close()
+        return proto.seen
+
+    assert run(loop, main()) == [(b"one", "connecting"), (b"two", "resumer")]

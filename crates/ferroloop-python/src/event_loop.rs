@@ -51,21 +51,62 @@ use crate::ssl_fast::SslFast;
 use crate::transport::SocketTransportCore;
 
 /// A ready entry of this loop's scheduler: an asyncio handle (a callback, a timer, a
-/// descriptor's watcher).
-pub(crate) struct PyEntry(Py<Handle>);
+/// descriptor's watcher), or a stream transport's own watcher, whose readiness step the turn
+/// calls directly (no Python call machinery between the scheduler and the transport).
+pub(crate) enum PyEntry {
+    Handle(Py<Handle>),
+    /// The transport's `_read_ready` (or, `write`, `_write_ready`), run natively in its
+    /// handle's context; the handle is the one `add_reader` would have made (its callback is
+    /// the bound method: repr, `_ready`, cancellation and error reports are the same).
+    Stream {
+        handle: Py<Handle>,
+        core: Py<SocketTransportCore>,
+        write: bool,
+    },
+}
+
+impl PyEntry {
+    /// The asyncio handle of this entry.
+    fn handle(&self) -> &Py<Handle> {
+        match self {
+            PyEntry::Handle(h) | PyEntry::Stream { handle: h, .. } => h,
+        }
+    }
+
+    fn into_handle(self) -> Py<Handle> {
+        match self {
+            PyEntry::Handle(h) | PyEntry::Stream { handle: h, .. } => h,
+        }
+    }
+}
 
 impl HostEntry for PyEntry {
+    #[inline]
     fn is_cancelled(&self) -> bool {
-        self.0.get().is_cancelled()
+        self.handle().get().is_cancelled()
     }
     fn share(&self) -> Self {
         // SAFETY: the scheduler shares entries only inside its turn and never during the
         // poll (`HostEntry::share`); this loop's turn runs with the GIL held outside the poll.
         let py = unsafe { Python::assume_attached() };
-        PyEntry(self.0.clone_ref(py))
+        match self {
+            PyEntry::Handle(h) => PyEntry::Handle(h.clone_ref(py)),
+            PyEntry::Stream {
+                handle,
+                core,
+                write,
+            } => PyEntry::Stream {
+                handle: handle.clone_ref(py),
+                core: core.clone_ref(py),
+                write: *write,
+            },
+        }
     }
     fn unscheduled(&self) {
-        self.0.get().scheduled.store(false, Ordering::Relaxed);
+        self.handle()
+            .get()
+            .scheduled
+            .store(false, Ordering::Relaxed);
     }
 }
 
@@ -457,7 +498,7 @@ impl EventLoop {
         h.get().scheduled.store(true, Ordering::Relaxed);
         let py = slf.py();
         me.sched(py)
-            .push_timer(key, PyEntry(h.clone_ref(py)))
+            .push_timer(key, PyEntry::Handle(h.clone_ref(py)))
             .map_err(sched_err)?;
         Ok(h)
     }
@@ -494,12 +535,40 @@ impl EventLoop {
         let handle = Self::make_handle(slf, callback, args, None, None, false)?;
         let old = me
             .sched(py)
-            .watch(fd, write, PyEntry(handle.clone_ref(py)), once)
+            .watch(fd, write, PyEntry::Handle(handle.clone_ref(py)), once)
             .map_err(sched_err)?;
-        if let Some(PyEntry(old)) = old {
+        if let Some(old) = old.map(PyEntry::into_handle) {
             Handle::do_cancel(old.bind(py))?;
         }
         Ok(handle)
+    }
+
+    /// Watch a stream transport's descriptor: `callback` is its bound `_read_ready` (or
+    /// `_write_ready`), for the handle; the turn calls the transport's step directly.
+    pub(crate) fn watch_stream(
+        slf: &Bound<'_, Self>,
+        core: &Bound<'_, SocketTransportCore>,
+        fd: RawFd,
+        callback: Bound<'_, PyAny>,
+        write: bool,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        me.check_closed()?;
+        let handle = Self::make_handle(slf, callback, PyTuple::empty(py), None, None, false)?;
+        let entry = PyEntry::Stream {
+            handle,
+            core: core.clone().unbind(),
+            write,
+        };
+        let old = me
+            .sched(py)
+            .watch(fd, write, entry, false)
+            .map_err(sched_err)?;
+        if let Some(old) = old.map(PyEntry::into_handle) {
+            Handle::do_cancel(old.bind(py))?;
+        }
+        Ok(())
     }
 
     fn unwatch(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, write: bool) -> PyResult<bool> {
@@ -521,7 +590,8 @@ impl EventLoop {
         }
         let old = me.sched(py).unwatch(fd, write).map_err(sched_err)?;
         match old {
-            Some(PyEntry(h)) => {
+            Some(entry) => {
+                let h = entry.into_handle();
                 Handle::do_cancel(h.bind(py))?;
                 Ok(true)
             }
@@ -816,7 +886,25 @@ impl Host<PyEntry> for PyHost<'_, '_> {
         let slf = self.slf;
         let py = slf.py();
         let me = slf.get();
-        let h = entry.0.into_bound(py);
+        let h = match entry {
+            PyEntry::Stream {
+                handle,
+                core,
+                write,
+            } if !(self.debug || self.timing) => {
+                let core = core.bind(py);
+                let mut step = || {
+                    if write {
+                        SocketTransportCore::_write_ready(core)
+                    } else {
+                        SocketTransportCore::_read_ready(core)
+                    }
+                };
+                return Ok(Handle::run_native(handle.bind(py), &mut step)?);
+            }
+            // (timed or in debug mode, a transport's watcher runs as any handle)
+            entry => entry.into_handle().into_bound(py),
+        };
         if !(self.debug || self.timing) {
             // the path every handle takes by default
             Handle::run_from_loop(&h)?;
@@ -1004,7 +1092,7 @@ impl EventLoop {
         let h = Self::make_handle(slf, callback, args, context, None, true)?;
         let py = slf.py();
         me.sched(py)
-            .push(PyEntry(h.clone_ref(py)))
+            .push(PyEntry::Handle(h.clone_ref(py)))
             .map_err(sched_err)?;
         Ok(h)
     }
@@ -1079,9 +1167,9 @@ impl EventLoop {
             // from the loop's own thread, or while no thread runs it: the ready queue, in
             // call order with call_soon, as asyncio's _ready
             me.sched(py)
-                .push(PyEntry(h.clone_ref(py)))
+                .push(PyEntry::Handle(h.clone_ref(py)))
                 .map_err(sched_err)?;
-        } else if let Err(refused) = me.inbox.push(PyEntry(h.clone_ref(py))) {
+        } else if let Err(refused) = me.inbox.push(PyEntry::Handle(h.clone_ref(py))) {
             // closed meanwhile (check_closed above saw it open)
             drop(refused);
             return Err(PyRuntimeError::new_err("Event loop is closed"));
@@ -1363,7 +1451,7 @@ impl EventLoop {
         // (and what other threads scheduled, not yet moved to the queue, unless a pusher
         // holds the inbox's lock at this instant: the snapshot is taken without waiting)
         let visited = self.sched(py).visit_ready(|h| {
-            ready.push(h.0.clone_ref(py));
+            ready.push(h.handle().clone_ref(py));
             Ok::<(), std::convert::Infallible>(())
         });
         if visited.is_none() {
@@ -1379,7 +1467,7 @@ impl EventLoop {
     fn _scheduled(&self, py: Python<'_>) -> PyResult<Vec<Py<Handle>>> {
         let mut timers = Vec::new();
         let visited = self.sched(py).visit_timers(|h| {
-            timers.push(h.0.clone_ref(py));
+            timers.push(h.handle().clone_ref(py));
             Ok::<(), std::convert::Infallible>(())
         });
         if visited.is_none() {
@@ -1416,10 +1504,14 @@ impl EventLoop {
                 }
             }
         }
-        let visit_handle = |h: &PyEntry| {
+        let visit_handle = |e: &PyEntry| {
+            if let PyEntry::Stream { core, .. } = e {
+                visit.call(core)?;
+            }
+            let h = e.handle();
             // SAFETY: h is a live object (the scheduler holds a reference to it).
-            if unsafe { pyo3::ffi::Py_REFCNT(h.0.as_ptr()) } == 1 {
-                h.0.get().traverse_contents(&visit)
+            if unsafe { pyo3::ffi::Py_REFCNT(h.as_ptr()) } == 1 {
+                h.get().traverse_contents(&visit)
             } else {
                 Ok(())
             }

@@ -211,7 +211,7 @@ unsafe fn enter_any_thread(
     unsafe { pyo3::impl_::trampoline::fastcall_with_keywords(slf, args, nargsf, kwnames, body) }
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {

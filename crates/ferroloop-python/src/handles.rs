@@ -364,6 +364,25 @@ impl Handle {
     /// Run the callback in its context. Errors other than `SystemExit`/`KeyboardInterrupt`
     /// go to the loop's exception handler; those two are returned to propagate.
     pub fn run(slf: &Bound<'_, Handle>) -> PyResult<()> {
+        Handle::run_step(slf, None)
+    }
+
+    /// Run `step` instead of the callback, in the handle's context and with its error
+    /// handling: a native transport's readiness step (event_loop.rs, `PyEntry::Stream`),
+    /// called directly rather than through its bound builtin method. A panic in `step` is a
+    /// `PanicException` of the callback, as it would be through the method. A cancelled
+    /// handle (emptied) runs nothing, as `run`.
+    pub fn run_native(
+        slf: &Bound<'_, Handle>,
+        step: &mut dyn FnMut() -> PyResult<()>,
+    ) -> PyResult<()> {
+        Handle::run_step(slf, Some(step))
+    }
+
+    fn run_step(
+        slf: &Bound<'_, Handle>,
+        step: Option<&mut dyn FnMut() -> PyResult<()>>,
+    ) -> PyResult<()> {
         let py = slf.py();
         let (cb, args, ctx) = {
             let inner = slf.get().inner.borrow_mut(py)?;
@@ -384,7 +403,17 @@ impl Handle {
                 _ => return Ok(()),
             }
         };
-        let result = call_in_context(py, &cb, &args, ctx.context());
+        let result = match step {
+            None => call_in_context(py, &cb, &args, ctx.context()),
+            Some(step) => in_context(py, ctx.context(), || {
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut *step)) {
+                    Ok(r) => r,
+                    Err(payload) => Err(pyo3::panic::PanicException::new_err(
+                        crate::fastcall::panic_message(&*payload),
+                    )),
+                }
+            }),
+        };
         let err = match result {
             Ok(()) => return Ok(()),
             Err(err) => err,
@@ -460,6 +489,26 @@ fn fetch_without_resuming_panics(py: Python<'_>) -> PyErr {
     }
 }
 
+/// `context.run(f)`: `f` runs with `ctx` entered.
+fn in_context(
+    py: Python<'_>,
+    ctx: &Bound<'_, PyAny>,
+    f: impl FnOnce() -> PyResult<()>,
+) -> PyResult<()> {
+    // SAFETY: ctx is a live object (we hold a reference); PyContext_Enter type-checks it and
+    // sets an exception on failure (not a Context, or already entered).
+    if unsafe { ffi::PyContext_Enter(ctx.as_ptr()) } != 0 {
+        return Err(PyErr::fetch(py));
+    }
+    let result = f();
+    // SAFETY: we entered ctx above on this thread.
+    if unsafe { ffi::PyContext_Exit(ctx.as_ptr()) } != 0 {
+        let exit_err = PyErr::fetch(py);
+        return Err(result.err().unwrap_or(exit_err));
+    }
+    result
+}
+
 /// `context.run(callback, *args)` without building a bound method or an argument tuple.
 fn call_in_context(
     py: Python<'_>,
@@ -467,57 +516,50 @@ fn call_in_context(
     args: &Bound<'_, PyTuple>,
     ctx: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
-    // SAFETY: ctx is a live object (we hold a reference); PyContext_Enter type-checks it and
-    // sets an exception on failure (not a Context, or already entered).
-    if unsafe { ffi::PyContext_Enter(ctx.as_ptr()) } != 0 {
-        return Err(PyErr::fetch(py));
-    }
-    let n = args.len();
-    let result = {
-        // Items of a tuple are contiguous `PyObject*`; `ob_item` is reachable through
-        // PyTuple_GET_ITEM's address. An extra leading slot allows PY_VECTORCALL_ARGUMENTS_OFFSET.
-        let mut stack: [*mut ffi::PyObject; 5] = [std::ptr::null_mut(); 5];
-        let mut heap: Vec<*mut ffi::PyObject>;
-        let argv: *mut *mut ffi::PyObject = if n < 4 {
-            for i in 0..n {
-                // SAFETY: i < len; borrowed references kept alive by `args`.
-                stack[i + 1] =
-                    unsafe { ffi::PyTuple_GET_ITEM(args.as_ptr(), i as ffi::Py_ssize_t) };
+    in_context(py, ctx, || {
+        let n = args.len();
+        {
+            // Items of a tuple are contiguous `PyObject*`; `ob_item` is reachable through
+            // PyTuple_GET_ITEM's address. An extra leading slot allows PY_VECTORCALL_ARGUMENTS_OFFSET.
+            let mut stack: [*mut ffi::PyObject; 5] = [std::ptr::null_mut(); 5];
+            let mut heap: Vec<*mut ffi::PyObject>;
+            let argv: *mut *mut ffi::PyObject = if n < 4 {
+                for i in 0..n {
+                    // SAFETY: i < len; borrowed references kept alive by `args`.
+                    stack[i + 1] =
+                        unsafe { ffi::PyTuple_GET_ITEM(args.as_ptr(), i as ffi::Py_ssize_t) };
+                }
+                stack.as_mut_ptr()
+            } else {
+                heap = Vec::with_capacity(n + 1);
+                heap.push(std::ptr::null_mut());
+                for i in 0..n {
+                    // SAFETY: as above.
+                    heap.push(unsafe {
+                        ffi::PyTuple_GET_ITEM(args.as_ptr(), i as ffi::Py_ssize_t)
+                    });
+                }
+                heap.as_mut_ptr()
+            };
+            // SAFETY: argv[1..=n] are valid borrowed references; slot 0 is scratch space we own,
+            // which the OFFSET flag allows the callee to overwrite temporarily.
+            let r = unsafe {
+                ffi::PyObject_Vectorcall(
+                    cb.as_ptr(),
+                    argv.add(1),
+                    n | ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
+                    std::ptr::null_mut(),
+                )
+            };
+            if r.is_null() {
+                Err(fetch_without_resuming_panics(py))
+            } else {
+                // SAFETY: r is a new reference we own.
+                unsafe { ffi::Py_DECREF(r) };
+                Ok(())
             }
-            stack.as_mut_ptr()
-        } else {
-            heap = Vec::with_capacity(n + 1);
-            heap.push(std::ptr::null_mut());
-            for i in 0..n {
-                // SAFETY: as above.
-                heap.push(unsafe { ffi::PyTuple_GET_ITEM(args.as_ptr(), i as ffi::Py_ssize_t) });
-            }
-            heap.as_mut_ptr()
-        };
-        // SAFETY: argv[1..=n] are valid borrowed references; slot 0 is scratch space we own,
-        // which the OFFSET flag allows the callee to overwrite temporarily.
-        let r = unsafe {
-            ffi::PyObject_Vectorcall(
-                cb.as_ptr(),
-                argv.add(1),
-                n | ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
-                std::ptr::null_mut(),
-            )
-        };
-        if r.is_null() {
-            Err(fetch_without_resuming_panics(py))
-        } else {
-            // SAFETY: r is a new reference we own.
-            unsafe { ffi::Py_DECREF(r) };
-            Ok(())
         }
-    };
-    // SAFETY: we entered ctx above on this thread.
-    if unsafe { ffi::PyContext_Exit(ctx.as_ptr()) } != 0 {
-        let exit_err = PyErr::fetch(py);
-        return Err(result.err().unwrap_or(exit_err));
-    }
-    result
+    })
 }
 
 #[pymethods]

@@ -294,7 +294,7 @@ impl SocketTransportCore {
                 cb
             }
         };
-        EventLoop::watch_fd(&lp, me.fd, cb, PyTuple::empty(py), write, false)?;
+        EventLoop::watch_stream(&lp, slf, me.fd, cb, write)?;
         if write {
             me.waiting.store(true, Ordering::Relaxed);
         } else {
@@ -921,7 +921,7 @@ impl SocketTransportCore {
         Self::watch(slf, false)
     }
 
-    fn _read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+    pub(crate) fn _read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
         let me = slf.get();
         if me.conn_lost.load(Ordering::Relaxed) > 0 {
             return Ok(());
@@ -933,7 +933,7 @@ impl SocketTransportCore {
         }
     }
 
-    fn _write_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+    pub(crate) fn _write_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let me = slf.get();
         if me.conn_lost.load(Ordering::Relaxed) > 0 {
