@@ -45,68 +45,29 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::cell::GilCell;
 use crate::datagram::DatagramFast;
-use crate::handles::{Handle, TimerHandle};
+use crate::handles::{Handle, NativeStep, TimerHandle};
 use crate::py_helpers;
 use crate::ssl_fast::SslFast;
 use crate::transport::SocketTransportCore;
 
 /// A ready entry of this loop's scheduler: an asyncio handle (a callback, a timer, a
-/// descriptor's watcher), or a stream transport's own watcher, whose readiness step the turn
-/// calls directly (no Python call machinery between the scheduler and the transport).
-pub(crate) enum PyEntry {
-    Handle(Py<Handle>),
-    /// The transport's `_read_ready` (or, `write`, `_write_ready`), run natively in its
-    /// handle's context; the handle is the one `add_reader` would have made (its callback is
-    /// the bound method: repr, `_ready`, cancellation and error reports are the same).
-    Stream {
-        handle: Py<Handle>,
-        core: Py<SocketTransportCore>,
-        write: bool,
-    },
-}
-
-impl PyEntry {
-    /// The asyncio handle of this entry.
-    fn handle(&self) -> &Py<Handle> {
-        match self {
-            PyEntry::Handle(h) | PyEntry::Stream { handle: h, .. } => h,
-        }
-    }
-
-    fn into_handle(self) -> Py<Handle> {
-        match self {
-            PyEntry::Handle(h) | PyEntry::Stream { handle: h, .. } => h,
-        }
-    }
-}
+/// descriptor's watcher). A stream transport's watcher carries its native step
+/// (`Handle::native`), which the turn calls directly.
+pub(crate) struct PyEntry(Py<Handle>);
 
 impl HostEntry for PyEntry {
     #[inline]
     fn is_cancelled(&self) -> bool {
-        self.handle().get().is_cancelled()
+        self.0.get().is_cancelled()
     }
     fn share(&self) -> Self {
         // SAFETY: the scheduler shares entries only inside its turn and never during the
         // poll (`HostEntry::share`); this loop's turn runs with the GIL held outside the poll.
         let py = unsafe { Python::assume_attached() };
-        match self {
-            PyEntry::Handle(h) => PyEntry::Handle(h.clone_ref(py)),
-            PyEntry::Stream {
-                handle,
-                core,
-                write,
-            } => PyEntry::Stream {
-                handle: handle.clone_ref(py),
-                core: core.clone_ref(py),
-                write: *write,
-            },
-        }
+        PyEntry(self.0.clone_ref(py))
     }
     fn unscheduled(&self) {
-        self.handle()
-            .get()
-            .scheduled
-            .store(false, Ordering::Relaxed);
+        self.0.get().scheduled.store(false, Ordering::Relaxed);
     }
 }
 
@@ -177,6 +138,48 @@ enum Flush {
 /// Emptied handles a loop keeps for reuse: enough for a burst of callbacks per turn.
 const SPARE_HANDLES: usize = 1024;
 
+/// The emptied handles (handles.rs, "Recycling"): a stack whose push and pop stay inline
+/// (a `Vec`'s push went out of line in the run phase: 16 instructions per callback).
+#[derive(Default)]
+struct SpareHandles {
+    slots: Vec<Option<Py<Handle>>>,
+    len: usize,
+}
+
+impl SpareHandles {
+    #[inline(always)]
+    fn pop(&mut self) -> Option<Py<Handle>> {
+        if self.len == 0 {
+            return None;
+        }
+        self.len -= 1;
+        self.slots[self.len].take()
+    }
+
+    #[inline]
+    fn is_full(&self) -> bool {
+        self.len >= SPARE_HANDLES
+    }
+
+    #[inline(always)]
+    fn push(&mut self, h: Py<Handle>) {
+        if self.len == self.slots.len() {
+            self.add_slot();
+        }
+        // the slot above the top is empty: nothing to drop
+        let empty = self.slots[self.len].replace(h);
+        debug_assert!(empty.is_none());
+        std::mem::forget(empty);
+        self.len += 1;
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn add_slot(&mut self) {
+        self.slots.push(None);
+    }
+}
+
 #[derive(Default)]
 struct State {
     /// Transports that queued writes during this turn's run phase: flushed together when
@@ -195,7 +198,7 @@ pub struct EventLoop {
     /// (context.rs).
     snapshot: GilCell<Option<Py<PyAny>>>,
     /// Emptied one-shot handles, for the next `call_soon`s (handles.rs, "Recycling").
-    spare_handles: GilCell<Vec<Py<Handle>>>,
+    spare_handles: GilCell<SpareHandles>,
     /// The read buffer of this loop's stream transports: a `bytes` of `MAX_READ` bytes that a
     /// read fills and copies from (transport.rs); never seen by Python code.
     read_spare: GilCell<Option<Py<pyo3::types::PyBytes>>>,
@@ -498,7 +501,7 @@ impl EventLoop {
         h.get().scheduled.store(true, Ordering::Relaxed);
         let py = slf.py();
         me.sched(py)
-            .push_timer(key, PyEntry::Handle(h.clone_ref(py)))
+            .push_timer(key, PyEntry(h.clone_ref(py)))
             .map_err(sched_err)?;
         Ok(h)
     }
@@ -535,19 +538,19 @@ impl EventLoop {
         let handle = Self::make_handle(slf, callback, args, None, None, false)?;
         let old = me
             .sched(py)
-            .watch(fd, write, PyEntry::Handle(handle.clone_ref(py)), once)
+            .watch(fd, write, PyEntry(handle.clone_ref(py)), once)
             .map_err(sched_err)?;
-        if let Some(old) = old.map(PyEntry::into_handle) {
+        if let Some(old) = old.map(|e| e.0) {
             Handle::do_cancel(old.bind(py))?;
         }
         Ok(handle)
     }
 
     /// Watch a stream transport's descriptor: `callback` is its bound `_read_ready` (or
-    /// `_write_ready`), for the handle; the turn calls the transport's step directly.
+    /// `_write_ready`), the builtin method of a `SocketTransportCore`; the turn calls the
+    /// transport's step directly (`run_native`).
     pub(crate) fn watch_stream(
         slf: &Bound<'_, Self>,
-        core: &Bound<'_, SocketTransportCore>,
         fd: RawFd,
         callback: Bound<'_, PyAny>,
         write: bool,
@@ -555,17 +558,19 @@ impl EventLoop {
         let py = slf.py();
         let me = slf.get();
         me.check_closed()?;
-        let handle = Self::make_handle(slf, callback, PyTuple::empty(py), None, None, false)?;
-        let entry = PyEntry::Stream {
-            handle,
-            core: core.clone().unbind(),
-            write,
+        let step = if write {
+            NativeStep::Write
+        } else {
+            NativeStep::Read
         };
+        // the handle `add_reader(fd, callback)` would make, marked with the step
+        let handle = Self::make_handle(slf, callback, PyTuple::empty(py), None, None, false)?;
+        handle.get().native.store(step as u8, Ordering::Relaxed);
         let old = me
             .sched(py)
-            .watch(fd, write, entry, false)
+            .watch(fd, write, PyEntry(handle), false)
             .map_err(sched_err)?;
-        if let Some(old) = old.map(PyEntry::into_handle) {
+        if let Some(old) = old.map(|e| e.0) {
             Handle::do_cancel(old.bind(py))?;
         }
         Ok(())
@@ -590,8 +595,7 @@ impl EventLoop {
         }
         let old = me.sched(py).unwatch(fd, write).map_err(sched_err)?;
         match old {
-            Some(entry) => {
-                let h = entry.into_handle();
+            Some(PyEntry(h)) => {
                 Handle::do_cancel(h.bind(py))?;
                 Ok(true)
             }
@@ -615,11 +619,39 @@ impl EventLoop {
             .map_err(|e| e.0)
     }
 
+    /// Run a native watcher's step (`Handle::native`): the readiness method of the stream
+    /// transport its callback is bound to, called directly in the handle's context.
+    #[inline(never)]
+    fn run_native(h: &Bound<'_, Handle>, step: NativeStep) -> PyResult<()> {
+        let py = h.py();
+        let owner = {
+            let inner = h.get().inner.borrow_mut(py)?;
+            match &inner.callback {
+                // SAFETY: a native watcher's callback is the builtin method `watch_stream`
+                // bound (a `PyCFunction`, whose self is a field read); the owner is borrowed
+                // while the handle holds the method, and a new reference is taken at once.
+                Some(cb) => unsafe {
+                    Bound::from_borrowed_ptr_or_opt(py, ffi::PyCFunction_GetSelf(cb.as_ptr()))
+                },
+                // emptied (cancelled meanwhile): nothing to run, as for any handle
+                None => None,
+            }
+        };
+        let Some(owner) = owner else {
+            return Ok(());
+        };
+        let core = owner.cast::<SocketTransportCore>()?;
+        Handle::run_native(h, &mut || match step {
+            NativeStep::Write => SocketTransportCore::_write_ready(core),
+            _ => SocketTransportCore::_read_ready(core),
+        })
+    }
+
     /// Keep a handle that ran for the next `call_soon` (handles.rs, "Recycling").
     #[inline(always)]
     fn recycle(&self, h: Bound<'_, Handle>) -> PyResult<()> {
         let py = h.py();
-        if self.spare_handles.borrow_mut(py)?.len() < SPARE_HANDLES {
+        if !self.spare_handles.borrow_mut(py)?.is_full() {
             if let Some(h) = Handle::recycle(h) {
                 self.spare_handles.borrow_mut(py)?.push(h);
             }
@@ -886,27 +918,14 @@ impl Host<PyEntry> for PyHost<'_, '_> {
         let slf = self.slf;
         let py = slf.py();
         let me = slf.get();
-        let h = match entry {
-            PyEntry::Stream {
-                handle,
-                core,
-                write,
-            } if !(self.debug || self.timing) => {
-                let core = core.bind(py);
-                let mut step = || {
-                    if write {
-                        SocketTransportCore::_write_ready(core)
-                    } else {
-                        SocketTransportCore::_read_ready(core)
-                    }
-                };
-                return Ok(Handle::run_native(handle.bind(py), &mut step)?);
-            }
-            // (timed or in debug mode, a transport's watcher runs as any handle)
-            entry => entry.into_handle().into_bound(py),
-        };
+        let h = entry.0.into_bound(py);
         if !(self.debug || self.timing) {
-            // the path every handle takes by default
+            // the path every handle takes by default; a stream transport's watcher steps
+            // the transport directly (timed or in debug mode it runs as any handle)
+            let step = h.get().native_step();
+            if step != NativeStep::None {
+                return Ok(EventLoop::run_native(&h, step)?);
+            }
             Handle::run_from_loop(&h)?;
             me.recycle(h)?;
             return Ok(());
@@ -972,7 +991,7 @@ impl EventLoop {
             sched: LoopCore(sched),
             snapshot: GilCell::new(None),
             read_spare: GilCell::new(None),
-            spare_handles: GilCell::new(Vec::new()),
+            spare_handles: GilCell::new(SpareHandles::default()),
             recv_batch: GilCell::new(None),
             future_type: GilCell::new(None),
             inbox,
@@ -1092,7 +1111,7 @@ impl EventLoop {
         let h = Self::make_handle(slf, callback, args, context, None, true)?;
         let py = slf.py();
         me.sched(py)
-            .push(PyEntry::Handle(h.clone_ref(py)))
+            .push(PyEntry(h.clone_ref(py)))
             .map_err(sched_err)?;
         Ok(h)
     }
@@ -1167,9 +1186,9 @@ impl EventLoop {
             // from the loop's own thread, or while no thread runs it: the ready queue, in
             // call order with call_soon, as asyncio's _ready
             me.sched(py)
-                .push(PyEntry::Handle(h.clone_ref(py)))
+                .push(PyEntry(h.clone_ref(py)))
                 .map_err(sched_err)?;
-        } else if let Err(refused) = me.inbox.push(PyEntry::Handle(h.clone_ref(py))) {
+        } else if let Err(refused) = me.inbox.push(PyEntry(h.clone_ref(py))) {
             // closed meanwhile (check_closed above saw it open)
             drop(refused);
             return Err(PyRuntimeError::new_err("Event loop is closed"));
@@ -1451,7 +1470,7 @@ impl EventLoop {
         // (and what other threads scheduled, not yet moved to the queue, unless a pusher
         // holds the inbox's lock at this instant: the snapshot is taken without waiting)
         let visited = self.sched(py).visit_ready(|h| {
-            ready.push(h.handle().clone_ref(py));
+            ready.push(h.0.clone_ref(py));
             Ok::<(), std::convert::Infallible>(())
         });
         if visited.is_none() {
@@ -1467,7 +1486,7 @@ impl EventLoop {
     fn _scheduled(&self, py: Python<'_>) -> PyResult<Vec<Py<Handle>>> {
         let mut timers = Vec::new();
         let visited = self.sched(py).visit_timers(|h| {
-            timers.push(h.handle().clone_ref(py));
+            timers.push(h.0.clone_ref(py));
             Ok::<(), std::convert::Infallible>(())
         });
         if visited.is_none() {
@@ -1505,10 +1524,7 @@ impl EventLoop {
             }
         }
         let visit_handle = |e: &PyEntry| {
-            if let PyEntry::Stream { core, .. } = e {
-                visit.call(core)?;
-            }
-            let h = e.handle();
+            let h = &e.0;
             // SAFETY: h is a live object (the scheduler holds a reference to it).
             if unsafe { pyo3::ffi::Py_REFCNT(h.as_ptr()) } == 1 {
                 h.get().traverse_contents(&visit)

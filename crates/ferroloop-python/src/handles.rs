@@ -15,7 +15,7 @@
 //! Threading: created and run on the loop thread; `cancel` may come from any thread holding
 //! the GIL (as in asyncio, that is the caller's responsibility).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -70,6 +70,35 @@ pub struct Handle {
     /// run in a private copy of it. Atomic only to be reset when the loop recycles the
     /// handle (see "Recycling" below).
     pub snapshot_context: AtomicBool,
+    /// A native transport's watcher: the loop calls the step of the callback's `__self__`
+    /// directly instead of calling the callback (a bound builtin method), in this handle's
+    /// context (event_loop.rs, `PyHost::run`). A byte beside `oneshot` (no bigger handle),
+    /// set by the loop right after it made the handle: a `NativeStep` as `u8`.
+    pub native: AtomicU8,
+}
+
+/// Which readiness step of its callback's owner a native watcher handle stands for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum NativeStep {
+    /// Not a native watcher: the callback is called.
+    None,
+    /// The transport's `_read_ready`.
+    Read,
+    /// The transport's `_write_ready`.
+    Write,
+}
+
+impl Handle {
+    /// Which native step this handle stands for (`native`).
+    #[inline]
+    pub fn native_step(&self) -> NativeStep {
+        match self.native.load(Ordering::Relaxed) {
+            1 => NativeStep::Read,
+            2 => NativeStep::Write,
+            _ => NativeStep::None,
+        }
+    }
 }
 
 // Recycling: a one-shot `Handle` (not a `TimerHandle`) that ran, is referenced by nothing
@@ -112,6 +141,7 @@ impl Handle {
             scheduled: AtomicBool::new(false),
             oneshot,
             snapshot_context: AtomicBool::new(snapshot_context),
+            native: AtomicU8::new(NativeStep::None as u8),
         }
     }
 
@@ -368,7 +398,7 @@ impl Handle {
     }
 
     /// Run `step` instead of the callback, in the handle's context and with its error
-    /// handling: a native transport's readiness step (event_loop.rs, `PyEntry::Stream`),
+    /// handling: a native transport's readiness step (`Handle::native`),
     /// called directly rather than through its bound builtin method. A panic in `step` is a
     /// `PanicException` of the callback, as it would be through the method. A cancelled
     /// handle (emptied) runs nothing, as `run`.

@@ -294,7 +294,7 @@ impl SocketTransportCore {
                 cb
             }
         };
-        EventLoop::watch_stream(&lp, slf, me.fd, cb, write)?;
+        EventLoop::watch_stream(&lp, me.fd, cb, write)?;
         if write {
             me.waiting.store(true, Ordering::Relaxed);
         } else {

@@ -6,6 +6,7 @@
 //! | Module | What it gives an embedder |
 //! | --- | --- |
 //! | [`scheduler`] | [`Scheduler`]: the loop (ready queue of host entries and Rust tasks, timers, registrations, reactor, inboxes, asyncio's `_run_once`), and the [`Host`] a turn asks of its host |
+//! | [`ready_queue`] | [`ready_queue::ReadyQueue`]: the scheduler's FIFO, a ring buffer with inlined push and pop |
 //! | [`clock`] | `time.monotonic()` as `loop.time()` reads it, and its resolution |
 //! | [`reactor`] | [`Reactor`]: level-triggered readiness over raw descriptors (asyncio's selector), one-shot waits parked between `sock_*` calls, edge-triggered registrations for the Rust runtime |
 //! | [`inbox`] | [`Inbox`] and its [`Waker`]: the only way into a loop from another thread |
@@ -34,6 +35,7 @@ pub mod fd_map;
 pub mod inbox;
 mod quad_heap;
 pub mod reactor;
+pub mod ready_queue;
 pub mod scheduler;
 pub mod sock;
 pub mod stats;

@@ -33,7 +33,6 @@
 //! inbox ([`Scheduler::host_inbox`]) and the Rust tasks' wakers ([`crate::LoopHandle`]).
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -42,6 +41,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::engine::clock::{self, monotonic_ns};
+use crate::engine::ready_queue::ReadyQueue;
 use crate::engine::timers::{Cancellable, TimerHeap};
 use crate::engine::{Event, FdMap, Inbox, Interest, LoopStats, Reactor, Waker};
 use crate::runtime::core::{spawn_on, Core, Enter, IoState, Remote, Shared, Slab, TimerSlot};
@@ -179,7 +179,7 @@ pub struct Scheduler<H> {
     host_inbox: Arc<Inbox<H>>,
     reactor: RefCell<Option<Reactor>>,
     events: RefCell<Vec<Event>>,
-    ready: RefCell<VecDeque<Ready<H>>>,
+    ready: RefCell<ReadyQueue<Ready<H>>>,
     host_timers: RefCell<TimerHeap<HostTimer<H>>>,
     readers: RefCell<FdMap<H>>,
     writers: RefCell<FdMap<H>>,
@@ -216,7 +216,7 @@ impl<H: HostEntry> Scheduler<H> {
             host_inbox: Arc::new(Inbox::parking(waker)),
             reactor: RefCell::new(Some(reactor)),
             events: RefCell::new(Vec::with_capacity(64)),
-            ready: RefCell::new(VecDeque::new()),
+            ready: RefCell::new(ReadyQueue::new()),
             host_timers: RefCell::new(TimerHeap::new()),
             readers: RefCell::new(FdMap::new()),
             writers: RefCell::new(FdMap::new()),
@@ -725,7 +725,9 @@ impl<H: HostEntry> Scheduler<H> {
             e.0.unscheduled();
         }
         let mut ready = self.ready.try_borrow_mut().map_err(|_| Error::Reentrant)?;
-        ready.extend(due.into_iter().map(|e| Ready::Host(e.0)));
+        for e in due {
+            ready.push_back(Ready::Host(e.0));
+        }
         Ok(())
     }
 
@@ -859,7 +861,8 @@ impl<H: HostEntry> Scheduler<H> {
         out.inbox = self.host_inbox.close();
         if let Ok(mut r) = self.ready.try_borrow_mut() {
             out.ready = r
-                .drain(..)
+                .take_all()
+                .into_iter()
                 .filter_map(|e| match e {
                     Ready::Host(h) => Some(h),
                     Ready::Task(_) => None,
