@@ -44,7 +44,9 @@ use crate::engine::clock::{self, monotonic_ns};
 use crate::engine::ready_queue::ReadyQueue;
 use crate::engine::timers::{Cancellable, TimerHeap};
 use crate::engine::{Event, FdMap, Inbox, Interest, LoopStats, Reactor, Waker};
-use crate::runtime::core::{spawn_on, Core, Enter, IoState, Remote, Shared, Slab, TimerSlot};
+use crate::runtime::core::{
+    is_current, spawn_on, Core, Enter, IoState, Remote, Shared, Slab, TimerSlot,
+};
 use crate::runtime::task::{Runnable, TaskKey, MAIN_KEY};
 use crate::runtime::LoopGuard;
 use crate::Task;
@@ -445,8 +447,9 @@ impl<H: HostEntry> Scheduler<H> {
             return Err(Error::Closed.into());
         }
         // current on this thread while Rust tasks may run or be woken (a host with none
-        // skips the thread-local swap)
-        if self.task_count() > 0 {
+        // skips the thread-local swap, and so does a `Loop` run by `block_on`, which made
+        // itself current already)
+        if self.task_count() > 0 && !is_current(Rc::as_ptr(self) as *const ()) {
             let _enter = Enter::new(self.clone());
             self.turn_entered(host, block)
         } else {
@@ -456,11 +459,17 @@ impl<H: HostEntry> Scheduler<H> {
 
     fn turn_entered<O: Host<H>>(&self, host: &mut O, block: bool) -> Result<(), O::Error> {
         self.stats.turn();
-        // (no Rust sleep pending is the common case of a Python loop: looked at once)
+        // (no Rust sleep pending is the common case of a Python loop, no host timer that of
+        // a Rust `Loop`: each heap is looked at once when empty)
         let slots = !self.slot_timers_empty();
+        let host_timers = !self.host_timers_empty();
 
         // 1. purge cancelled timers, compute the timeout
-        let host_deadline = self.purge_host_timers()?;
+        let host_deadline = if host_timers {
+            self.purge_host_timers()?
+        } else {
+            None
+        };
         let slot_deadline = if slots {
             self.purge_slot_timers()?
         } else {
@@ -487,8 +496,9 @@ impl<H: HostEntry> Scheduler<H> {
         self.poll(host, busy, timeout)?;
 
         // 4. due timers
+        // (looked at again: a signal handler run after the poll may have scheduled one)
         self.fire_host_timers(host)?;
-        if slots {
+        if slots || !self.slot_timers_empty() {
             self.fire_slot_timers();
         }
 
@@ -732,6 +742,12 @@ impl<H: HostEntry> Scheduler<H> {
     }
 
     /// Wake the Rust tasks whose sleeps are due.
+    /// No host timer is scheduled.
+    #[inline]
+    fn host_timers_empty(&self) -> bool {
+        self.host_timers.try_borrow().map_or(true, |t| t.is_empty())
+    }
+
     /// No Rust sleep is pending (the common case on a Python loop: checked first, cheaply).
     #[inline]
     fn slot_timers_empty(&self) -> bool {

@@ -91,6 +91,11 @@ pub(crate) fn push_local_if_current(shared: &Arc<Shared>, key: TaskKey) -> bool 
     })
 }
 
+/// Whether the scheduler at `core` (its address) is the current one on this thread.
+pub(crate) fn is_current(core: *const ()) -> bool {
+    CURRENT.with(|c| c.get().is_some_and(|p| p.as_ptr() as *const () == core))
+}
+
 /// Run `f` with the core of the loop running on this thread.
 pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Rc<dyn Core>>) -> R) -> R {
     CURRENT.with(|c| {
