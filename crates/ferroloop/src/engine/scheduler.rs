@@ -53,6 +53,9 @@ use crate::Task;
 
 /// What a host queues in the scheduler.
 pub trait HostEntry {
+    /// Whether entries of this type can exist at all: false for [`NoHost`], whose turn then
+    /// skips the host's inbox, timers and watchers at compile time.
+    const EXISTS: bool = true;
     /// A cancelled entry is skipped when its turn comes, and dropped from the timers lazily.
     fn is_cancelled(&self) -> bool;
     /// Another reference to the same entry: a watcher is queued each time its descriptor is
@@ -67,6 +70,7 @@ pub trait HostEntry {
 pub enum NoHost {}
 
 impl HostEntry for NoHost {
+    const EXISTS: bool = false;
     fn is_cancelled(&self) -> bool {
         match *self {}
     }
@@ -434,7 +438,7 @@ impl<H: HostEntry> Scheduler<H> {
         let ready = self.ready.try_borrow().map_err(|_| Error::Reentrant)?;
         Ok(!ready.is_empty()
             || self.main_woken.get()
-            || self.host_inbox.has_pending()
+            || (H::EXISTS && self.host_inbox.has_pending())
             || self.shared.inbox.has_pending())
     }
 
@@ -462,7 +466,7 @@ impl<H: HostEntry> Scheduler<H> {
         // (no Rust sleep pending is the common case of a Python loop, no host timer that of
         // a Rust `Loop`: each heap is looked at once when empty)
         let slots = !self.slot_timers_empty();
-        let host_timers = !self.host_timers_empty();
+        let host_timers = H::EXISTS && !self.host_timers_empty();
 
         // 1. purge cancelled timers, compute the timeout
         let host_deadline = if host_timers {
@@ -497,7 +501,9 @@ impl<H: HostEntry> Scheduler<H> {
 
         // 4. due timers
         // (looked at again: a signal handler run after the poll may have scheduled one)
-        self.fire_host_timers(host)?;
+        if H::EXISTS {
+            self.fire_host_timers(host)?;
+        }
         if slots || !self.slot_timers_empty() {
             self.fire_slot_timers();
         }
@@ -620,7 +626,7 @@ impl<H: HostEntry> Scheduler<H> {
     /// Move what other threads queued to the ready queue (host entries) or run it (Rust
     /// wakes and calls).
     fn drain_inboxes(&self) -> Result<(), Error> {
-        if self.host_inbox.has_pending() {
+        if H::EXISTS && self.host_inbox.has_pending() {
             let mut ready = self.ready.try_borrow_mut().map_err(|_| Error::Reentrant)?;
             // moved, not dropped: nothing runs under the inbox's lock
             self.host_inbox
@@ -650,7 +656,7 @@ impl<H: HostEntry> Scheduler<H> {
         if events.is_empty() {
             return Ok(());
         }
-        {
+        if H::EXISTS {
             let mut ready = self.ready.try_borrow_mut().map_err(|_| Error::Reentrant)?;
             let readers = self.readers.try_borrow().map_err(|_| Error::Reentrant)?;
             let writers = self.writers.try_borrow().map_err(|_| Error::Reentrant)?;
