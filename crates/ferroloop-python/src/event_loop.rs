@@ -532,18 +532,31 @@ impl EventLoop {
         write: bool,
         once: bool,
     ) -> PyResult<Py<Handle>> {
-        let py = slf.py();
-        let me = slf.get();
-        me.check_closed()?;
+        slf.get().check_closed()?;
         let handle = Self::make_handle(slf, callback, args, None, None, false)?;
-        let old = me
+        Self::register_watcher(slf, fd, &handle, write, once)?;
+        Ok(handle)
+    }
+
+    /// Register `handle` as the watcher of `fd` (reading, or writing with `write`); the
+    /// watcher it replaces is cancelled, as asyncio's `_add_reader` cancels the old handle.
+    fn register_watcher(
+        slf: &Bound<'_, Self>,
+        fd: RawFd,
+        handle: &Py<Handle>,
+        write: bool,
+        once: bool,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let old = slf
+            .get()
             .sched(py)
             .watch(fd, write, PyEntry(handle.clone_ref(py)), once)
             .map_err(sched_err)?;
-        if let Some(old) = old.map(|e| e.0) {
+        if let Some(PyEntry(old)) = old {
             Handle::do_cancel(old.bind(py))?;
         }
-        Ok(handle)
+        Ok(())
     }
 
     /// Watch a stream transport's descriptor: `callback` is its bound `_read_ready` (or
@@ -566,14 +579,7 @@ impl EventLoop {
         // the handle `add_reader(fd, callback)` would make, marked with the step
         let handle = Self::make_handle(slf, callback, PyTuple::empty(py), None, None, false)?;
         handle.get().native.store(step as u8, Ordering::Relaxed);
-        let old = me
-            .sched(py)
-            .watch(fd, write, PyEntry(handle), false)
-            .map_err(sched_err)?;
-        if let Some(old) = old.map(|e| e.0) {
-            Handle::do_cancel(old.bind(py))?;
-        }
-        Ok(())
+        Self::register_watcher(slf, fd, &handle, write, false)
     }
 
     fn unwatch(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, write: bool) -> PyResult<bool> {
