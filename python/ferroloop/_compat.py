@@ -33,15 +33,14 @@ from asyncio import (
     events,
     format_helpers,
     futures,
-    protocols,
     selector_events,
     sslproto,
     transports,
     unix_events,
 )
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 VERSION = sys.version_info[:2]
 
@@ -103,53 +102,8 @@ def format_callback_source(callback: object, args: tuple[Any, ...] | None, debug
 # -- asyncio's classes whose code ferroloop reuses (the engine issue replaces them) ------------
 
 if TYPE_CHECKING:
-    from typing import type_check_only
 
     # typeshed has no stubs for these classes: what ferroloop uses of them
-
-    class SelectorDatagramTransport(transports._FlowControlMixin, transports.DatagramTransport):
-        """``asyncio.selector_events._SelectorDatagramTransport``."""
-
-        _loop: events.AbstractEventLoop | None
-        _sock: socket.socket | None
-        _sock_fd: int
-        _closing: bool
-
-        def __init__(
-            self,
-            loop: events.AbstractEventLoop,
-            sock: socket.socket,
-            protocol: protocols.DatagramProtocol,
-            address: Any = None,
-            waiter: futures.Future[Any] | None = None,
-            extra: Mapping[str, Any] | None = None,
-        ) -> None: ...
-        def _call_connection_lost(self, exc: BaseException | None) -> None: ...
-
-    @type_check_only
-    class _PipeTransport(transports.BaseTransport):
-        """What asyncio's two Unix pipe transports have in common."""
-
-        def __init__(
-            self,
-            loop: events.AbstractEventLoop,
-            pipe: Any,
-            protocol: protocols.BaseProtocol,
-            waiter: futures.Future[Any] | None = None,
-            extra: Mapping[str, Any] | None = None,
-        ) -> None: ...
-        def _call_connection_lost(self, exc: BaseException | None) -> None: ...
-        def __del__(self, _warn: Callable[..., None] = ...) -> None: ...
-
-    class UnixReadPipeTransport(_PipeTransport, transports.ReadTransport):
-        """``asyncio.unix_events._UnixReadPipeTransport``."""
-
-        max_size: ClassVar[int]
-
-    class UnixWritePipeTransport(
-        _PipeTransport, transports._FlowControlMixin, transports.WriteTransport
-    ):
-        """``asyncio.unix_events._UnixWritePipeTransport``."""
 
     class UnixSubprocessTransport(base_subprocess.BaseSubprocessTransport):
         """``asyncio.unix_events._UnixSubprocessTransport``."""
@@ -169,13 +123,6 @@ if TYPE_CHECKING:
         def _wakeup(self) -> None: ...
 
 else:
-    SelectorDatagramTransport = _private(
-        selector_events, "_SelectorDatagramTransport",
-        "datagram transport (native per-datagram paths)")
-    UnixReadPipeTransport = _private(
-        unix_events, "_UnixReadPipeTransport", "read pipe transport (native read path)")
-    UnixWritePipeTransport = _private(
-        unix_events, "_UnixWritePipeTransport", "write pipe transport (native write paths)")
     UnixSubprocessTransport = _private(
         unix_events, "_UnixSubprocessTransport", "subprocess transport over ferroloop's pipes")
     Server = base_events.Server
@@ -213,16 +160,6 @@ SSLPROTOCOL_ATTRIBUTES = (
     "_call_eof_received", "_start_shutdown", "_fatal_error", "_control_app_writing",
     "_control_ssl_reading", "_do_read", "_do_read__buffered", "_write_appdata", "_abort",
     "get_buffer", "buffer_updated",
-)
-#: ... of the datagram transport (crates/ferroloop-python/src/datagram.rs, ``_datagram.py``).
-DATAGRAM_ATTRIBUTES = (
-    "_protocol", "_fatal_error", "_conn_lost", "_buffer", "_sock_fd", "_sock", "_closing",
-    "_call_connection_lost", "_read_ready", "sendto",
-)
-#: ... of the pipe transports (crates/ferroloop-python/src/pipe.rs, ``_pipes.py``).
-PIPE_ATTRIBUTES = (
-    "_protocol", "_conn_lost", "_closing", "_buffer", "_high_water",
-    "_maybe_pause_protocol", "_maybe_resume_protocol", "_call_connection_lost",
 )
 #: ... of the loop, set by asyncio's ``__init__`` or read by the reused methods above.
 LOOP_ATTRIBUTES = ("_task_factory", "_current_handle", "_default_executor", "_asyncgens",

@@ -1,39 +1,71 @@
-"""Datagram endpoints: the transport ``BaseEventLoop.create_datagram_endpoint`` asks for.
+"""``DatagramTransport``: the transport of ``create_datagram_endpoint``, ferroloop's own.
 
-The transport is asyncio's own ``_SelectorDatagramTransport`` from the installed
-interpreter for everything that happens once per endpoint or on an unusual path (buffering
-when the socket is full, errors, close); for IPv4, IPv6 and Unix datagram sockets its
-per-datagram methods ``_read_ready`` and ``sendto`` are a native object's
-(``_native.DatagramFast``, crates/ferroloop-python/src/datagram.rs: ``recvmmsg`` and, for
-the datagrams sent during one loop turn, one ``sendmmsg``), bound into the instance dict
-before asyncio's ``__init__`` registers the reader. The subclass also replaces what reads
-asyncio's selector (``repr``) and tells the native loop which descriptors transports own
-(the fast ``_ensure_fd_no_transport`` pre-check of ``sock_*``).
+An ``asyncio.DatagramTransport`` with the behaviour of the running CPython's selector
+datagram transport: the same state (``_sock``, ``_buffer``, ``_conn_lost``, ``_closing``...),
+the same order of calls, errors and messages. What runs once per endpoint or on an unusual
+path is here: construction, close and abort, errors, the buffer kept while the socket is
+full, flow control (``_flow.py``). The per-datagram paths of IPv4, IPv6 and Unix datagram
+sockets are a native object's (``_native.DatagramFast``,
+crates/ferroloop-python/src/datagram.rs):
+
+* reading: the loop's turn calls the native ``_read_ready`` directly (a native watcher,
+  no Python call), one ``recvmmsg`` of up to 16 datagrams per readiness event;
+* ``sendto``, bound on the instance once: while nothing is buffered, datagrams to the
+  connected peer or to a known address are queued and leave with one ``sendmmsg`` when the
+  run phase ends; every other case comes back to this class's ``sendto``.
+
+Over a loop that is not ferroloop's (asyncio's test loop, which CPython's own transport
+tests use: tests/test_cpython_transport_tests.py) only this file's paths run.
+
+Versions: 3.13 sends an empty datagram (3.11 and 3.12 send nothing) and counts 8 bytes of
+header per buffered datagram in ``get_write_buffer_size()``. 3.13.0 forgot to take the 8
+bytes off again when a buffered datagram left (CPython gh-135444, fixed in later 3.13
+releases); ferroloop counts as the fixed releases do (docs/compatibility.md).
 """
 
 from __future__ import annotations
 
+import collections
 import socket
-from asyncio import futures, protocols, transports
-from collections.abc import Mapping
+import warnings
+from asyncio import constants, futures, log, protocols, transports, trsock
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import _compat, _native
+from ._flow import FlowControl
 
 if TYPE_CHECKING:
     from ._loopbase import LoopBase
 else:
     LoopBase = object
 
+logger = log.logger
 
 _FAST_FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
+_SENDS_EMPTY = _compat.VERSION >= (3, 13)
+_READ_ERROR = "Fatal read error on datagram transport"
+_WRITE_ERROR = "Fatal write error on datagram transport"
 
 
-class DatagramTransport(_compat.SelectorDatagramTransport):
-    """asyncio's datagram transport on a ferroloop loop."""
+def _is_watched(loop: Any, fd: int, write: bool) -> bool:
+    """Whether ``loop`` watches ``fd`` (for ``repr``): ferroloop's loop says; another loop
+    (asyncio's test loop, under CPython's own transport tests) is taken as idle."""
+    return isinstance(loop, _native.EventLoop) and loop._is_watched(fd, write)
 
+
+class DatagramTransport(FlowControl, transports.Transport, transports.DatagramTransport):
+    """A datagram endpoint's transport on a ferroloop loop: a ``DatagramTransport`` and,
+    as asyncio's (a selector transport), a ``Transport``."""
+
+    max_size = 256 * 1024
+    #: bytes counted per buffered datagram beside its data (3.13: the UDP header)
+    _header_size = 8 if _SENDS_EMPTY else 0
+    _extra: dict[str, Any]  # BaseTransport's
+    # None until __init__ ran far enough (repr and __del__ check)
+    _sock: socket.socket | None = None
     _fast: _native.DatagramFast | None = None
-    _fd_loop: LoopBase | None
+    _loop: LoopBase | None
 
     def __init__(
         self,
@@ -44,19 +76,47 @@ class DatagramTransport(_compat.SelectorDatagramTransport):
         waiter: futures.Future[Any] | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
-        if sock.family in _FAST_FAMILIES:
+        super().__init__(extra)
+        self._extra["socket"] = trsock.TransportSocket(sock)
+        try:
+            self._extra["sockname"] = sock.getsockname()
+        except OSError:
+            self._extra["sockname"] = None
+        if "peername" not in self._extra:
             try:
-                # asyncio sends with send() when extra["peername"] is true
-                connected = bool(sock.getpeername())
+                self._extra["peername"] = sock.getpeername()
             except OSError:
-                connected = False
-            fast = _native.DatagramFast(self, loop, sock.fileno(), connected, sock.family)
+                self._extra["peername"] = None
+        self._loop = loop
+        self._sock = sock
+        self._sock_fd = sock.fileno()
+        self._protocol: Any = protocol
+        self._protocol_connected = True
+        self._server = None
+        self._buffer: collections.deque[tuple[bytes, Any]] = collections.deque()
+        self._buffer_size = 0
+        self._conn_lost = 0
+        self._closing = False
+        self._paused = False
+        self._address = address
+        self._set_write_buffer_limits()
+        native = isinstance(loop, _native.EventLoop)
+        if native and sock.family in _FAST_FAMILIES:
+            # connected (a peer name): asyncio sends with send(), so does the native path
+            fast = _native.DatagramFast(
+                self, loop, self._sock_fd, bool(self._extra["peername"]), sock.family)
             self._fast = fast
-            self.__dict__["_read_ready"] = fast._read_ready
-            self.__dict__["sendto"] = fast.sendto
-        super().__init__(loop, sock, protocol, address, waiter, extra)
-        self._fd_loop = loop
-        loop._transport_fd_taken(self._sock_fd)
+            if type(self).sendto is DatagramTransport.sendto:  # a subclass keeps its own
+                self.__dict__["sendto"] = fast.sendto
+        loop._transports[self._sock_fd] = self
+        if native:
+            loop._transport_fd_taken(self._sock_fd)
+        loop.call_soon(protocol.connection_made, self)
+        # only start reading once connection_made() has run
+        loop.call_soon(self._start_reading)
+        if waiter is not None:
+            # only wake the waiter once connection_made() has run
+            loop.call_soon(_compat.set_result_unless_cancelled, waiter, None)
 
     def __repr__(self) -> str:
         info = [self.__class__.__name__]
@@ -65,23 +125,221 @@ class DatagramTransport(_compat.SelectorDatagramTransport):
         elif self._closing:
             info.append("closing")
         info.append(f"fd={self._sock_fd}")
-        if self._loop is not None and not self._loop.is_closed():
-            info.append(f"write=<bufsize={self.get_write_buffer_size()}>")
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            reading = _is_watched(loop, self._sock_fd, False)
+            info.append("read=polling" if reading else "read=idle")
+            state = "polling" if _is_watched(loop, self._sock_fd, True) else "idle"
+            info.append(f"write=<{state}, bufsize={self.get_write_buffer_size()}>")
         return "<{}>".format(" ".join(info))
 
-    def _call_connection_lost(self, exc: BaseException | None) -> None:
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        if self._sock is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self._sock.close()
+
+    # -- the Transport API ----------------------------------------------------------------
+
+    def get_write_buffer_size(self) -> int:
+        return self._buffer_size
+
+    def set_protocol(self, protocol: protocols.BaseProtocol) -> None:
+        self._protocol = protocol
+        self._protocol_connected = True
+
+    def get_protocol(self) -> protocols.BaseProtocol:
+        return self._protocol  # type: ignore[no-any-return]
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def is_reading(self) -> bool:
+        return not self._closing and not self._paused
+
+    def pause_reading(self) -> None:
+        if not self.is_reading():
+            return
+        self._paused = True
+        assert self._loop is not None
+        self._loop._remove_reader(self._sock_fd)
+        if self._loop.get_debug():
+            logger.debug("%r pauses reading", self)
+
+    def resume_reading(self) -> None:
+        if self._closing or not self._paused:
+            return
+        self._paused = False
+        self._start_reading()
+        assert self._loop is not None
+        if self._loop.get_debug():
+            logger.debug("%r resumes reading", self)
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        assert self._loop is not None
+        self._loop._remove_reader(self._sock_fd)
+        if not self._buffer:
+            self._conn_lost += 1
+            self._loop._remove_writer(self._sock_fd)
+            self._loop.call_soon(self._call_connection_lost, None)
+
+    def abort(self) -> None:
+        self._force_close(None)
+
+    def sendto(self, data: Any, addr: Any = None) -> None:
+        """Send ``data`` to ``addr`` (the endpoint's peer when connected): at once while
+        nothing is buffered, else behind what is (``pause_writing`` past the high-water mark)."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(
+                f"data argument must be a bytes-like object, not {type(data).__name__!r}")
+        if not data and not _SENDS_EMPTY:
+            return
+        if self._address:
+            if addr not in (None, self._address):
+                raise ValueError(f"Invalid address: must be None or {self._address}")
+            addr = self._address
+        if self._conn_lost and self._address:
+            if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+                logger.warning("socket.send() raised exception.")
+            self._conn_lost += 1
+            return
+        if not self._buffer:
+            # the native path's datagrams of this run phase leave first: order kept
+            if self._fast is not None:
+                self._fast._flush()
+            try:
+                self._send(data, addr)
+                return
+            except (BlockingIOError, InterruptedError):
+                assert self._loop is not None
+                self._loop._add_writer(self._sock_fd, self._sendto_ready)
+            except OSError as exc:
+                self._protocol.error_received(exc)
+                return
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, _WRITE_ERROR)
+                return
+        # what is buffered must not change under us
+        self._buffer.append((bytes(data), addr))
+        self._buffer_size += len(data) + self._header_size
+        self._maybe_pause_protocol()
+
+    # -- readiness (the native object's, for the families it serves) -----------------------
+
+    def _start_reading(self) -> None:
+        if not self.is_reading():
+            return
         if self._fast is not None:
-            self._fast._flush()  # this turn's datagrams leave before the socket closes
+            self._fast._watch()
+        else:
+            assert self._loop is not None
+            self._loop._add_reader(self._sock_fd, self._read_ready)
+
+    def _read_ready(self) -> None:
+        if self._conn_lost:
+            return
+        assert self._sock is not None
         try:
-            super()._call_connection_lost(exc)
-        finally:
-            fast, self._fast = self._fast, None
+            data, addr = self._sock.recvfrom(self.max_size)
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as exc:
+            self._protocol.error_received(exc)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, _READ_ERROR)
+        else:
+            self._protocol.datagram_received(data, addr)
+
+    def _send(self, data: Any, addr: Any) -> None:
+        sock = self._sock
+        assert sock is not None
+        if self._extra["peername"]:
+            sock.send(data)
+        else:
+            sock.sendto(data, addr)
+
+    def _sendto_ready(self) -> None:
+        while self._buffer:
+            data, addr = self._buffer.popleft()
+            self._buffer_size -= len(data) + self._header_size
+            try:
+                self._send(data, addr)
+            except (BlockingIOError, InterruptedError):
+                self._buffer.appendleft((data, addr))  # again when writable
+                self._buffer_size += len(data) + self._header_size
+                break
+            except OSError as exc:
+                self._protocol.error_received(exc)
+                return
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, _WRITE_ERROR)
+                return
+        self._maybe_resume_protocol()  # may send more
+        if not self._buffer:
+            assert self._loop is not None
+            self._loop._remove_writer(self._sock_fd)
+            if self._closing:
+                self._call_connection_lost(None)
+
+    # -- errors and the end -----------------------------------------------------------------
+
+    def _fatal_error(self, exc: BaseException, message: str = "Fatal error on transport") -> None:
+        loop = self._loop
+        assert loop is not None
+        if isinstance(exc, OSError):
+            if loop.get_debug():
+                logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            loop.call_exception_handler(
+                {
+                    "message": message,
+                    "exception": exc,
+                    "transport": self,
+                    "protocol": self._protocol,
+                }
+            )
+        self._force_close(exc)
+
+    def _force_close(self, exc: BaseException | None) -> None:
+        if self._conn_lost:
+            return
+        loop = self._loop
+        assert loop is not None
+        if self._buffer:
+            self._buffer.clear()  # asyncio leaves _buffer_size as it was
+            loop._remove_writer(self._sock_fd)
+        if not self._closing:
+            self._closing = True
+            loop._remove_reader(self._sock_fd)
+        self._conn_lost += 1
+        loop.call_soon(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        fast, loop = self._fast, self._loop
+        try:
             if fast is not None:
+                fast._flush()  # this turn's datagrams leave before the socket closes
+            if self._protocol_connected:
+                self._protocol.connection_lost(exc)
+        finally:
+            if fast is not None:
+                self._fast = None
                 fast._detach()
-                self.__dict__.pop("_read_ready", None)
                 self.__dict__.pop("sendto", None)
-            loop, self._fd_loop = self._fd_loop, None
-            if loop is not None:
+            if self._sock is not None:
+                self._sock.close()
+            self._sock = None
+            self._protocol = None
+            self._loop = None
+            if isinstance(loop, _native.EventLoop):
                 loop._transport_fd_released(self._sock_fd)
 
 

@@ -1,26 +1,28 @@
-//! `DatagramFast`: the per-datagram paths of a datagram transport, native.
+//! `DatagramFast`: the per-datagram paths of ferroloop's datagram transport, native.
 //!
-//! The datagram transport (`python/ferroloop/_datagram.py`) is asyncio's own
-//! `_SelectorDatagramTransport` for everything that happens once per endpoint or on an
-//! unusual path (buffering when the socket is full, errors, close). Its two per-datagram
-//! methods are replaced, per instance, by the bound methods of this object, for IPv4, IPv6
-//! and Unix datagram sockets:
+//! The transport (`python/ferroloop/_datagram.py`, an `asyncio.DatagramTransport` of
+//! ferroloop's own) keeps its state as asyncio's (`_conn_lost`, `_buffer`, `_protocol`...)
+//! and runs everything that happens once per endpoint or on an unusual path (buffering
+//! when the socket is full, errors, close). For IPv4, IPv6 and Unix datagram sockets it
+//! hands this object the two per-datagram paths:
 //!
-//! * `_read_ready`: one `recvmmsg` of up to 16 datagrams per readiness event (asyncio
-//!   reads one per event; each more would cost a loop turn and a poll: measured 13.9 ->
-//!   7.0 µs of server CPU per echoed datagram), each an exactly sized `bytes` with the
-//!   address as the socket module makes it (`(host, port)` for IPv4, `(host, port,
-//!   flowinfo, scope_id)` for IPv6, a `str` path, abstract `bytes` or `None` for Unix),
-//!   remembered for the last 64 peers; then `protocol.datagram_received(data, addr)` for
-//!   each, until the transport closes.
-//! * `sendto`: while asyncio's buffer is empty, to the connected peer or to an address
-//!   this transport handed out (no address parsing). During the loop's run phase the
-//!   datagrams are queued and leave with one `sendmmsg` when the phase ends (or when 16
-//!   are queued), as stream writes do; outside it, at once. Any other case (a full
-//!   socket, a new address, a closed connection) first sends what is queued, then calls
-//!   asyncio's own `sendto`, so ordering, buffering, flow control and errors are asyncio's.
-//!   A send error of a queued datagram reaches `protocol.error_received` (through
-//!   `call_soon`, so an exception it raises is reported as a callback's).
+//! * `_read_ready`, a native watcher (`_watch`: the loop's turn calls it directly): one
+//!   `recvmmsg` of up to 16 datagrams per readiness event (asyncio reads one per event;
+//!   each more would cost a loop turn and a poll: measured 13.9 -> 7.0 µs of server CPU
+//!   per echoed datagram), each an exactly sized `bytes` with the address as the socket
+//!   module makes it (`(host, port)` for IPv4, `(host, port, flowinfo, scope_id)` for
+//!   IPv6, a `str` path, abstract `bytes` or `None` for Unix), remembered for the last 64
+//!   peers; then `protocol.datagram_received(data, addr)` for each, until the transport
+//!   closes.
+//! * `sendto`, bound on the instance: while the transport's buffer is empty, to the
+//!   connected peer or to an address this transport handed out (no address parsing).
+//!   During the loop's run phase the datagrams are queued and leave with one `sendmmsg`
+//!   when the phase ends (or when 16 are queued), as stream writes do; outside it, at
+//!   once. Any other case (a full socket, a new address, a closed connection) first sends
+//!   what is queued, then calls the transport's own `sendto`, so ordering, buffering, flow
+//!   control and errors are the transport's. A send error of a queued datagram reaches
+//!   `protocol.error_received` (through `call_soon`, so an exception it raises is reported
+//!   as a callback's).
 //!
 //! Threading: loop thread, under the GIL. The cache and the queue sit in `GilCell`s, never
 //! borrowed across a call into Python.
@@ -31,7 +33,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use ferroloop::engine::datagram::{peer_addr, send_batch, Outgoing, PeerAddr, BATCH};
 use pyo3::exceptions::{PyOSError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyTuple};
 use pyo3::{ffi, intern, PyTraverseError, PyVisit};
 
@@ -121,16 +122,14 @@ pub struct DatagramFast {
     flush_listed: AtomicBool,
 }
 
-/// asyncio's own `_SelectorDatagramTransport.sendto`: every path but the common one.
-fn slow_sendto(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
-    static F: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    F.get_or_try_init(py, || {
-        let cls = py
-            .import("ferroloop._compat")?
-            .getattr("SelectorDatagramTransport")?;
-        Ok::<_, PyErr>(cls.getattr("sendto")?.unbind())
-    })
-    .map(|f| f.bind(py))
+/// The transport's own `sendto` (`_datagram.py`, over which the instance binds this
+/// object's): every path but the common one.
+fn general_sendto(
+    tr: &Bound<'_, PyAny>,
+    data: &Bound<'_, PyAny>,
+    addr: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    py_helpers::call_class_method(tr, intern!(tr.py(), "sendto"), &[data, addr])
 }
 
 /// The address object the socket module makes from a raw `sockaddr` of `family` (the
@@ -310,7 +309,7 @@ impl DatagramFast {
                 _ => {
                     // a full socket: asyncio's sendto buffers the rest, in order
                     for q in &queue[i..] {
-                        slow_sendto(py)?.call1((&tr, q.data.bind(py), q.addr.bind(py)))?;
+                        general_sendto(&tr, q.data.bind(py).as_any(), q.addr.bind(py))?;
                     }
                     break;
                 }
@@ -438,7 +437,7 @@ impl DatagramFast {
         let addr = addr.unwrap_or(&none);
         let slow = || -> PyResult<()> {
             me.send_queue(py)?; // what is queued leaves first: order as asyncio
-            slow_sendto(py)?.call1((&tr, data, addr)).map(|_| ())
+            general_sendto(&tr, data, addr)
         };
         // SAFETY: a type check on a live object.
         if unsafe { ffi::PyBytes_Check(data.as_ptr()) } == 0 {
@@ -463,12 +462,16 @@ impl DatagramFast {
             }
         };
         if !me.flush_listed.load(Ordering::Relaxed) {
-            if !me.loop_.get().defer_datagrams(py, slf)? {
+            if !me
+                .loop_
+                .get()
+                .defer(py, slf, |fast| Self::flush_batch(fast.cast()?), false)?
+            {
                 // no run phase: at once
                 return match me.send_one(bytes.as_bytes(), &raw) {
                     Ok(_) => Ok(()),
                     Err(e) if ferroloop::engine::sock::would_block(&e) => {
-                        slow_sendto(py)?.call1((&tr, data, addr)).map(|_| ())
+                        general_sendto(&tr, data, addr)
                     }
                     Err(e) => me.error_received(py, &tr, e),
                 };
@@ -490,7 +493,18 @@ impl DatagramFast {
         Ok(())
     }
 
-    /// Send what is queued now (the transport is about to lose its socket).
+    /// Watch the socket for reading: the loop's turn calls `_read_ready` directly.
+    fn _watch(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        let callback = slf.getattr(intern!(py, "_read_ready"))?;
+        EventLoop::watch_native(me.loop_.bind(py), me.fd, callback, false, |fast| {
+            fast.cast::<DatagramFast>()?.get()._read_ready(fast.py())
+        })
+    }
+
+    /// Send what is queued now (before the transport's own `sendto`, or before the
+    /// transport loses its socket).
     fn _flush(&self, py: Python<'_>) -> PyResult<()> {
         self.send_queue(py)
     }

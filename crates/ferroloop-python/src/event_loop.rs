@@ -44,11 +44,8 @@ use pyo3::types::{PyFloat, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::cell::GilCell;
-use crate::datagram::DatagramFast;
-use crate::handles::{Handle, NativeStep, TimerHandle};
+use crate::handles::{Handle, TimerHandle};
 use crate::py_helpers;
-use crate::ssl_fast::SslFast;
-use crate::transport::SocketTransportCore;
 
 /// A ready entry of this loop's scheduler: an asyncio handle (a callback, a timer, a
 /// descriptor's watcher). A stream transport's watcher carries its native step
@@ -126,13 +123,43 @@ impl From<PyErr> for TurnError {
     }
 }
 
-/// A transport waiting for the end-of-phase flush.
-enum Flush {
-    /// TLS writes waiting for the phase's end (ssl_fast.rs): flushed before the streams,
-    /// whose transports they write to.
-    Ssl(Py<SslFast>),
-    Stream(Py<SocketTransportCore>),
-    Datagram(Py<DatagramFast>),
+/// A native transport's step that the loop calls directly, with no Python call between
+/// Rust and Rust: a watcher's readiness step, or an end-of-phase flush. Its argument is the
+/// transport's native object (a watcher's: its callback's `__self__`); each transport
+/// module supplies its own, so this loop names no transport type.
+pub(crate) type NativeStep = for<'py> fn(&Bound<'py, PyAny>) -> PyResult<()>;
+
+/// The native steps of this loop's watchers (`Handle::native` is a step's number: its
+/// index plus one). Each transport kind adds its few steps once.
+#[derive(Default)]
+struct NativeSteps(Vec<NativeStep>);
+
+impl NativeSteps {
+    /// The number of `step`, added on its first use; `None` past the 255 a byte holds.
+    fn number(&mut self, step: NativeStep) -> Option<u8> {
+        let i = match self.0.iter().position(|s| std::ptr::fn_addr_eq(*s, step)) {
+            Some(i) => i,
+            None => {
+                self.0.push(step);
+                self.0.len() - 1
+            }
+        };
+        u8::try_from(i + 1).ok()
+    }
+
+    #[inline]
+    fn get(&self, number: u8) -> Option<NativeStep> {
+        self.0.get(usize::from(number).checked_sub(1)?).copied()
+    }
+}
+
+/// A transport waiting for the end-of-phase flush: its native object and flush step.
+struct Flush {
+    owner: Py<PyAny>,
+    step: NativeStep,
+    /// Flushed before the others, in a pass of its own, with the run phase marked once
+    /// more: a TLS protocol's writes, whose records join their raw transport's batch.
+    early: bool,
 }
 
 /// Emptied handles a loop keeps for reuse: enough for a burst of callbacks per turn.
@@ -185,6 +212,8 @@ struct State {
     /// Transports that queued writes during this turn's run phase: flushed together when
     /// the phase ends (transport.rs, "Write batching").
     flush: Vec<Flush>,
+    /// The native steps of watchers (`NativeStep`).
+    native_steps: NativeSteps,
     /// Descriptors of this loop's transports, counted (a superset of the keys of the Python
     /// `_transports` map): `sock_*` ask Python's `_ensure_fd_no_transport` only for these.
     transport_fds: FdMap<usize>,
@@ -559,26 +588,31 @@ impl EventLoop {
         Ok(())
     }
 
-    /// Watch a stream transport's descriptor: `callback` is its bound `_read_ready` (or
-    /// `_write_ready`), the builtin method of a `SocketTransportCore`; the turn calls the
-    /// transport's step directly (`run_native`).
-    pub(crate) fn watch_stream(
+    /// Watch a native transport's descriptor: `callback` is a bound builtin method of its
+    /// native object (what `add_reader` would be given, and what runs in debug mode); the
+    /// turn calls `step` with that object directly instead (`run_native`).
+    pub(crate) fn watch_native(
         slf: &Bound<'_, Self>,
         fd: RawFd,
         callback: Bound<'_, PyAny>,
         write: bool,
+        step: NativeStep,
     ) -> PyResult<()> {
         let py = slf.py();
         let me = slf.get();
         me.check_closed()?;
-        let step = if write {
-            NativeStep::Write
+        // SAFETY: a type check on a live object.
+        let builtin = unsafe { ffi::PyCFunction_Check(callback.as_ptr()) } != 0;
+        let number = if builtin {
+            me.state.borrow_mut(py)?.native_steps.number(step)
         } else {
-            NativeStep::Read
+            None
         };
         // the handle `add_reader(fd, callback)` would make, marked with the step
         let handle = Self::make_handle(slf, callback, PyTuple::empty(py), None, None, false)?;
-        handle.get().native.store(step as u8, Ordering::Relaxed);
+        if let Some(n) = number {
+            handle.get().native.store(n, Ordering::Relaxed);
+        }
         Self::register_watcher(slf, fd, &handle, write, false)
     }
 
@@ -625,17 +659,21 @@ impl EventLoop {
             .map_err(|e| e.0)
     }
 
-    /// Run a native watcher's step (`Handle::native`): the readiness method of the stream
-    /// transport its callback is bound to, called directly in the handle's context.
+    /// Run a native watcher's step (`Handle::native`) with its callback's `__self__`,
+    /// directly, in the handle's context.
     #[inline(never)]
-    fn run_native(h: &Bound<'_, Handle>, step: NativeStep) -> PyResult<()> {
+    fn run_native(&self, h: &Bound<'_, Handle>, number: u8) -> PyResult<()> {
         let py = h.py();
+        let Some(step) = self.state.borrow_mut(py)?.native_steps.get(number) else {
+            return Handle::run_from_loop(h);
+        };
         let owner = {
             let inner = h.get().inner.borrow_mut(py)?;
             match &inner.callback {
-                // SAFETY: a native watcher's callback is the builtin method `watch_stream`
-                // bound (a `PyCFunction`, whose self is a field read); the owner is borrowed
-                // while the handle holds the method, and a new reference is taken at once.
+                // SAFETY: a native watcher's callback is a builtin method (`watch_native`
+                // checked: a `PyCFunction`, whose self is a field read); the owner is
+                // borrowed while the handle holds the method, and a new reference is taken
+                // at once.
                 Some(cb) => unsafe {
                     Bound::from_borrowed_ptr_or_opt(py, ffi::PyCFunction_GetSelf(cb.as_ptr()))
                 },
@@ -646,11 +684,7 @@ impl EventLoop {
         let Some(owner) = owner else {
             return Ok(());
         };
-        let core = owner.cast::<SocketTransportCore>()?;
-        Handle::run_native(h, &mut || match step {
-            NativeStep::Write => SocketTransportCore::_write_ready(core),
-            _ => SocketTransportCore::_read_ready(core),
-        })
+        Handle::run_native(h, &mut || step(&owner))
     }
 
     /// Keep a handle that ran for the next `call_soon` (handles.rs, "Recycling").
@@ -667,7 +701,7 @@ impl EventLoop {
 
     fn flush_writes(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
-        let pending = {
+        let mut pending = {
             let mut st = slf.get().state.borrow_mut(py)?;
             if st.flush.is_empty() {
                 return Ok(());
@@ -675,35 +709,26 @@ impl EventLoop {
             std::mem::take(&mut st.flush)
         };
         let mut result = Ok(());
-        let mut pending = pending;
-        if pending.iter().any(|f| matches!(f, Flush::Ssl(_))) {
-            // TLS first, with the run phase marked once more: the records they make join
-            // their raw transports' batches, listed now and flushed in this same pass
-            let (ssl, rest): (Vec<Flush>, Vec<Flush>) = pending
-                .into_iter()
-                .partition(|f| matches!(f, Flush::Ssl(_)));
+        let mut keep = |r: PyResult<()>| {
+            if result.is_ok() {
+                result = r;
+            }
+        };
+        if pending.iter().any(|f| f.early) {
+            // the early ones first, with the run phase marked once more: the records they
+            // make join their raw transports' batches, listed now and flushed in this pass
+            let (early, rest): (Vec<Flush>, Vec<Flush>) =
+                pending.into_iter().partition(|f| f.early);
             let batching = slf.get().batching.swap(true, Ordering::Relaxed);
-            for f in ssl {
-                if let Flush::Ssl(fast) = f {
-                    let r = SslFast::flush_batch(fast.bind(py));
-                    if result.is_ok() {
-                        result = r;
-                    }
-                }
+            for f in early {
+                keep((f.step)(f.owner.bind(py)));
             }
             slf.get().batching.store(batching, Ordering::Relaxed);
             pending = rest;
             pending.append(&mut slf.get().state.borrow_mut(py)?.flush);
         }
         for f in pending {
-            let r = match f {
-                Flush::Ssl(fast) => SslFast::flush_batch(fast.bind(py)),
-                Flush::Stream(core) => SocketTransportCore::flush_batch(core.bind(py)),
-                Flush::Datagram(fast) => DatagramFast::flush_batch(fast.bind(py)),
-            };
-            if result.is_ok() {
-                result = r;
-            }
+            keep((f.step)(f.owner.bind(py)));
         }
         result
     }
@@ -806,50 +831,24 @@ impl EventLoop {
         Ok(())
     }
 
-    /// A transport's write during the run phase: queue it for the end-of-phase flush.
-    /// False when no phase is running (the transport then sends at once).
-    pub(crate) fn defer_flush(
+    /// A transport's first write of this run phase: `step` flushes it when the phase ends
+    /// (`early`: before the others, see `Flush`). False when no phase is running (the
+    /// transport then writes at once).
+    pub(crate) fn defer(
         &self,
         py: Python<'_>,
-        core: &Bound<'_, SocketTransportCore>,
+        owner: &Bound<'_, PyAny>,
+        step: NativeStep,
+        early: bool,
     ) -> PyResult<bool> {
         if !self.batching.load(Ordering::Relaxed) {
             return Ok(false);
         }
-        self.state
-            .borrow_mut(py)?
-            .flush
-            .push(Flush::Stream(core.clone().unbind()));
-        Ok(true)
-    }
-
-    /// A TLS protocol keeps this run phase's writes for its end (ssl_fast.rs). False when no
-    /// phase is running (they are then encrypted at once).
-    pub(crate) fn defer_ssl(&self, py: Python<'_>, fast: &Bound<'_, SslFast>) -> PyResult<bool> {
-        if !self.batching.load(Ordering::Relaxed) {
-            return Ok(false);
-        }
-        self.state
-            .borrow_mut(py)?
-            .flush
-            .push(Flush::Ssl(fast.clone().unbind()));
-        Ok(true)
-    }
-
-    /// A datagram transport queued its first datagram of this run phase: flush it when the
-    /// phase ends. False when no phase is running (the datagram is then sent at once).
-    pub(crate) fn defer_datagrams(
-        &self,
-        py: Python<'_>,
-        fast: &Bound<'_, DatagramFast>,
-    ) -> PyResult<bool> {
-        if !self.batching.load(Ordering::Relaxed) {
-            return Ok(false);
-        }
-        self.state
-            .borrow_mut(py)?
-            .flush
-            .push(Flush::Datagram(fast.clone().unbind()));
+        self.state.borrow_mut(py)?.flush.push(Flush {
+            owner: owner.clone().unbind(),
+            step,
+            early,
+        });
         Ok(true)
     }
 
@@ -929,8 +928,8 @@ impl Host<PyEntry> for PyHost<'_, '_> {
             // the path every handle takes by default; a stream transport's watcher steps
             // the transport directly (timed or in debug mode it runs as any handle)
             let step = h.get().native_step();
-            if step != NativeStep::None {
-                return Ok(EventLoop::run_native(&h, step)?);
+            if step != 0 {
+                return Ok(me.run_native(&h, step)?);
             }
             Handle::run_from_loop(&h)?;
             me.recycle(h)?;
@@ -1277,6 +1276,11 @@ impl EventLoop {
     }
 
     /// asyncio's `_add_reader`: watch `fd` for reading; returns the new handle.
+    /// Whether `fd` is watched for reading (or writing): a transport's `repr`.
+    fn _is_watched(&self, py: Python<'_>, fd: RawFd, write: bool) -> bool {
+        !self.closed.load(Ordering::Relaxed) && self.sched(py).is_watched(fd, write)
+    }
+
     #[pyo3(signature = (fd, callback, *args))]
     fn _add_reader(
         slf: &Bound<'_, Self>,
@@ -1522,11 +1526,7 @@ impl EventLoop {
         }
         if let Some(st) = self.state.try_borrow_for_gc() {
             for f in &st.flush {
-                match f {
-                    Flush::Ssl(fast) => visit.call(fast)?,
-                    Flush::Stream(core) => visit.call(core)?,
-                    Flush::Datagram(fast) => visit.call(fast)?,
-                }
+                visit.call(&f.owner)?;
             }
         }
         let visit_handle = |e: &PyEntry| {

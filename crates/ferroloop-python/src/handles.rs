@@ -70,34 +70,19 @@ pub struct Handle {
     /// run in a private copy of it. Atomic only to be reset when the loop recycles the
     /// handle (see "Recycling" below).
     pub snapshot_context: AtomicBool,
-    /// A native transport's watcher: the loop calls the step of the callback's `__self__`
-    /// directly instead of calling the callback (a bound builtin method), in this handle's
-    /// context (event_loop.rs, `PyHost::run`). A byte beside `oneshot` (no bigger handle),
-    /// set by the loop right after it made the handle: a `NativeStep` as `u8`.
+    /// A native transport's watcher: the loop calls a native step with the callback's
+    /// `__self__` directly instead of calling the callback (a bound builtin method), in this
+    /// handle's context (event_loop, `PyHost::run`). The step's number in its loop's table
+    /// of native steps (`NativeSteps`), 0 for none: a byte beside `oneshot` (no bigger
+    /// handle), set by the loop right after it made the handle.
     pub native: AtomicU8,
 }
 
-/// Which readiness step of its callback's owner a native watcher handle stands for.
-#[derive(Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum NativeStep {
-    /// Not a native watcher: the callback is called.
-    None,
-    /// The transport's `_read_ready`.
-    Read,
-    /// The transport's `_write_ready`.
-    Write,
-}
-
 impl Handle {
-    /// Which native step this handle stands for (`native`).
+    /// The native step this handle stands for (`native`): 0 for none.
     #[inline]
-    pub fn native_step(&self) -> NativeStep {
-        match self.native.load(Ordering::Relaxed) {
-            1 => NativeStep::Read,
-            2 => NativeStep::Write,
-            _ => NativeStep::None,
-        }
+    pub fn native_step(&self) -> u8 {
+        self.native.load(Ordering::Relaxed)
     }
 }
 
@@ -141,7 +126,7 @@ impl Handle {
             scheduled: AtomicBool::new(false),
             oneshot,
             snapshot_context: AtomicBool::new(snapshot_context),
-            native: AtomicU8::new(NativeStep::None as u8),
+            native: AtomicU8::new(0),
         }
     }
 

@@ -1,33 +1,37 @@
-//! `PipeFast`: the per-chunk paths of the pipe transports, native.
+//! `PipeFast`: the per-chunk paths of ferroloop's pipe transports, native.
 //!
-//! The pipe transports (`python/ferroloop/_pipes.py`) are asyncio's own Unix pipe
-//! transports for everything that happens once per pipe or on an unusual path; their
-//! per-chunk methods are replaced, per instance, by this object's bound methods:
+//! The pipe transports (`python/ferroloop/_pipes.py`, ferroloop's own `ReadTransport` and
+//! `WriteTransport`) keep their state as asyncio's (`_buffer`, `_closing`, `_conn_lost`,
+//! `_protocol`...) and run everything that happens once per pipe or on an unusual path;
+//! their per-chunk paths are this object's:
 //!
-//! * `_read_ready` (read pipes): `read` into the loop's spare buffer, an exactly sized
-//!   `bytes` for `protocol.data_received`. End of file, and errors, go to asyncio's own
+//! * `_read_ready` (read pipes), a native watcher (`_watch`: the loop's turn calls it
+//!   directly): `read` into the loop's spare buffer, an exactly sized `bytes` for
+//!   `protocol.data_received`. End of file, and errors, go to the transport's own
 //!   `_read_ready`, which reads again and sees the same end or error (both are sticky on a
-//!   pipe), so closing and error reporting are asyncio's.
-//! * `write` (write pipes): while nothing is buffered, one `write` of a `bytes`; a partial
-//!   write or a full pipe goes to asyncio's own `write` (with what is left), which buffers
-//!   it and watches for writability; while something is buffered, an append to asyncio's
-//!   buffer (`pause_writing` past the high-water mark, through asyncio's method). Errors,
-//!   closed pipes and other argument types are asyncio's.
-//! * `_write_ready` (write pipes): one `write` of the buffer when the pipe is writable; a
-//!   partial write keeps the rest, the last ends the wait as asyncio does (writer removed,
-//!   `resume_writing`, connection lost if closing); an error goes to asyncio's own method.
+//!   pipe), so closing and error reporting are the transport's.
+//! * `write` (write pipes), bound on the instance: while nothing is buffered, one `write`
+//!   of a `bytes`; a partial write or a full pipe goes to the transport's own `write` (with
+//!   what is left), which buffers it and watches for writability; while something is
+//!   buffered, an append to the buffer (`pause_writing` past the high-water mark, through
+//!   the transport's method). Errors, closed pipes and other argument types are the
+//!   transport's.
+//! * `_write_ready` (write pipes), a native watcher: one `write` of the buffer when the
+//!   pipe is writable; a partial write keeps the rest, the last ends the wait as asyncio
+//!   does (writer removed, `resume_writing`, connection lost if closing); an error goes to
+//!   the transport's own method.
 //!
 //! Threading: loop thread, under the GIL.
 
 use std::os::unix::io::RawFd;
 
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes};
 use pyo3::{ffi, intern, PyTraverseError, PyVisit};
 
 use crate::cell::GilCell;
-use crate::event_loop::EventLoop;
+use crate::event_loop::{EventLoop, NativeStep};
+use crate::py_helpers;
 use crate::transport::MAX_READ;
 
 #[pyclass(module = "ferroloop._native", frozen)]
@@ -35,25 +39,6 @@ pub struct PipeFast {
     fd: RawFd,
     transport: GilCell<Option<Py<PyAny>>>,
     loop_: Py<EventLoop>,
-}
-
-fn asyncio_method<'py>(
-    py: Python<'py>,
-    cell: &'static PyOnceLock<Py<PyAny>>,
-    class: &str,
-    name: &str,
-) -> PyResult<&'py Bound<'py, PyAny>> {
-    cell.get_or_try_init(py, || {
-        let cls = py.import("ferroloop._compat")?.getattr(class)?;
-        Ok::<_, PyErr>(cls.getattr(name)?.unbind())
-    })
-    .map(|f| f.bind(py))
-}
-
-/// asyncio's own `_UnixWritePipeTransport.write`: the unusual cases.
-fn slow_write(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
-    static SLOW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    asyncio_method(py, &SLOW, "UnixWritePipeTransport", "write")
 }
 
 /// `buffer += data` for a bytearray.
@@ -83,9 +68,10 @@ impl PipeFast {
         Ok(())
     }
 
+    /// The transport's own `_write_ready`: an error, or a state the native path does not
+    /// handle.
     fn slow_write_ready(&self, py: Python<'_>, tr: &Bound<'_, PyAny>) -> PyResult<()> {
-        static SLOW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-        asyncio_method(py, &SLOW, "UnixWritePipeTransport", "_write_ready")?.call1((tr,))?;
+        tr.call_method0(intern!(py, "_write_ready"))?;
         Ok(())
     }
 
@@ -145,9 +131,8 @@ impl PipeFast {
         }
     }
 
-    /// asyncio's `_UnixReadPipeTransport._read_ready`, data path native.
+    /// A read pipe's `_read_ready`, data path native.
     fn _read_ready(&self, py: Python<'_>) -> PyResult<()> {
-        static SLOW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
         let Some(tr) = self.transport(py)? else {
             return Ok(());
         };
@@ -158,22 +143,23 @@ impl PipeFast {
                 Ok(())
             }
             Err(e) if ferroloop::engine::sock::would_block(&e) => Ok(()),
-            // end of file or an error: asyncio's own method reads again and handles it
+            // end of file or an error: the transport's own method reads again and handles it
             _ => {
-                asyncio_method(py, &SLOW, "UnixReadPipeTransport", "_read_ready")?.call1((tr,))?;
+                tr.call_method0(intern!(py, "_read_ready"))?;
                 Ok(())
             }
         }
     }
 
-    /// asyncio's `_UnixWritePipeTransport.write`: an immediate write while nothing is
-    /// buffered, an append to the buffer (flow control checked) while something is; every
-    /// other case is asyncio's.
+    /// A write pipe's `write`: an immediate write while nothing is buffered, an append to
+    /// the buffer (flow control checked) while something is; every other case is the
+    /// transport's own `write`.
     fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let Some(tr) = self.transport(py)? else {
             return Ok(());
         };
-        let slow = |d: &Bound<'_, PyAny>| slow_write(py)?.call1((&tr, d)).map(|_| ());
+        let slow =
+            |d: &Bound<'_, PyAny>| py_helpers::call_class_method(&tr, intern!(py, "write"), &[d]);
         // SAFETY: a type check on a live object.
         if unsafe { ffi::PyBytes_Check(data.as_ptr()) } == 0 {
             return slow(data);
@@ -206,8 +192,7 @@ impl PipeFast {
         slow(data) // a full pipe or an error: asyncio's write tries again and handles it
     }
 
-    /// asyncio's `_UnixWritePipeTransport._write_ready`: the pipe became writable while
-    /// data waits. A partial write keeps the rest; the last one ends the wait (writer
+    /// A write pipe's `_write_ready`: the pipe became writable while data waits. A partial write keeps the rest; the last one ends the wait (writer
     /// removed, `resume_writing` if paused, connection lost if closing); an error is
     /// asyncio's method's (the write fails again there, the same way).
     fn _write_ready(&self, py: Python<'_>) -> PyResult<()> {
@@ -244,10 +229,10 @@ impl PipeFast {
             Ok(n) if n == len => {
                 buffer.resize(0)?;
                 let lp = self.loop_.bind(py);
-                lp.call_method1(intern!(py, "_remove_writer"), (self.fd,))?;
+                EventLoop::unwatch_fd(lp, self.fd, true)?;
                 tr.call_method0(intern!(py, "_maybe_resume_protocol"))?; // may append to the buffer
                 if tr.getattr(intern!(py, "_closing"))?.is_truthy()? {
-                    lp.call_method1(intern!(py, "_remove_reader"), (self.fd,))?;
+                    EventLoop::unwatch_fd(lp, self.fd, false)?;
                     tr.call_method1(intern!(py, "_call_connection_lost"), (py.None(),))?;
                 }
                 Ok(())
@@ -266,6 +251,24 @@ impl PipeFast {
             Err(e) if ferroloop::engine::sock::would_block(&e) => Ok(()),
             Err(_) => self.slow_write_ready(py, &tr),
         }
+    }
+
+    /// Watch the pipe for reading (a read pipe) or writing (a write pipe with data
+    /// waiting): the loop's turn calls `_read_ready` or `_write_ready` directly.
+    fn _watch(slf: &Bound<'_, Self>, write: bool) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        let (name, step): (_, NativeStep) = if write {
+            (intern!(py, "_write_ready"), |fast| {
+                fast.cast::<PipeFast>()?.get()._write_ready(fast.py())
+            })
+        } else {
+            (intern!(py, "_read_ready"), |fast| {
+                fast.cast::<PipeFast>()?.get()._read_ready(fast.py())
+            })
+        };
+        let callback = slf.getattr(name)?;
+        EventLoop::watch_native(me.loop_.bind(py), me.fd, callback, write, step)
     }
 
     /// Let go of the transport (connection lost).

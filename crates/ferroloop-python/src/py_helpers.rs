@@ -128,3 +128,18 @@ pub fn is_exit(py: Python<'_>, err: &PyErr) -> bool {
     err.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
         || err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
 }
+
+/// `type(obj).name(obj, *args)`: a transport's own general method where the instance
+/// binds a native one of the same name (`write`, `sendto`) over it.
+pub fn call_class_method<'py>(
+    obj: &Bound<'py, PyAny>,
+    name: &Bound<'py, pyo3::types::PyString>,
+    args: &[&Bound<'py, PyAny>],
+) -> PyResult<()> {
+    let py = obj.py();
+    let all: Vec<&Bound<'py, PyAny>> = std::iter::once(obj).chain(args.iter().copied()).collect();
+    obj.get_type()
+        .getattr(name)?
+        .call1(pyo3::types::PyTuple::new(py, all)?)?;
+    Ok(())
+}

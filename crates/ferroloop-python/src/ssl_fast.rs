@@ -384,7 +384,12 @@ impl SslFast {
         let Some(lp) = &self.loop_ else {
             return Ok(false);
         };
-        if !lp.get().defer_ssl(slf.py(), slf)? {
+        if !lp.get().defer(
+            slf.py(),
+            slf,
+            |fast| SslFast::flush_batch(fast.cast()?),
+            true,
+        )? {
             return Ok(false);
         }
         self.listed.store(true, Ordering::Relaxed);

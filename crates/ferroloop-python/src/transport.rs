@@ -37,7 +37,7 @@ use pyo3::types::{PyBytes, PyTuple, PyType};
 use pyo3::{ffi, intern, PyTraverseError, PyVisit};
 
 use crate::cell::GilCell;
-use crate::event_loop::EventLoop;
+use crate::event_loop::{EventLoop, NativeStep};
 use crate::py_helpers;
 
 /// asyncio's `max_size`: the most one read asks for.
@@ -294,7 +294,12 @@ impl SocketTransportCore {
                 cb
             }
         };
-        EventLoop::watch_stream(&lp, me.fd, cb, write)?;
+        let step: NativeStep = if write {
+            |core| Self::_write_ready(core.cast()?)
+        } else {
+            |core| Self::_read_ready(core.cast()?)
+        };
+        EventLoop::watch_native(&lp, me.fd, cb, write, step)?;
         if write {
             me.waiting.store(true, Ordering::Relaxed);
         } else {
@@ -785,7 +790,10 @@ impl SocketTransportCore {
                 return Ok(());
             }
             if let Some(lp) = me.loop_(py)? {
-                if lp.get().defer_flush(py, slf)? {
+                if lp
+                    .get()
+                    .defer(py, slf, |core| Self::flush_batch(core.cast()?), false)?
+                {
                     me.queued.store(true, Ordering::Relaxed);
                     return Ok(());
                 }

@@ -396,6 +396,13 @@ impl<H: HostEntry> Scheduler<H> {
         Ok(old)
     }
 
+    /// Whether `fd` is watched for reading (or writing, with `write`); false while the
+    /// registrations are borrowed (never during a host's entry).
+    pub fn is_watched(&self, fd: RawFd, write: bool) -> bool {
+        let table = if write { &self.writers } else { &self.readers };
+        table.try_borrow().is_ok_and(|t| t.contains_key(&fd))
+    }
+
     /// Visit the host entries waiting to run: the ready queue, then what other threads
     /// queued. `None` if the state is borrowed right now (the visit is skipped).
     pub fn visit_ready<E>(&self, mut f: impl FnMut(&H) -> Result<(), E>) -> Option<Result<(), E>> {
