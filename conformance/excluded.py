@@ -27,7 +27,7 @@ WATCHER_VARIANTS = "the same subprocess tests with another of asyncio's child wa
 WINDOWS = "Windows only (proactor, IOCP, windows_utils)"
 
 EXCLUDED_MODULES = {
-    "test_selector_events": "tests asyncio's BaseSelectorEventLoop and its transports with mocked selectors",
+    "test_selector_events": "tests asyncio's BaseSelectorEventLoop and its transports with mocked selectors (its SelectorDatagramTransportTests run on ferroloop's datagram transport in tests/test_cpython_transport_tests.py)",
     "test_proactor_events": WINDOWS,
     "test_windows_events": WINDOWS,
     "test_windows_utils": WINDOWS,
@@ -95,8 +95,8 @@ EXCLUDED = {
     # test_unix_events
     "test_unix_events.SelectorEventLoopSignalTests": "tests asyncio's _UnixSelectorEventLoop signal code with a mocked signal module",
     "test_unix_events.SelectorEventLoopUnixSocketTests": ASYNCIO_LOOPS,
-    "test_unix_events.UnixReadPipeTransportTests": "tests asyncio's _UnixReadPipeTransport with mocked fds",
-    "test_unix_events.UnixWritePipeTransportTests": "tests asyncio's _UnixWritePipeTransport with mocked fds",
+    "test_unix_events.UnixReadPipeTransportTests": "tests asyncio's _UnixReadPipeTransport with mocked fds (run on ferroloop's class in tests/test_cpython_transport_tests.py)",
+    "test_unix_events.UnixWritePipeTransportTests": "tests asyncio's _UnixWritePipeTransport with mocked fds (run on ferroloop's class in tests/test_cpython_transport_tests.py)",
     "test_unix_events.AbstractChildWatcherTests": WATCHERS,
     "test_unix_events.BaseChildWatcherTests": WATCHERS,
     "test_unix_events.SafeChildWatcherTests": WATCHERS,

@@ -10,6 +10,7 @@ import errno
 import os
 import shutil
 import socket
+import sys
 import tempfile
 
 import pytest
@@ -571,3 +572,62 @@ def test_error_in_datagram_received_loses_no_datagram(loop, net):
         assert not tr.is_closing()
 
     run(loop, main())
+
+
+@xfail_on("uvloop", "uvloop differs: create_datagram_endpoint(family=AF_UNIX, remote_addr=path) raises "
+          "TypeError('remote_addr must be a tuple of (host, port)')")
+@xfail_on("asyncio", "CPython 3.13.0 counts 8 header bytes into the buffer per waiting datagram "
+          "and never out again (gh-135444, fixed in later 3.13 releases)",
+          condition=sys.version_info[:3] == (3, 13, 0))
+def test_write_buffer_drains_to_zero_and_resumes_writing(loop, net):
+    """Datagrams that wait for a full socket count in ``get_write_buffer_size()`` while they
+    wait and not after they left: the endpoint pauses past the high-water mark and resumes
+    once the peer has read them."""
+    class Flow(DProto):
+        def __init__(self, loop):
+            super().__init__(loop)
+            self.flow = []
+
+        def pause_writing(self):
+            self.flow.append("pause")
+
+        def resume_writing(self):
+            self.flow.append("resume")
+            self._wake()
+
+    async def main():
+        peer = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        net.socks.append(peer)
+        peer.bind(net.path("peer"))
+        peer.setblocking(False)
+        tr, pr = await net.endpoint(Flow, family=socket.AF_UNIX, remote_addr=net.path("peer"))
+        tr.set_write_buffer_limits(high=1, low=0)
+        sent = 0
+        while tr.get_write_buffer_size() == 0:  # until the peer's queue is full
+            tr.sendto(b"x" * 100)
+            sent += 1
+            assert sent < 100_000
+            if sent % 16 == 0:
+                await asyncio.sleep(0)  # let a batch leave
+        for _ in range(3):
+            tr.sendto(b"y" * 100)
+            sent += 1
+        assert pr.flow == ["pause"]
+        got = 0
+        for _ in range(200):  # at most about 2 s
+            if "resume" in pr.flow:
+                break
+            try:
+                peer.recv(200)
+                got += 1
+            except BlockingIOError:
+                await asyncio.sleep(0.01)
+        assert tr.get_write_buffer_size() == 0
+        assert pr.flow == ["pause", "resume"]
+        while got < sent:
+            await asyncio.wait_for(loop.sock_recv(peer, 200), 3)
+            got += 1
+        tr.close()
+        await pr.lost
+
+    run(loop, main(), timeout=10)
