@@ -11,8 +11,11 @@ keeps its state in its native core and shares only ``write_buffer_limits``.
 
 from __future__ import annotations
 
-from asyncio import events, protocols
-from typing import Any
+from asyncio import protocols
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._loopbase import LoopBase
 
 
 def write_buffer_limits(high: int | None = None, low: int | None = None) -> tuple[int, int]:
@@ -29,7 +32,7 @@ def write_buffer_limits(high: int | None = None, low: int | None = None) -> tupl
 class FlowControl:
     """``pause_writing``/``resume_writing`` around a transport's ``get_write_buffer_size()``."""
 
-    _loop: events.AbstractEventLoop | None
+    _loop: LoopBase | None
     _protocol: Any
     _protocol_paused: bool = False
     _high_water: int = 64 * 1024

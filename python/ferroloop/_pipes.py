@@ -53,7 +53,7 @@ class _PipeTransport(transports.BaseTransport):
     """What both pipe transports share: the pipe, the protocol, the end."""
 
     _pipe: Any = None  # None until __init__ accepted the pipe, and once it is closed
-    _fileno: int | None
+    _fileno: int  # None only on a transport whose __init__ refused the pipe
     _loop: LoopBase | None
     _fast: _native.PipeFast | None = None
     _closing: bool
@@ -75,7 +75,7 @@ class _PipeTransport(transports.BaseTransport):
         self._fileno, mode = _pipe_mode(pipe)
         if not kinds(mode):
             self._pipe = None
-            self._fileno = None
+            self._fileno = None  # type: ignore[assignment]  # as asyncio leaves it
             self._protocol = None
             raise ValueError(refusal)
         os.set_blocking(self._fileno, False)
@@ -183,11 +183,11 @@ class ReadPipeTransport(_PipeTransport, transports.ReadTransport):
         if self._fast is not None:
             self._fast._watch(False)
         else:
-            assert self._loop is not None and self._fileno is not None
+            assert self._loop is not None
             self._loop._add_reader(self._fileno, self._read_ready)
 
     def _read_ready(self) -> None:
-        assert self._fileno is not None and self._loop is not None
+        assert self._loop is not None
         try:
             data = os.read(self._fileno, self.max_size)
         except (BlockingIOError, InterruptedError):
@@ -265,15 +265,20 @@ class WritePipeTransport(FlowControl, _PipeTransport, transports.WriteTransport)
         if fast is not None and type(self).write is WritePipeTransport.write:
             self.__dict__["write"] = fast.write  # a subclass keeps its own
         loop.call_soon(protocol.connection_made, self)
-        mode = os.fstat(self._fileno).st_mode  # type: ignore[arg-type]
+        mode = os.fstat(self._fileno).st_mode
         # a readable event on the write end tells that the read end closed: sockets
         # everywhere, pipes except on AIX (asyncio's rule)
         if stat.S_ISSOCK(mode) or (stat.S_ISFIFO(mode) and not sys.platform.startswith("aix")):
             # only start watching once connection_made() has run
-            loop.call_soon(loop._add_reader, self._fileno, self._read_ready)
+            loop.call_soon(self._watch_peer_close)
         if waiter is not None:
             # only wake the waiter once connection_made() has run
             loop.call_soon(_compat.set_result_unless_cancelled, waiter, None)
+
+    def _watch_peer_close(self) -> None:
+        # (not once closed meanwhile: asyncio's would watch a descriptor about to close)
+        if self._loop is not None and not self._closing:
+            self._loop._add_reader(self._fileno, self._read_ready)
 
     def __repr__(self) -> str:
         info = self._repr_info(write=True)
@@ -308,7 +313,6 @@ class WritePipeTransport(FlowControl, _PipeTransport, transports.WriteTransport)
             self._conn_lost += 1
             return
         if not self._buffer:
-            assert self._fileno is not None
             try:
                 n = os.write(self._fileno, data)
             except (BlockingIOError, InterruptedError):
@@ -331,12 +335,12 @@ class WritePipeTransport(FlowControl, _PipeTransport, transports.WriteTransport)
         if self._fast is not None:
             self._fast._watch(True)
         else:
-            assert self._loop is not None and self._fileno is not None
+            assert self._loop is not None
             self._loop._add_writer(self._fileno, self._write_ready)
 
     def _write_ready(self) -> None:
         assert self._buffer, "Data should not be empty"
-        assert self._loop is not None and self._fileno is not None
+        assert self._loop is not None
         try:
             n = os.write(self._fileno, self._buffer)
         except (BlockingIOError, InterruptedError):
