@@ -19,7 +19,7 @@ from unittest import mock
 
 import pytest
 
-from ferroloop import _datagram, _pipes
+from ferroloop import _datagram, _flow, _pipes
 
 test_selector_events = pytest.importorskip("test.test_asyncio.test_selector_events")
 test_unix_events = pytest.importorskip("test.test_asyncio.test_unix_events")
@@ -70,7 +70,8 @@ def test_cpython_transport_test(cls, target, ours, name):
     result = unittest.TestResult()
     ours_module, asyncios = LOGGERS[ours]
     with mock.patch.object(module, attr, ours), \
-            mock.patch.object(ours_module, "logger", _LoggerOf(asyncios)):
+            mock.patch.object(ours_module, "logger", _LoggerOf(asyncios)), \
+            mock.patch.object(_flow, "logger", _LoggerOf(asyncios)):
         cls(name).run(result)
     problems = result.failures + result.errors
     assert not problems, problems[0][1]

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import _compat, _native
-from ._flow import FlowControl
+from ._flow import FlowControl, Reading, report_fatal
 
 if TYPE_CHECKING:
     from ._loopbase import LoopBase
@@ -46,6 +46,7 @@ _FAST_FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
 _SENDS_EMPTY = _compat.VERSION >= (3, 13)
 _READ_ERROR = "Fatal read error on datagram transport"
 _WRITE_ERROR = "Fatal write error on datagram transport"
+_SENT, _BLOCKED, _FAILED = range(3)  # what _send_one did
 
 
 def _is_watched(loop: Any, fd: int, write: bool) -> bool:
@@ -54,7 +55,7 @@ def _is_watched(loop: Any, fd: int, write: bool) -> bool:
     return isinstance(loop, _native.EventLoop) and loop._is_watched(fd, write)
 
 
-class DatagramTransport(FlowControl, transports.Transport, transports.DatagramTransport):
+class DatagramTransport(FlowControl, Reading, transports.Transport, transports.DatagramTransport):
     """A datagram endpoint's transport on a ferroloop loop: a ``DatagramTransport`` and,
     as asyncio's (a selector transport), a ``Transport``."""
 
@@ -153,27 +154,6 @@ class DatagramTransport(FlowControl, transports.Transport, transports.DatagramTr
     def is_closing(self) -> bool:
         return self._closing
 
-    def is_reading(self) -> bool:
-        return not self._closing and not self._paused
-
-    def pause_reading(self) -> None:
-        if not self.is_reading():
-            return
-        self._paused = True
-        assert self._loop is not None
-        self._loop._remove_reader(self._sock_fd)
-        if self._loop.get_debug():
-            logger.debug("%r pauses reading", self)
-
-    def resume_reading(self) -> None:
-        if self._closing or not self._paused:
-            return
-        self._paused = False
-        self._start_reading()
-        assert self._loop is not None
-        if self._loop.get_debug():
-            logger.debug("%r resumes reading", self)
-
     def close(self) -> None:
         if self._closing:
             return
@@ -209,20 +189,10 @@ class DatagramTransport(FlowControl, transports.Transport, transports.DatagramTr
             # the native path's datagrams of this run phase leave first: order kept
             if self._fast is not None:
                 self._fast._flush()
-            try:
-                self._send(data, addr)
+            if self._send_one(data, addr) != _BLOCKED:
                 return
-            except (BlockingIOError, InterruptedError):
-                assert self._loop is not None
-                self._loop._add_writer(self._sock_fd, self._sendto_ready)
-            except OSError as exc:
-                self._protocol.error_received(exc)
-                return
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._fatal_error(exc, _WRITE_ERROR)
-                return
+            assert self._loop is not None
+            self._loop._add_writer(self._sock_fd, self._sendto_ready)
         # what is buffered must not change under us
         self._buffer.append((bytes(data), addr))
         self._buffer_size += len(data) + self._header_size
@@ -230,9 +200,11 @@ class DatagramTransport(FlowControl, transports.Transport, transports.DatagramTr
 
     # -- readiness (the native object's, for the families it serves) -----------------------
 
-    def _start_reading(self) -> None:
-        if not self.is_reading():
-            return
+    @property
+    def _read_fd(self) -> int:
+        return self._sock_fd
+
+    def _watch_reading(self) -> None:
         if self._fast is not None:
             self._fast._watch()
         else:
@@ -256,32 +228,37 @@ class DatagramTransport(FlowControl, transports.Transport, transports.DatagramTr
         else:
             self._protocol.datagram_received(data, addr)
 
-    def _send(self, data: Any, addr: Any) -> None:
+    def _send_one(self, data: Any, addr: Any) -> int:
+        """Send one datagram: ``_SENT``, ``_BLOCKED`` (the socket is full), or ``_FAILED``
+        (reported: ``error_received`` for an ``OSError``, else the transport's end)."""
         sock = self._sock
-        assert sock is not None
-        if self._extra["peername"]:
-            sock.send(data)
-        else:
-            sock.sendto(data, addr)
+        try:
+            if self._extra["peername"]:
+                sock.send(data)  # type: ignore[union-attr]  # None: asyncio's error too
+            else:
+                sock.sendto(data, addr)  # type: ignore[union-attr]
+            return _SENT
+        except (BlockingIOError, InterruptedError):
+            return _BLOCKED
+        except OSError as exc:
+            self._protocol.error_received(exc)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, _WRITE_ERROR)
+        return _FAILED
 
     def _sendto_ready(self) -> None:
         while self._buffer:
             data, addr = self._buffer.popleft()
             self._buffer_size -= len(data) + self._header_size
-            try:
-                self._send(data, addr)
-            except (BlockingIOError, InterruptedError):
+            sent = self._send_one(data, addr)
+            if sent == _FAILED:
+                return
+            if sent == _BLOCKED:
                 self._buffer.appendleft((data, addr))  # again when writable
                 self._buffer_size += len(data) + self._header_size
                 break
-            except OSError as exc:
-                self._protocol.error_received(exc)
-                return
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._fatal_error(exc, _WRITE_ERROR)
-                return
         self._maybe_resume_protocol()  # may send more
         if not self._buffer:
             assert self._loop is not None
@@ -292,20 +269,7 @@ class DatagramTransport(FlowControl, transports.Transport, transports.DatagramTr
     # -- errors and the end -----------------------------------------------------------------
 
     def _fatal_error(self, exc: BaseException, message: str = "Fatal error on transport") -> None:
-        loop = self._loop
-        assert loop is not None
-        if isinstance(exc, OSError):
-            if loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            loop.call_exception_handler(
-                {
-                    "message": message,
-                    "exception": exc,
-                    "transport": self,
-                    "protocol": self._protocol,
-                }
-            )
+        report_fatal(self, exc, message, quiet=isinstance(exc, OSError))
         self._force_close(exc)
 
     def _force_close(self, exc: BaseException | None) -> None:

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import _compat, _native
-from ._flow import FlowControl
+from ._flow import FlowControl, Reading, report_fatal
 
 if TYPE_CHECKING:
     from ._loopbase import LoopBase
@@ -112,24 +112,6 @@ class _PipeTransport(transports.BaseTransport):
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
             self._pipe.close()
 
-    def _report(self, exc: BaseException, message: str, quiet: bool) -> None:
-        """asyncio's ``_fatal_error`` report: logged in debug mode when ``quiet``, else to
-        the exception handler."""
-        loop = self._loop
-        assert loop is not None
-        if quiet:
-            if loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            loop.call_exception_handler(
-                {
-                    "message": message,
-                    "exception": exc,
-                    "transport": self,
-                    "protocol": self._protocol,
-                }
-            )
-
     def _call_connection_lost(self, exc: BaseException | None) -> None:
         try:
             self._protocol.connection_lost(exc)
@@ -148,7 +130,7 @@ def _readable(mode: int) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
 
 
-class ReadPipeTransport(_PipeTransport, transports.ReadTransport):
+class ReadPipeTransport(Reading, _PipeTransport, transports.ReadTransport):
     """The read end of a pipe (or a socket, or a character device)."""
 
     max_size = 256 * 1024  # bytes read per readiness event at most
@@ -162,7 +144,6 @@ class ReadPipeTransport(_PipeTransport, transports.ReadTransport):
         extra: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(extra)
-        self._paused = False
         self._open(loop, pipe, protocol, _readable, "Pipe transport is for pipes/sockets only.")
         loop.call_soon(protocol.connection_made, self)
         # only start reading once connection_made() has run
@@ -174,12 +155,11 @@ class ReadPipeTransport(_PipeTransport, transports.ReadTransport):
     def __repr__(self) -> str:
         return "<{}>".format(" ".join(self._repr_info(write=False)))
 
-    def is_reading(self) -> bool:
-        return not self._paused and not self._closing
+    @property
+    def _read_fd(self) -> int:
+        return self._fileno
 
-    def _start_reading(self) -> None:
-        if not self.is_reading():
-            return
+    def _watch_reading(self) -> None:
         if self._fast is not None:
             self._fast._watch(False)
         else:
@@ -205,24 +185,6 @@ class ReadPipeTransport(_PipeTransport, transports.ReadTransport):
                 self._loop.call_soon(self._protocol.eof_received)
                 self._loop.call_soon(self._call_connection_lost, None)
 
-    def pause_reading(self) -> None:
-        if not self.is_reading():
-            return
-        self._paused = True
-        assert self._loop is not None
-        self._loop._remove_reader(self._fileno)
-        if self._loop.get_debug():
-            logger.debug("%r pauses reading", self)
-
-    def resume_reading(self) -> None:
-        if self._closing or not self._paused:
-            return
-        self._paused = False
-        self._start_reading()
-        assert self._loop is not None
-        if self._loop.get_debug():
-            logger.debug("%r resumes reading", self)
-
     def close(self) -> None:
         if not self._closing:
             self._close(None)
@@ -231,7 +193,7 @@ class ReadPipeTransport(_PipeTransport, transports.ReadTransport):
         self, exc: BaseException, message: str = "Fatal error on pipe transport"
     ) -> None:
         # EIO is how a pty's reader learns that the other side closed
-        self._report(exc, message, quiet=isinstance(exc, OSError) and exc.errno == errno.EIO)
+        report_fatal(self, exc, message, quiet=isinstance(exc, OSError) and exc.errno == errno.EIO)
         self._close(exc)
 
     def _close(self, exc: BaseException | None) -> None:
@@ -387,7 +349,7 @@ class WritePipeTransport(FlowControl, _PipeTransport, transports.WriteTransport)
     def _fatal_error(
         self, exc: BaseException, message: str = "Fatal error on pipe transport"
     ) -> None:
-        self._report(exc, message, quiet=isinstance(exc, OSError))
+        report_fatal(self, exc, message, quiet=isinstance(exc, OSError))
         self._close(exc)
 
     def _close(self, exc: BaseException | None = None) -> None:

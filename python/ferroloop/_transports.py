@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from . import _compat, _native, _server
+from ._flow import write_buffer_limits
 
 if TYPE_CHECKING:
     from ._loopbase import LoopBase
@@ -218,13 +219,7 @@ class SocketTransport(_compat.FlowControlMixin, transports.Transport):
         self._core._maybe_pause_protocol()
 
     def _set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        if high is None:
-            high = 64 * 1024 if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
-        self._core._set_limits(high, low)
+        self._core._set_limits(*write_buffer_limits(high, low))
 
     def _maybe_pause_protocol(self) -> None:
         self._core._maybe_pause_protocol()
