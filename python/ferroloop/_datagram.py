@@ -28,12 +28,13 @@ from __future__ import annotations
 import collections
 import socket
 import warnings
-from asyncio import constants, futures, log, protocols, transports, trsock
+from asyncio import constants, futures, log, protocols, transports
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import _compat, _native
 from ._flow import FlowControl, Reading, report_fatal
+from ._transports import add_socket_extra
 
 if TYPE_CHECKING:
     from ._loopbase import LoopBase
@@ -78,16 +79,7 @@ class DatagramTransport(FlowControl, Reading, transports.Transport, transports.D
         extra: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(extra)
-        self._extra["socket"] = trsock.TransportSocket(sock)
-        try:
-            self._extra["sockname"] = sock.getsockname()
-        except OSError:
-            self._extra["sockname"] = None
-        if "peername" not in self._extra:
-            try:
-                self._extra["peername"] = sock.getpeername()
-            except OSError:
-                self._extra["peername"] = None
+        add_socket_extra(self._extra, sock)
         self._loop = loop
         self._sock = sock
         self._sock_fd = sock.fileno()

@@ -76,6 +76,21 @@ def _set_nodelay(sock: socket.socket) -> None:
             pass
 
 
+def add_socket_extra(extra: dict[str, Any], sock: socket.socket) -> None:
+    """A socket transport's extra info, as asyncio's selector transports set it:
+    ``socket``, ``sockname`` and (unless given) ``peername``, None where the socket has none."""
+    extra["socket"] = trsock.TransportSocket(sock)
+    try:
+        extra["sockname"] = sock.getsockname()
+    except OSError:
+        extra["sockname"] = None
+    if "peername" not in extra:
+        try:
+            extra["peername"] = sock.getpeername()
+        except OSError:
+            extra["peername"] = None
+
+
 def _core_property(name: str, doc: str) -> property:
     return property(lambda self: getattr(self._core, name), doc=doc)
 
@@ -105,16 +120,7 @@ class SocketTransport(_compat.FlowControlMixin, transports.Transport):
     ) -> None:
         # BaseTransport's __init__ only: the flow-control state lives in the core
         transports.BaseTransport.__init__(self, extra)
-        self._extra["socket"] = trsock.TransportSocket(sock)
-        try:
-            self._extra["sockname"] = sock.getsockname()
-        except OSError:
-            self._extra["sockname"] = None
-        if "peername" not in self._extra:
-            try:
-                self._extra["peername"] = sock.getpeername()
-            except OSError:
-                self._extra["peername"] = None
+        add_socket_extra(self._extra, sock)
         core = _native.SocketTransportCore(loop, sock, protocol, self, server)
         self._core = core
         namespace = self.__dict__
