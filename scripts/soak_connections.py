@@ -25,10 +25,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from asyncio import sslproto
 
 import ferroloop
-from ferroloop import _native
+from ferroloop import _native, _sslproto
 from ferroloop._transports import SocketTransport
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -179,7 +178,8 @@ def main():
         failures.append(f"fd leak: {fd_growth} more fds")
     if rss_growth > args.rss_tolerance_mb * MIB:
         failures.append(f"memory leak: RSS grew {rss_growth / MIB:.2f} MiB")
-    kinds = (SocketTransport, _native.SocketTransportCore, sslproto.SSLProtocol, _native.SslFast)
+    kinds = (SocketTransport, _native.SocketTransportCore, _sslproto.SSLProtocol,
+             _sslproto._SSLProtocolTransport)
     alive = [o for o in gc.get_objects() if isinstance(o, kinds)]
     print(f"  transports alive after gc.collect(): {len(alive)}")
     if alive:

@@ -87,7 +87,6 @@ def test_private_names_are_the_ones_compat_hands_out():
     assert _compat.SelectorEventLoop is asyncio.selector_events.BaseSelectorEventLoop
     assert _compat.UnixSelectorEventLoop is asyncio.unix_events._UnixSelectorEventLoop
     assert _compat.Server is asyncio.base_events.Server
-    assert _compat.SSLProtocol is asyncio.sslproto.SSLProtocol
 
 
 def test_missing_private_name_names_module_and_name(monkeypatch):
@@ -106,15 +105,6 @@ def test_missing_private_name_names_module_and_name(monkeypatch):
 # -- private attributes of the real objects ---------------------------------------------------
 
 
-def test_sslprotocol_attributes(floop):
-    proto = _compat.SSLProtocol(floop, asyncio.Protocol(), ssl.create_default_context(), None)
-    try:
-        missing = [a for a in _compat.SSLPROTOCOL_ATTRIBUTES if not hasattr(proto, a)]
-    finally:
-        _close_unconnected(proto)
-    assert not missing, f"asyncio's SSLProtocol lacks {missing}"
-
-
 def _close_unconnected(proto):
     """Close the app transport an SSLProtocol makes at once (unwrapped, never connected:
     close() only marks it closed), or its __del__ warns (ResourceWarning)."""
@@ -122,16 +112,34 @@ def _close_unconnected(proto):
     assert proto._app_transport.is_closing()
 
 
-def test_ferroloop_sslprotocol_attributes(floop):
-    # the subclass the loop builds for a TLS connection (_sslproto.py)
+def test_sslprotocol_is_ferroloops_own_with_asyncios_attributes(floop):
+    # no asyncio TLS class is reused (the engine issue), yet code written against asyncio's
+    # SSLProtocol finds every attribute asyncio's sets, under the same name
     from ferroloop import _sslproto
 
-    proto = _sslproto.SSLProtocol(floop, asyncio.Protocol(), ssl.create_default_context(), None)
+    assert not any(c.__module__.startswith("asyncio.") and "SSL" in c.__name__
+                   for c in _sslproto.SSLProtocol.__mro__)
+    assert not any(c.__module__.startswith("asyncio.") and "SSL" in c.__name__
+                   for c in _sslproto._SSLProtocolTransport.__mro__)
+    theirs = asyncio.sslproto.SSLProtocol(
+        floop, asyncio.Protocol(), ssl.create_default_context(), None)
+    ours = _sslproto.SSLProtocol(floop, asyncio.Protocol(), ssl.create_default_context(), None)
     try:
-        missing = [a for a in _compat.SSLPROTOCOL_ATTRIBUTES if not hasattr(proto, a)]
+        missing = [a for a in vars(theirs) if not hasattr(ours, a)]
+        assert not missing, f"ferroloop's SSLProtocol lacks {missing}"
+        methods = [a for a in dir(type(theirs)) if not hasattr(ours, a)]
+        assert not methods, f"ferroloop's SSLProtocol lacks {methods}"
+        transport_methods = [a for a in dir(type(theirs._app_transport))
+                             if hasattr(theirs._app_transport, a)
+                             and not hasattr(ours._app_transport, a)]
+        assert not transport_methods, transport_methods
+        assert ours._state.name == theirs._state.name == "UNWRAPPED"
+        assert ours.max_size == theirs.max_size
+        assert ((ours._incoming_high_water, ours._outgoing_high_water)
+                == (theirs._incoming_high_water, theirs._outgoing_high_water))
     finally:
-        _close_unconnected(proto)
-    assert not missing, f"ferroloop's SSLProtocol lacks {missing}"
+        _close_unconnected(theirs)
+        _close_unconnected(ours)
 
 
 def test_datagram_and_pipe_transports_are_ferroloops_own(floop):
@@ -254,7 +262,7 @@ def test_private_fast_paths_on_for_the_versions_they_know():
     paths = _fast_paths_in_child("1")
     # 3.11 to 3.13: each layout is known and the import-time checks pass
     assert paths == dict(allowed=True, context_layout=True, thread_state_context=True,
-                         bytes_resize=True), paths
+                         bytes_resize=True, ssl_object_inner=True), paths
 
 
 def test_private_fast_paths_forced_off():

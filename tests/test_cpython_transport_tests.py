@@ -1,28 +1,31 @@
-"""CPython's own unit tests of its datagram and pipe transports, run on ferroloop's.
+"""CPython's own unit tests of its datagram, pipe and TLS transports, run on ferroloop's.
 
-ferroloop's datagram and pipe transports (``_datagram.py``, ``_pipes.py``) are its own
-classes with asyncio's behaviour. CPython tests its classes of the same behaviour
-(``test_selector_events.SelectorDatagramTransportTests``,
-``test_unix_events.UnixReadPipeTransportTests`` and ``UnixWritePipeTransportTests``) with
-a mocked socket or pipe on asyncio's test loop; here each of those tests runs with
+ferroloop's datagram and pipe transports (``_datagram.py``, ``_pipes.py``) and its TLS
+protocol (``_sslproto.py``) are its own classes with asyncio's behaviour. CPython tests its
+classes of the same behaviour (``test_selector_events.SelectorDatagramTransportTests``,
+``test_unix_events.UnixReadPipeTransportTests`` and ``UnixWritePipeTransportTests``,
+``test_sslproto.SslProtoHandshakeTests``) with a mocked socket, pipe or ``SSLObject`` on
+asyncio's test loop; here each of those tests runs with
 asyncio's class replaced by ferroloop's, on the running interpreter's copy of the suite
 (3.11, 3.12 and 3.13 differ). Over asyncio's test loop the transports run their Python
-paths (the native ones need ferroloop's loop: tests/test_datagram.py and
-tests/test_pipes.py cover those, on asyncio and ferroloop alike).
+paths (the native ones need ferroloop's loop: tests/test_datagram.py,
+tests/test_pipes.py and tests/test_tls.py cover those, on asyncio and ferroloop alike);
+the TLS protocol's per-record paths are native on any loop, so they run here too.
 """
 
 from __future__ import annotations
 
 import unittest
-from asyncio import selector_events, unix_events
+from asyncio import selector_events, sslproto, unix_events
 from unittest import mock
 
 import pytest
 
-from ferroloop import _datagram, _flow, _pipes
+from ferroloop import _datagram, _flow, _pipes, _sslproto
 
 test_selector_events = pytest.importorskip("test.test_asyncio.test_selector_events")
 test_unix_events = pytest.importorskip("test.test_asyncio.test_unix_events")
+test_sslproto = pytest.importorskip("test.test_asyncio.test_sslproto")
 
 #: (CPython's test class, the module attribute its tests construct, ferroloop's class)
 SUITES = [
@@ -32,6 +35,7 @@ SUITES = [
      (unix_events, "_UnixReadPipeTransport"), _pipes.ReadPipeTransport),
     (test_unix_events.UnixWritePipeTransportTests,
      (unix_events, "_UnixWritePipeTransport"), _pipes.WritePipeTransport),
+    (test_sslproto.SslProtoHandshakeTests, (sslproto, "SSLProtocol"), _sslproto.SSLProtocol),
 ]
 
 #: ferroloop's module of each class, and asyncio's whose ``logger`` the tests mock
@@ -39,6 +43,7 @@ LOGGERS = {
     _datagram.DatagramTransport: (_datagram, selector_events),
     _pipes.ReadPipeTransport: (_pipes, unix_events),
     _pipes.WritePipeTransport: (_pipes, unix_events),
+    _sslproto.SSLProtocol: (_sslproto, sslproto),
 }
 
 

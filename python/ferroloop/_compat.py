@@ -34,7 +34,6 @@ from asyncio import (
     format_helpers,
     futures,
     selector_events,
-    sslproto,
     transports,
     unix_events,
 )
@@ -131,8 +130,6 @@ SelectorEventLoop: Any = _private(
     selector_events, "BaseSelectorEventLoop", "accepting connections, sendfile (functions reused)")
 UnixSelectorEventLoop: Any = _private(
     unix_events, "_UnixSelectorEventLoop", "Unix sockets, sock_sendfile (functions reused)")
-SSLProtocol = sslproto.SSLProtocol  # public name, private state (SSLPROTOCOL_ATTRIBUTES)
-SSLProtocolState = sslproto.SSLProtocolState
 
 #: Methods of asyncio's loops that ferroloop's loop takes over unchanged (``_streams.py``).
 #: None uses ``super()`` or state that ferroloop's loop lacks, on any supported version.
@@ -149,19 +146,7 @@ _private(UnixSelectorEventLoop, "create_unix_server", "reused by ferroloop's loo
 for _name in ("_wait", "_process_exited"):
     _private(UnixSubprocessTransport, _name, "the loop reports a child's exit")
 
-#: Instance attributes of asyncio's ``SSLProtocol`` that the native record paths
-#: (crates/ferroloop-python/src/ssl_fast.rs) and ``_sslproto.py`` read or write.
-SSLPROTOCOL_ATTRIBUTES = (
-    "_state", "_write_backlog", "_write_buffer_size", "_incoming", "_outgoing", "_sslobj",
-    "_transport", "_loop", "_app_protocol", "_app_transport", "_app_protocol_is_buffer",
-    "_app_reading_paused", "_app_writing_paused", "_ssl_reading_paused",
-    "_ssl_writing_paused", "_incoming_low_water", "_incoming_high_water",
-    "_outgoing_low_water", "_outgoing_high_water", "_ssl_buffer_view", "max_size",
-    "_call_eof_received", "_start_shutdown", "_fatal_error", "_control_app_writing",
-    "_control_ssl_reading", "_do_read", "_do_read__buffered", "_write_appdata", "_abort",
-    "get_buffer", "buffer_updated",
-)
-#: ... of the loop, set by asyncio's ``__init__`` or read by the reused methods above.
+#: Attributes of the loop, set by asyncio's ``__init__`` or read by the reused methods above.
 LOOP_ATTRIBUTES = ("_task_factory", "_current_handle", "_default_executor", "_asyncgens",
                    "_asyncgens_shutdown_called", "_executor_shutdown_called")
 

@@ -13,7 +13,6 @@ import asyncio
 import socket
 from asyncio import _CoroutineLike
 from asyncio.base_events import Server
-from asyncio.sslproto import SSLProtocol
 from collections.abc import Callable, Iterable
 from contextvars import Context
 from traceback import StackSummary
@@ -34,7 +33,7 @@ __all__ = [
     "SockWaiter",
     "DatagramFast",
     "PipeFast",
-    "SslFast",
+    "SSLProtocolCore",
     "sock_call",
     "sock_recv",
     "sock_sendall",
@@ -295,18 +294,50 @@ class PipeFast:
     def _watch(self, write: bool) -> None: ...
     def _detach(self) -> None: ...
 
-@final
-class SslFast:
-    """The per-record paths of an ``SSLProtocol`` (held weakly)."""
+@disjoint_base
+class SSLProtocolCore:
+    """The native half of ``ferroloop._sslproto.SSLProtocol``: its state, its per-record
+    state under asyncio's attribute names, and its per-record methods."""
 
-    def __new__(cls, proto: SSLProtocol) -> Self: ...
-    def _batched(self) -> int: ...
-    def _flush_batch(self) -> None: ...
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self: ...
+    @property
+    def _state(self) -> Any: ...
+    def _set_state(self, new_state: Any) -> None: ...
+    _sslobj: Any
+    _incoming: Any
+    _outgoing: Any
+    _write_backlog: Any
+    _write_buffer_size: int
+    _transport: Any
+    _app_protocol: Any
+    _app_protocol_is_buffer: bool
+    _app_transport: Any
+    _loop: Any
+    _app_reading_paused: bool
+    _ssl_reading_paused: bool
+    _app_writing_paused: bool
+    _ssl_writing_paused: bool
+    _incoming_high_water: int
+    _incoming_low_water: int
+    _outgoing_high_water: int
+    _outgoing_low_water: int
+    _ssl_buffer: bytearray
+    _ssl_buffer_view: memoryview
+    max_size: int
+    _conn_lost: int
     def get_buffer(self, n: int) -> memoryview: ...
     def buffer_updated(self, nbytes: int) -> None: ...
     def _do_read(self) -> None: ...
+    def _do_read__copied(self) -> None: ...
+    def _do_write(self) -> None: ...
+    def _process_outgoing(self) -> None: ...
     def _write_appdata(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None: ...
-    def write(self, data: bytes | bytearray | memoryview) -> None: ...
+    def _app_write(self, data: bytes | bytearray | memoryview) -> None: ...
+    def _control_app_writing(self) -> None: ...
+    def _control_ssl_reading(self) -> None: ...
+    def _get_write_buffer_size(self) -> int: ...
+    def _get_read_buffer_size(self) -> int: ...
+    def _flush_batch(self) -> None: ...
 
 # -- sock_* ----------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ import socket
 import ssl
 from asyncio import base_events, constants, futures, log, protocols, transports
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from . import _compat, _server, _sslproto
 from ._transports import SocketTransport
@@ -74,8 +74,7 @@ class StreamsMixin(LoopBase):
         ssl_handshake_timeout: float | None = constants.SSL_HANDSHAKE_TIMEOUT,
         ssl_shutdown_timeout: float | None = constants.SSL_SHUTDOWN_TIMEOUT,
     ) -> transports.Transport:
-        # asyncio's TLS state machine with native record paths (_sslproto.py) over the
-        # native stream transport
+        # ferroloop's TLS protocol (_sslproto.py) over the native stream transport
         if _compat.TRANSPORT_CHECKS_FD:
             self._ensure_fd_no_transport(rawsock)
         ssl_protocol = _sslproto.SSLProtocol(
@@ -89,7 +88,7 @@ class StreamsMixin(LoopBase):
             ssl_shutdown_timeout=ssl_shutdown_timeout,
         )
         SocketTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
-        return ssl_protocol._app_transport
+        return cast(transports.Transport, ssl_protocol._app_transport)
 
     if not TYPE_CHECKING:  # to a type checker, asyncio's (the Server is ferroloop's subclass)
 

@@ -14,7 +14,7 @@ mod private_api;
 mod py_helpers;
 mod rust_tasks;
 mod sock_ops;
-mod ssl_fast;
+mod sslproto;
 mod transport;
 
 use pyo3::prelude::*;
@@ -30,7 +30,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sock_ops::SockWaiter>()?;
     m.add_class::<datagram::DatagramFast>()?;
     m.add_class::<pipe::PipeFast>()?;
-    m.add_class::<ssl_fast::SslFast>()?;
+    m.add_class::<sslproto::SslProtocolCore>()?;
     m.add_function(wrap_pyfunction!(sock_ops::sock_call, m)?)?;
     m.add_function(wrap_pyfunction!(sock_ops::sock_recv, m)?)?;
     m.add_function(wrap_pyfunction!(sock_ops::sock_sendall, m)?)?;

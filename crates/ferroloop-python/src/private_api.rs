@@ -7,6 +7,7 @@
 //! | `PyContext` layout (`ctx_vars`, `ctx_entered`; `Include/internal/pycore_context.h`, the same 3.7-3.13) | context.rs | a context copy per handle | `context::init` on live contexts | one `copy_context()` per handle |
 //! | `PyThreadState.context` at this version's offset (`Include/cpython/pystate.h`: 224 on 3.11, 208 on 3.12 and 3.13, 64-bit) | context.rs | the copy made only to compare (84 instructions per `call_soon`) | a probe context entered and left at import | copy and compare |
 //! | `_PyBytes_Resize` (`Include/cpython/bytesobject.h`, outside the limited API) | transport.rs | a copy of every short read | exported by every supported version | read into a spare buffer, copy out |
+//! | `ssl.SSLObject._sslobj` (the C `_ssl._SSLSocket` an exact `SSLObject` forwards `read`/`write`/`pending` to; `Lib/ssl.py`, 3.5-3.13) | sslproto.rs | a Python frame per TLS record read or written | `type(sslobj) is ssl.SSLObject` and the attribute present, per connection | the `SSLObject`'s own methods |
 //!
 //! `FERROLOOP_PRIVATE_FAST_PATHS=0` in the environment when `ferroloop._native` is imported
 //! turns every one of them off, so the fallbacks can be tested (`make test` runs the pytest
@@ -53,5 +54,6 @@ pub fn private_fast_paths(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("context_layout", crate::context::sharing())?;
     d.set_item("thread_state_context", crate::context::current_readable())?;
     d.set_item("bytes_resize", allowed())?;
+    d.set_item("ssl_object_inner", allowed())?;
     Ok(d)
 }
