@@ -1,5 +1,6 @@
 """TLS record paths on ferroloop: asyncio's ``sslproto.SSLProtocol`` against ferroloop's
-(``_sslproto.SSLProtocol``, per-record methods native through ``_native.SslFast``).
+(``_sslproto.SSLProtocol``, whose state and per-record paths are its native base
+``_native.SSLProtocolCore``).
 
 One process, one loop: a TLS client and a TLS echo server talk over loopback, one message
 in flight, ``N`` round trips; the measure is the process's CPU time per round trip (both

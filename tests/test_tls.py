@@ -1530,3 +1530,71 @@ if os.environ.get("FERRO_LONG") == "1":
     def test_many_handshakes_long(loop, tls, server_ctx, client_ctx):
         """10,000 sequential TLS connections on one loop, descriptors flat."""
         _many_handshakes(loop, tls, server_ctx, client_ctx, 10_000, timeout=600)
+
+
+def test_set_protocol_in_data_received_sends_the_rest_to_the_new_protocol(
+        loop, tls, server_ctx, client_ctx):
+    """The app protocol replaced from its own data_received: later records go to the new
+    one (ferroloop binds data_received once per protocol, again on set_protocol)."""
+
+    class Handover(Proto):
+        def data_received(self, data):
+            super().data_received(data)
+            self.transport.set_protocol(self.successor)
+
+    async def main():
+        srv, addr = await tls.server(server_ctx)
+        tr, first = await tls.connect(addr, client_ctx, cls=Handover)
+        second = Proto(loop)
+        second.transport = tr
+        first.successor = second
+        tr.write(b"one")
+        assert await first.wait_bytes(3) == b"one"
+        assert tr.get_protocol() is second
+        tr.write(b"two")
+        assert await second.wait_bytes(3) == b"two"
+        assert first.data == b"one"
+        tr.close()
+        await second.lost
+        await close_server(srv)
+
+    run(loop, main())
+
+
+def test_failing_pause_writing_is_reported_and_writing_goes_on(
+        loop, tls, server_ctx, client_ctx, handler_calls):
+    """pause_writing() raising: the loop's exception handler gets asyncio's context
+    ("protocol.pause_writing() failed", the app transport, the TLS protocol), and the
+    connection carries on."""
+
+    class BadPause(Proto):
+        def pause_writing(self):
+            super().pause_writing()
+            raise ValueError("no pausing")
+
+    async def main():
+        srv, addr = await tls.server(server_ctx, PausedSink)
+        tr, pr = await tls.connect(addr, client_ctx, cls=BadPause)
+        tr.set_write_buffer_limits(high=4 * KiB)
+        (sink,) = tls.protocols
+        written = 0
+        while not pr.pauses and written < WRITE_LIMIT:
+            tr.write(b"z" * 64 * KiB)
+            written += 64 * KiB
+            await asyncio.sleep(0)
+        assert pr.pauses == 1
+        sink.transport.resume_reading()
+        await pr.wait_for(lambda: pr.resumes)
+        await sink.wait_for(lambda: sink.count >= written)
+        tr.close()
+        await pr.lost
+        await close_server(srv)
+        return tr
+
+    tr = run(loop, main(), timeout=15)
+    assert len(handler_calls) == 1, handler_calls
+    (context,) = handler_calls
+    assert context["message"] == "protocol.pause_writing() failed"
+    assert isinstance(context["exception"], ValueError)
+    assert context["transport"] is tr
+    assert type(context["protocol"]).__name__ == "SSLProtocol"
