@@ -10,7 +10,8 @@ asyncio's class replaced by ferroloop's, on the running interpreter's copy of th
 (3.11, 3.12 and 3.13 differ). Over asyncio's test loop the transports run their Python
 paths (the native ones need ferroloop's loop: tests/test_datagram.py,
 tests/test_pipes.py and tests/test_tls.py cover those, on asyncio and ferroloop alike);
-the TLS protocol's per-record paths are native on any loop, so they run here too.
+the TLS protocol's per-record paths are native on any loop, so they run here too, and
+its suite runs a second time on ferroloop's loop.
 """
 
 from __future__ import annotations
@@ -78,6 +79,36 @@ def test_cpython_transport_test(cls, target, ours, name):
             mock.patch.object(ours_module, "logger", _LoggerOf(asyncios)), \
             mock.patch.object(_flow, "logger", _LoggerOf(asyncios)):
         cls(name).run(result)
+    problems = result.failures + result.errors
+    assert not problems, problems[0][1]
+    assert not result.skipped, result.skipped
+    assert result.testsRun == 1
+
+
+SSL_CASES = [
+    pytest.param(name, id=name)
+    for name in unittest.TestLoader().getTestCaseNames(test_sslproto.SslProtoHandshakeTests)
+]
+
+
+@pytest.mark.parametrize("name", SSL_CASES)
+def test_cpython_sslproto_test_on_ferroloops_loop(name):
+    # the same tests with ferroloop's loop under the protocol (asyncio.new_event_loop in
+    # their setUp): its run phase is what write batching (sslproto.rs) depends on
+    import ferroloop
+
+    made = []
+
+    def new_event_loop():
+        made.append(ferroloop.new_event_loop())
+        return made[-1]
+
+    result = unittest.TestResult()
+    with mock.patch.object(sslproto, "SSLProtocol", _sslproto.SSLProtocol), \
+            mock.patch.object(_sslproto, "logger", _LoggerOf(sslproto)), \
+            mock.patch("asyncio.new_event_loop", new_event_loop):
+        test_sslproto.SslProtoHandshakeTests(name).run(result)
+    assert len(made) == 1 and isinstance(made[0], ferroloop.EventLoop), made
     problems = result.failures + result.errors
     assert not problems, problems[0][1]
     assert not result.skipped, result.skipped
