@@ -16,14 +16,32 @@
 //! the GIL (as in asyncio, that is the caller's responsibility).
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::OnceLock;
 
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use pyo3::{ffi, PyTraverseError, PyVisit};
 
 use crate::cell::GilCell;
-use crate::event_loop::EventLoop;
 use crate::py_helpers;
+
+/// What a handle asks of the loop that owns it, supplied by the loop when the extension is
+/// imported (`event_loop::register_handle_hooks`): this module names no loop type, so the
+/// loop imports its entries and not the reverse. Each returns `None` for a loop that is
+/// not ferroloop's native one (the handle then does what asyncio's does).
+pub(crate) struct LoopHooks {
+    /// The loop's debug flag.
+    pub is_debug: for<'py> fn(&Bound<'py, PyAny>) -> Option<bool>,
+    /// A timer of the loop was cancelled: the loop counts it for its heap's compaction.
+    pub timer_cancelled: for<'py> fn(&Bound<'py, PyAny>, &Handle) -> Option<PyResult<()>>,
+}
+
+static LOOP_HOOKS: OnceLock<LoopHooks> = OnceLock::new();
+
+/// Install the loop's hooks (once; later calls are ignored).
+pub(crate) fn set_loop_hooks(hooks: LoopHooks) {
+    let _ = LOOP_HOOKS.set(hooks);
+}
 
 pub struct HandleInner {
     pub callback: Option<Py<PyAny>>,
@@ -270,12 +288,9 @@ impl Handle {
         let py = slf.py();
         let debug = {
             let inner = me.inner.borrow_mut(py)?;
-            match &inner.loop_ {
-                Some(l) => match l.bind(py).cast::<EventLoop>() {
-                    Ok(native) => native.get().is_debug(),
-                    Err(_) => false,
-                },
-                None => false,
+            match (&inner.loop_, LOOP_HOOKS.get()) {
+                (Some(l), Some(hooks)) => (hooks.is_debug)(l.bind(py)).unwrap_or(false),
+                _ => false,
             }
         };
         if debug {
@@ -424,7 +439,7 @@ impl Handle {
                 match std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut *step)) {
                     Ok(r) => r,
                     Err(payload) => Err(pyo3::panic::PanicException::new_err(
-                        crate::fastcall::panic_message(&*payload),
+                        py_helpers::panic_message(&*payload),
                     )),
                 }
             }),
@@ -712,10 +727,13 @@ impl TimerHandle {
                 .map(|l| l.clone_ref(slf.py()));
             if let Some(l) = loop_ {
                 let l = l.bind(slf.py());
-                match l.cast::<EventLoop>() {
-                    // our loop: count it natively, no Python method call
-                    Ok(native) => native.get().timer_cancelled(slf.py(), base.get())?,
-                    Err(_) => {
+                // our loop: counted natively, no Python method call
+                match LOOP_HOOKS
+                    .get()
+                    .and_then(|hooks| (hooks.timer_cancelled)(l, base.get()))
+                {
+                    Some(counted) => counted?,
+                    None => {
                         l.call_method1("_timer_handle_cancelled", (slf,))?;
                     }
                 }

@@ -7,7 +7,6 @@ mod cell;
 mod context;
 mod datagram;
 mod event_loop;
-mod fastcall;
 mod handles;
 mod pipe;
 mod private_api;
@@ -22,6 +21,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     context::init(m.py())?;
+    event_loop::register_handle_hooks();
     m.add_class::<event_loop::EventLoop>()?;
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;

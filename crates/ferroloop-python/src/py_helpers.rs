@@ -143,3 +143,14 @@ pub fn call_class_method<'py>(
         .call1(pyo3::types::PyTuple::new(py, all)?)?;
     Ok(())
 }
+
+/// The text of a caught panic's payload (a `&str` or `String` message, as `panic!` makes).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic in ferroloop".to_string()
+    }
+}

@@ -62,6 +62,7 @@ use crate::py_helpers;
 
 mod attributes;
 mod deadline;
+mod fastcall;
 mod gc;
 mod scheduling;
 mod stats;
@@ -325,6 +326,7 @@ impl EventLoop {
     }
 
     /// A scheduled timer was cancelled: count it for the heap's compaction rule.
+    /// (Reached from `TimerHandle.cancel` through `register_handle_hooks`.)
     pub(crate) fn timer_cancelled(&self, py: Python<'_>, handle: &Handle) -> PyResult<()> {
         if handle.scheduled.load(Ordering::Relaxed) {
             self.sched(py).note_timer_cancelled().map_err(sched_err)?;
@@ -433,4 +435,20 @@ impl EventLoop {
             blocked_stack: GilCell::new(None),
         })
     }
+}
+
+/// Hand the handles module what it asks of a native loop (`handles::LoopHooks`); called
+/// once when the extension is imported.
+pub(crate) fn register_handle_hooks() {
+    fn is_debug(loop_: &Bound<'_, PyAny>) -> Option<bool> {
+        Some(loop_.cast::<EventLoop>().ok()?.get().is_debug())
+    }
+    fn timer_cancelled(loop_: &Bound<'_, PyAny>, handle: &Handle) -> Option<PyResult<()>> {
+        let native = loop_.cast::<EventLoop>().ok()?;
+        Some(native.get().timer_cancelled(loop_.py(), handle))
+    }
+    crate::handles::set_loop_hooks(crate::handles::LoopHooks {
+        is_debug,
+        timer_cancelled,
+    });
 }

@@ -286,7 +286,7 @@ impl EventLoop {
     fn _fast_methods<'py>(
         slf: &Bound<'py, Self>,
     ) -> PyResult<Vec<(&'static str, Bound<'py, PyAny>)>> {
-        crate::fastcall::bind_fast_methods(slf)
+        super::fastcall::bind_fast_methods(slf)
     }
 
     /// Wake the loop from any thread (asyncio's self-pipe write).

@@ -23,7 +23,8 @@ use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 
-use crate::event_loop::EventLoop;
+use super::EventLoop;
+use crate::py_helpers::panic_message;
 
 /// The last keyword-name object seen to spell "context" (see `dispatch`); holds a strong
 /// reference to it.
@@ -209,16 +210,6 @@ unsafe fn enter_any_thread(
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython calls builtin functions attached to the interpreter (GIL held).
     unsafe { pyo3::impl_::trampoline::fastcall_with_keywords(slf, args, nargsf, kwnames, body) }
-}
-
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic in ferroloop".to_string()
-    }
 }
 
 /// Define a `METH_FASTCALL | METH_KEYWORDS` entry point and its leaked `PyMethodDef`.
