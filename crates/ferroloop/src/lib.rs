@@ -32,11 +32,14 @@
 //! - Loop and tasks: [`run`], [`Loop`] (`block_on`, `spawn`, `handle`), [`spawn`] returning a
 //!   [`Task`] (await it for `Result<T, JoinError>`, [`Task::cancel`] drops its future),
 //!   [`LoopHandle`] (`Send`: `call`, `spawn`, `spawn_with` from other threads, giving a
-//!   [`RemoteTask`]).
+//!   [`RemoteTask`]), [`JoinSet`] (tasks joined as they finish, cancelled with the set),
+//!   [`AbortHandle`].
 //! - Time: [`sleep`], [`sleep_until`], [`timeout`], [`timeout_at`], [`interval`], [`yield_now`].
 //! - Composition: [`gather`] (ordered results, first error cancels the rest), [`select`].
 //! - Synchronisation with asyncio's semantics: [`sync`] (`Queue`, `Lock`, `Event`,
-//!   `Condition`, `Semaphore`, `BoundedSemaphore`), and [`oneshot`] channels.
+//!   `Condition`, `Semaphore`, `BoundedSemaphore`); and Rust's: [`sync::mpsc`] and
+//!   [`sync::watch`] channels, `Notify`, `Barrier`, `RwLock` (these cross threads), and
+//!   [`oneshot`] channels.
 //! - Networking on the loop's reactor: [`net`] (`TcpListener`, `TcpStream`, `UdpSocket`,
 //!   `UnixListener`, `UnixStream`, `lookup_host`), implementing `futures-io`'s traits.
 //! - [`spawn_blocking`] (a thread pool), [`signal`] (Unix signals).
@@ -60,7 +63,8 @@
 
 // The user API. Loop and tasks:
 pub use runtime::{
-    handle, run, spawn, BlockingTask, JoinError, Loop, LoopGuard, LoopHandle, RemoteTask, Task,
+    handle, run, spawn, AbortHandle, BlockingTask, JoinError, JoinNext, JoinSet, Loop, LoopGuard,
+    LoopHandle, RemoteTask, Task,
 };
 
 // Time:

@@ -12,6 +12,7 @@ pub(crate) mod core;
 pub(crate) mod event_loop;
 pub(crate) mod handle;
 pub(crate) mod io;
+pub(crate) mod join_set;
 pub mod oneshot;
 pub mod signal;
 pub(crate) mod task;
@@ -21,7 +22,8 @@ pub use blocking::{spawn_blocking, BlockingTask};
 pub use combinators::{gather, select, Either, Gather, Select};
 pub use event_loop::{handle, run, spawn, Loop, LoopGuard};
 pub use handle::{LoopHandle, RemoteTask};
-pub use task::{JoinError, Task};
+pub use join_set::{JoinNext, JoinSet};
+pub use task::{AbortHandle, JoinError, Task};
 pub use time::{
     interval, sleep, sleep_until, timeout, timeout_at, yield_now, Elapsed, Interval, Sleep,
     Timeout, YieldNow,

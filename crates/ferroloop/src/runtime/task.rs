@@ -265,15 +265,33 @@ impl<F: Future> Runnable for TaskCell<F> {
     }
 }
 
+/// The untyped side of a task, seen by an [`AbortHandle`].
+trait Abort {
+    fn cancel(&self) -> bool;
+    fn is_finished(&self) -> bool;
+}
+
 /// The typed side of a task, seen by its [`Task`] handle.
 trait JoinState<T> {
     fn poll_join(&self, cx: &mut Context<'_>) -> Poll<Result<T, JoinError>>;
     fn cancel(&self) -> bool;
     fn is_finished(&self) -> bool;
     fn detach(&self);
+    /// The same task, untyped (for an [`AbortHandle`]).
+    fn as_abort(self: Rc<Self>) -> Rc<dyn Abort>;
 }
 
-impl<F: Future> JoinState<F::Output> for TaskCell<F> {
+impl<F: Future + 'static> Abort for TaskCell<F> {
+    fn cancel(&self) -> bool {
+        JoinState::cancel(self)
+    }
+
+    fn is_finished(&self) -> bool {
+        JoinState::is_finished(self)
+    }
+}
+
+impl<F: Future + 'static> JoinState<F::Output> for TaskCell<F> {
     fn poll_join(&self, cx: &mut Context<'_>) -> Poll<Result<F::Output, JoinError>> {
         if let Some(out) = self.output.borrow_mut().take() {
             return Poll::Ready(out);
@@ -316,6 +334,10 @@ impl<F: Future> JoinState<F::Output> for TaskCell<F> {
         let out = self.output.borrow_mut().take();
         drop(out);
     }
+
+    fn as_abort(self: Rc<Self>) -> Rc<dyn Abort> {
+        self
+    }
 }
 
 /// A handle to a task spawned on a loop: await it for the task's result, or cancel it.
@@ -348,6 +370,42 @@ impl<T> Task<T> {
 
     /// Let the task run on with nobody waiting for it (what dropping the handle does).
     pub fn detach(self) {}
+
+    /// A handle that can cancel the task without awaiting it (and without its type).
+    pub fn abort_handle(&self) -> AbortHandle {
+        AbortHandle {
+            state: Rc::clone(&self.state).as_abort(),
+        }
+    }
+}
+
+/// Cancels a task without owning its [`Task`] handle: from [`Task::abort_handle`] or
+/// [`JoinSet::spawn`](crate::JoinSet::spawn). Dropping it does nothing to the task.
+///
+/// `!Send`, like the task: use it on the loop's thread.
+#[derive(Clone)]
+pub struct AbortHandle {
+    state: Rc<dyn Abort>,
+}
+
+impl AbortHandle {
+    /// Cancel the task, as [`Task::cancel`]. Returns false if it had already finished.
+    pub fn abort(&self) -> bool {
+        self.state.cancel()
+    }
+
+    /// Whether the task has finished (completed, panicked or been cancelled).
+    pub fn is_finished(&self) -> bool {
+        self.state.is_finished()
+    }
+}
+
+impl fmt::Debug for AbortHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AbortHandle")
+            .field("finished", &self.is_finished())
+            .finish()
+    }
 }
 
 impl<T> Future for Task<T> {

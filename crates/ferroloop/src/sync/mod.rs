@@ -1,5 +1,7 @@
 //! asyncio's synchronisation primitives for Rust futures: [`Lock`], [`Event`], [`Condition`],
-//! [`Semaphore`], [`BoundedSemaphore`], [`Queue`], [`LifoQueue`] and [`PriorityQueue`].
+//! [`Semaphore`], [`BoundedSemaphore`], [`Queue`], [`LifoQueue`] and [`PriorityQueue`]; and
+//! what Rust programs expect beside them: channels ([`mpsc`], [`watch`]), [`Notify`],
+//! [`Barrier`] and [`RwLock`].
 //!
 //! | asyncio                       | here                                                  | file             |
 //! |-------------------------------|-------------------------------------------------------|------------------|
@@ -9,19 +11,28 @@
 //! | `Semaphore`, `BoundedSemaphore` | [`Semaphore`], [`BoundedSemaphore`], [`SemaphorePermit`] | `semaphore.rs` |
 //! | `Queue`, `LifoQueue`, `PriorityQueue` | [`GenericQueue`] over a [`QueueStorage`]      | `queue.rs`       |
 //! | the `_waiters` deques         | `WaiterList` (crate-private)                          | `waiters.rs`     |
+//! | (Rust's channels)             | [`mpsc`]: bounded and unbounded, `Send`, a `Stream`    | `mpsc.rs`        |
+//! |                               | [`watch`]: the latest value, many watchers             | `watch.rs`       |
+//! | (Rust's wake-ups)             | [`Notify`]: `notify_one`, `notify_waiters`             | `notify.rs`      |
+//! | `Barrier` (3.11+, no `abort`) | [`Barrier`]: `n` tasks meet, one leads                 | `barrier.rs`     |
+//! | (Rust's reader-writer lock)   | [`RwLock`]: fair, read and write guards                | `rwlock.rs`      |
 //!
-//! Semantics are CPython 3.11.7's (FIFO fairness, no barging past queued waiters, the
+//! The asyncio primitives' semantics are CPython 3.11.7's (FIFO fairness, no barging past queued waiters, the
 //! 3.11.x semaphore fairness fix); each file documents the details and the few places where
 //! Rust differs. asyncio's exceptions become `Result`s whose errors print asyncio's messages
 //! ([`TaskDoneError`], [`BoundedSemaphoreError`], [`QueueFull`], [`QueueEmpty`]), or become
-//! impossible by construction (releasing an unheld lock, notifying without the lock).
+//! impossible by construction (releasing an unheld lock, notifying without the lock). The
+//! channels, `Notify`, `Barrier` and `RwLock` behave as tokio's of the same names (their files
+//! say how).
 //!
 //! Cancellation is dropping a pending future. Every future here removes itself from its
 //! waiter list on drop and, if it had already been granted a wakeup (a lock hand-over, a
 //! semaphore unit, a queue item or slot, a notification), passes it on to the next waiter, as
 //! asyncio does in its `except CancelledError` branches. No wakeup is lost.
 //!
-//! Threading: everything here is single-thread (`!Send`, `!Sync`; `Cell`/`RefCell` inside),
+//! Threading: the channels ([`mpsc`], [`watch`]), [`Notify`], [`Barrier`] and [`RwLock`] are
+//! `Send` and `Sync` and work between loops and threads.
+//! Everything else here is single-thread (`!Send`, `!Sync`; `Cell`/`RefCell` inside),
 //! like asyncio's primitives, which are not thread-safe: share them between tasks of one loop
 //! with `Rc`. The futures are plain `Waker`-based futures with no dependency on
 //! [`crate::runtime`](crate): any single-threaded executor can poll them.
@@ -37,20 +48,28 @@
 //! });
 //! ```
 
+pub mod barrier;
 pub mod condition;
 pub mod event;
 pub mod lock;
+pub mod mpsc;
+pub mod notify;
 pub mod queue;
+pub mod rwlock;
 pub mod semaphore;
 mod waiters;
+pub mod watch;
 
+pub use barrier::{Barrier, BarrierWait, BarrierWaitResult};
 pub use condition::{Condition, ConditionGuard, ConditionLock, ConditionWait};
 pub use event::{Event, EventWait};
 pub use lock::{Acquire, Lock, LockGuard};
+pub use notify::{Notified, Notify};
 pub use queue::{
     Fifo, GenericQueue, Get, Join, Lifo, LifoQueue, Priority, PriorityQueue, Put, Queue,
     QueueEmpty, QueueFull, QueueStorage, TaskDoneError,
 };
+pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use semaphore::{
     BoundedSemaphore, BoundedSemaphoreError, Semaphore, SemaphoreAcquire, SemaphorePermit,
 };
