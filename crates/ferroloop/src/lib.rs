@@ -34,8 +34,10 @@
 //!   [`LoopHandle`] (`Send`: `call`, `spawn`, `spawn_with` from other threads, giving a
 //!   [`RemoteTask`]), [`JoinSet`] (tasks joined as they finish, cancelled with the set),
 //!   [`AbortHandle`].
-//! - Time: [`sleep`], [`sleep_until`], [`timeout`], [`timeout_at`], [`interval`], [`yield_now`].
-//! - Composition: [`gather`] (ordered results, first error cancels the rest), [`select`].
+//! - Time: [`sleep`], [`sleep_until`], [`timeout`], [`timeout_at`], [`interval`] (a `Stream`,
+//!   with a [`MissedTickBehavior`]), [`interval_at`], [`yield_now`].
+//! - Composition: [`gather`] (ordered results, first error cancels the rest), [`select()`];
+//!   [`select!`], [`join!`] and [`try_join!`] over up to eight futures of any output types.
 //! - Synchronisation with asyncio's semantics: [`sync`] (`Queue`, `Lock`, `Event`,
 //!   `Condition`, `Semaphore`, `BoundedSemaphore`); and Rust's: [`sync::mpsc`] and
 //!   [`sync::watch`] channels, `Notify`, `Barrier`, `RwLock` (these cross threads), and
@@ -61,6 +63,15 @@
 
 #![deny(missing_docs)]
 
+// `select!`, `join!`, `try_join!` (exported at the crate root).
+mod macros;
+
+/// What the macros expand to (not an API).
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::runtime::combinators::MaybeDone;
+}
+
 // The user API. Loop and tasks:
 pub use runtime::{
     handle, run, spawn, AbortHandle, BlockingTask, JoinError, JoinNext, JoinSet, Loop, LoopGuard,
@@ -69,8 +80,8 @@ pub use runtime::{
 
 // Time:
 pub use runtime::{
-    interval, sleep, sleep_until, timeout, timeout_at, yield_now, Elapsed, Interval, Sleep,
-    Timeout, YieldNow,
+    interval, interval_at, sleep, sleep_until, timeout, timeout_at, yield_now, Elapsed, Interval,
+    MissedTickBehavior, Sleep, Timeout, YieldNow,
 };
 
 // Composition, blocking work, channels, signals:

@@ -335,3 +335,27 @@ fn reunite_refuses_halves_of_different_streams() {
         assert!(ra.reunite(wb).is_err());
     });
 }
+
+#[test]
+fn six_hundred_connects_at_once_all_reach_the_listener_queue() {
+    // with asyncio's backlog of 100 the kernel drops the SYNs past the queue and those
+    // clients wait a second to retry; with 1,024 every one completes at once
+    let connected = run_limited(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connected = ferroloop::spawn_blocking(move || {
+            // stop at the first refused or timed-out connect: a regression fails fast
+            let streams: Vec<_> = (0..600)
+                .map_while(|_| {
+                    std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()
+                })
+                .collect();
+            streams.len()
+        })
+        .await
+        .unwrap();
+        drop(listener);
+        connected
+    });
+    assert_eq!(connected, 600);
+}

@@ -3,7 +3,7 @@
 //!
 //! | type | asyncio counterpart |
 //! |------|---------------------|
-//! | [`TcpListener`] | `loop.create_server` socket: `SO_REUSEADDR`, backlog 100, `sock_accept` |
+//! | [`TcpListener`] | `loop.create_server` socket: `SO_REUSEADDR`, backlog 1,024 (asyncio: 100), `sock_accept` |
 //! | [`TcpStream`] | `open_connection` / `sock_connect`, `sock_recv`, `sock_sendall`, `write_eof`; `TCP_NODELAY` on |
 //! | [`UdpSocket`] | `create_datagram_endpoint`'s socket, `sock_sendto` / `sock_recvfrom` |
 //! | [`UnixListener`], [`UnixStream`], [`UnixDatagram`] | `create_unix_server`, `open_unix_connection` |

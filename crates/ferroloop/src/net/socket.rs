@@ -23,8 +23,10 @@ use crate::runtime::io::Registration;
 pub(crate) use crate::sys::addr::{sockaddr_of, sockaddr_un_of, socket_addr_from};
 pub(crate) use crate::sys::socket::{accept, new_socket, unix_backlog_full};
 
-/// asyncio's `create_server` listens with a backlog of 100.
-pub(crate) const LISTEN_BACKLOG: libc::c_int = 100;
+/// The listen backlog of the Rust listeners: 1,024 (tokio's default). asyncio's
+/// `create_server` uses 100, which drops SYNs when a thousand clients connect at once; the
+/// kernel caps it at `net.core.somaxconn` (4,096 on current Linux).
+pub(crate) const LISTEN_BACKLOG: libc::c_int = 1024;
 
 /// Turn a `-1` return into the thread's `errno`.
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {

@@ -8,7 +8,7 @@
 //! needed.
 //!
 //! As asyncio: listeners set `SO_REUSEADDR` (and `IPV6_V6ONLY` for IPv6) and listen with a
-//! backlog of 100; every stream, connected or accepted, has `TCP_NODELAY` set; `connect`
+//! backlog of 1,024; every stream, connected or accepted, has `TCP_NODELAY` set; `connect`
 //! tries each resolved address in turn and reports the error of the attempts when all fail.
 //!
 //! Threading: `!Send`, `!Sync` (the registration is tied to the loop of the thread that made
@@ -73,8 +73,8 @@ fn combine_errors(mut errors: Vec<(SocketAddr, io::Error)>) -> io::Error {
 
 impl TcpListener {
     /// Bind a listening socket to `addr` (the first resolved address that binds), with
-    /// `SO_REUSEADDR`, `IPV6_V6ONLY` for IPv6, and a backlog of 100, as asyncio's
-    /// `create_server`. Port 0 picks a free port ([`local_addr`](Self::local_addr) tells
+    /// `SO_REUSEADDR`, `IPV6_V6ONLY` for IPv6, as asyncio's `create_server`, and a backlog of
+    /// 1,024 (asyncio: 100). Port 0 picks a free port ([`local_addr`](Self::local_addr) tells
     /// which).
     ///
     /// Errors: the resolver's, or the last `bind`/`listen` error (`AddrInUse`, ...); an

@@ -49,7 +49,7 @@ pub struct UnixDatagram {
 }
 
 impl UnixListener {
-    /// Bind a listening socket at `path` (backlog 100, as asyncio). The path must not exist
+    /// Bind a listening socket at `path` (backlog 1,024; asyncio: 100). The path must not exist
     /// (`AddrInUse` otherwise); the socket file stays after the listener is dropped.
     ///
     /// Must be called inside a running loop.

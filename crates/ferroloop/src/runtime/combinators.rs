@@ -216,3 +216,73 @@ impl<A: Future, B: Future> Future for Select<A, B> {
         Poll::Pending
     }
 }
+
+/// A future and then its output: what `join!` and `try_join!` keep per future (hidden; the
+/// macros' support, not an API).
+#[doc(hidden)]
+pub enum MaybeDone<F: Future> {
+    /// Still running.
+    Future(F),
+    /// Finished; the output waits to be taken.
+    Done(F::Output),
+    /// The output was taken.
+    Gone,
+}
+
+impl<F: Future> MaybeDone<F> {
+    /// Wrap a future.
+    pub fn new(future: F) -> Self {
+        MaybeDone::Future(future)
+    }
+
+    /// Poll the future if it is still running; true once its output is there.
+    pub fn poll_done(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
+        // SAFETY: the future is pinned structurally: it is never moved out of `self`, only
+        // dropped in place when `self` is overwritten below.
+        let this = unsafe { self.get_unchecked_mut() };
+        match this {
+            MaybeDone::Future(f) => {
+                // SAFETY: as above.
+                match unsafe { Pin::new_unchecked(f) }.poll(cx) {
+                    Poll::Ready(v) => {
+                        *this = MaybeDone::Done(v);
+                        true
+                    }
+                    Poll::Pending => false,
+                }
+            }
+            MaybeDone::Done(_) => true,
+            MaybeDone::Gone => false,
+        }
+    }
+
+    /// The output, once done.
+    ///
+    /// # Panics
+    /// If the future has not finished, or its output was taken.
+    pub fn output(self: Pin<&mut Self>) -> &F::Output {
+        // SAFETY: only the output is reached, and it is not pinned (never structurally).
+        match unsafe { self.get_unchecked_mut() } {
+            MaybeDone::Done(v) => v,
+            _ => panic!("MaybeDone::output before the future finished"),
+        }
+    }
+
+    /// Take the output, once done.
+    ///
+    /// # Panics
+    /// If the future has not finished, or its output was taken.
+    pub fn take(self: Pin<&mut Self>) -> F::Output {
+        // SAFETY: `self` is replaced only once it holds an output (checked first), never
+        // while it holds the pinned future, so nothing pinned is moved.
+        let this = unsafe { self.get_unchecked_mut() };
+        assert!(
+            matches!(this, MaybeDone::Done(_)),
+            "MaybeDone::take before the future finished"
+        );
+        match std::mem::replace(this, MaybeDone::Gone) {
+            MaybeDone::Done(v) => v,
+            _ => unreachable!("checked above"),
+        }
+    }
+}

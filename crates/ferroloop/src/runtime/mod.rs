@@ -25,6 +25,6 @@ pub use handle::{LoopHandle, RemoteTask};
 pub use join_set::{JoinNext, JoinSet};
 pub use task::{AbortHandle, JoinError, Task};
 pub use time::{
-    interval, sleep, sleep_until, timeout, timeout_at, yield_now, Elapsed, Interval, Sleep,
-    Timeout, YieldNow,
+    interval, interval_at, sleep, sleep_until, timeout, timeout_at, yield_now, Elapsed, Interval,
+    MissedTickBehavior, Sleep, Timeout, YieldNow,
 };

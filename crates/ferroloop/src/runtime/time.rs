@@ -168,44 +168,116 @@ impl<F: Future> Future for Timeout<F> {
     }
 }
 
+/// What an [`Interval`] does with the ticks it missed (the task was busy past them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MissedTickBehavior {
+    /// Give the missed ticks at once, one per `tick()`, until caught up with the schedule.
+    Burst,
+    /// Start the schedule again from now: the next tick is a period after the late one.
+    Delay,
+    /// Drop the missed ticks: the next tick is the first one of the schedule still to come
+    /// (the default).
+    #[default]
+    Skip,
+}
+
 /// Ticks every `period`: see [`interval`].
 #[derive(Debug)]
 pub struct Interval {
     next: Instant,
     period: Duration,
+    missed: MissedTickBehavior,
+    sleep: Sleep,
 }
 
 /// A ticker: the first [`tick`](Interval::tick) completes at once, then one every `period`.
 /// A tick that is late by more than a period skips the missed ones (no burst of catch-up
-/// ticks): the next tick is the first one of the schedule still in the future.
+/// ticks; [`MissedTickBehavior`] offers the other choices): the next tick is the first one
+/// of the schedule still in the future.
 ///
 /// Panics if `period` is zero.
 pub fn interval(period: Duration) -> Interval {
+    interval_at(Instant::now(), period)
+}
+
+/// A ticker whose first tick is at `start`, then one every `period`.
+///
+/// Panics if `period` is zero.
+pub fn interval_at(start: Instant, period: Duration) -> Interval {
     assert!(!period.is_zero(), "interval: the period must be non-zero");
     Interval {
-        next: Instant::now(),
+        next: start,
         period,
+        missed: MissedTickBehavior::default(),
+        sleep: sleep_until(start),
     }
 }
 
 impl Interval {
     /// Wait for the next tick; returns its scheduled time.
     pub async fn tick(&mut self) -> Instant {
+        std::future::poll_fn(|cx| self.poll_tick(cx)).await
+    }
+
+    /// Poll for the next tick (what [`tick`](Interval::tick) and the `Stream` do).
+    pub fn poll_tick(&mut self, cx: &mut Context<'_>) -> Poll<Instant> {
+        if Pin::new(&mut self.sleep).poll(cx).is_pending() {
+            return Poll::Pending;
+        }
         let at = self.next;
-        sleep_until(at).await;
         let now = Instant::now();
         let mut next = at + self.period;
         if next <= now {
-            let behind = (now - at).as_nanos() / self.period.as_nanos().max(1);
-            next = at + self.period * (behind as u32 + 1);
+            next = match self.missed {
+                MissedTickBehavior::Burst => next,
+                MissedTickBehavior::Delay => now + self.period,
+                MissedTickBehavior::Skip => {
+                    let behind = (now - at).as_nanos() / self.period.as_nanos().max(1);
+                    at + self.period * (u32::try_from(behind).unwrap_or(u32::MAX - 1) + 1)
+                }
+            };
         }
-        self.next = next;
-        at
+        self.reset_at(next);
+        Poll::Ready(at)
+    }
+
+    /// The next tick a period from now.
+    pub fn reset(&mut self) {
+        self.reset_at(Instant::now() + self.period);
+    }
+
+    /// The next tick now.
+    pub fn reset_immediately(&mut self) {
+        self.reset_at(Instant::now());
+    }
+
+    /// The next tick at `deadline`, then one every period.
+    pub fn reset_at(&mut self, deadline: Instant) {
+        self.next = deadline;
+        self.sleep = sleep_until(deadline);
     }
 
     /// The period.
     pub fn period(&self) -> Duration {
         self.period
+    }
+
+    /// What this interval does with missed ticks.
+    pub fn missed_tick_behavior(&self) -> MissedTickBehavior {
+        self.missed
+    }
+
+    /// Choose what this interval does with missed ticks.
+    pub fn set_missed_tick_behavior(&mut self, behavior: MissedTickBehavior) {
+        self.missed = behavior;
+    }
+}
+
+impl futures_core::Stream for Interval {
+    type Item = Instant;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Instant>> {
+        self.get_mut().poll_tick(cx).map(Some)
     }
 }
 

@@ -8,7 +8,7 @@
 //! | `Lock`                        | [`Lock`], [`LockGuard`] released on drop              | `lock.rs`        |
 //! | `Event`                       | [`Event`]                                             | `event.rs`       |
 //! | `Condition`                   | [`Condition`], wait/notify on [`ConditionGuard`]      | `condition.rs`   |
-//! | `Semaphore`, `BoundedSemaphore` | [`Semaphore`], [`BoundedSemaphore`], [`SemaphorePermit`] | `semaphore.rs` |
+//! | `Semaphore`, `BoundedSemaphore` | [`Semaphore`], [`BoundedSemaphore`], [`SemaphorePermit`], [`OwnedSemaphorePermit`] | `semaphore.rs` |
 //! | `Queue`, `LifoQueue`, `PriorityQueue` | [`GenericQueue`] over a [`QueueStorage`]      | `queue.rs`       |
 //! | the `_waiters` deques         | `WaiterList` (crate-private)                          | `waiters.rs`     |
 //! | (Rust's channels)             | [`mpsc`]: bounded and unbounded, `Send`, a `Stream`    | `mpsc.rs`        |
@@ -71,7 +71,8 @@ pub use queue::{
 };
 pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use semaphore::{
-    BoundedSemaphore, BoundedSemaphoreError, Semaphore, SemaphoreAcquire, SemaphorePermit,
+    BoundedSemaphore, BoundedSemaphoreError, OwnedSemaphorePermit, Semaphore, SemaphoreAcquire,
+    SemaphorePermit,
 };
 
 /// Helpers shared by the unit tests of this module.

@@ -28,6 +28,7 @@ use std::error::Error;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use super::waiters::{WaiterKey, WaiterList};
@@ -96,6 +97,20 @@ impl Semaphore {
             sem: self,
             state: AcquireState::Start,
         }
+    }
+
+    /// [`acquire`](Semaphore::acquire) for a permit that owns a reference to the semaphore
+    /// (`'static`: keep it in a struct or move it into a spawned task). Cancelling the
+    /// future is as for `acquire`.
+    pub async fn acquire_owned(self: Rc<Self>) -> OwnedSemaphorePermit {
+        self.acquire().await.forget();
+        OwnedSemaphorePermit { sem: Some(self) }
+    }
+
+    /// [`try_acquire`](Semaphore::try_acquire) for an owned permit.
+    pub fn try_acquire_owned(self: Rc<Self>) -> Option<OwnedSemaphorePermit> {
+        self.try_acquire()?.forget();
+        Some(OwnedSemaphorePermit { sem: Some(self) })
     }
 
     /// Adds a unit and wakes the first waiter (asyncio's `release()`), without a permit.
@@ -257,6 +272,45 @@ impl fmt::Debug for SemaphorePermit<'_> {
     }
 }
 
+/// A unit taken from a [`Semaphore`] by [`Semaphore::acquire_owned`]; given back when
+/// dropped. It keeps the semaphore alive.
+#[must_use = "the unit is given back as soon as the permit is dropped"]
+pub struct OwnedSemaphorePermit {
+    /// `None` once forgotten.
+    sem: Option<Rc<Semaphore>>,
+}
+
+impl OwnedSemaphorePermit {
+    /// Keeps the unit taken (see [`SemaphorePermit::forget`]).
+    pub fn forget(mut self) {
+        self.sem = None;
+    }
+
+    /// The semaphore this permit came from.
+    pub fn semaphore(&self) -> &Rc<Semaphore> {
+        self.sem
+            .as_ref()
+            .expect("a permit is forgotten only by consuming it")
+    }
+}
+
+impl Drop for OwnedSemaphorePermit {
+    fn drop(&mut self) {
+        if let Some(sem) = self.sem.take() {
+            if sem.release_checked().is_err() {
+                // at the bound already (after a manual release): nothing to add
+            }
+        }
+    }
+}
+
+impl fmt::Debug for OwnedSemaphorePermit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedSemaphorePermit")
+            .finish_non_exhaustive()
+    }
+}
+
 enum AcquireState {
     Start,
     Waiting(WaiterKey),
@@ -318,6 +372,24 @@ impl fmt::Debug for SemaphoreAcquire<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owned_permits_give_their_unit_back_and_keep_the_semaphore() {
+        let sem = Rc::new(Semaphore::new(1));
+        let permit = Rc::clone(&sem).try_acquire_owned().expect("a free unit");
+        assert!(Rc::clone(&sem).try_acquire_owned().is_none());
+        assert!(Rc::ptr_eq(permit.semaphore(), &sem));
+        drop(sem);
+        let sem = Rc::clone(permit.semaphore());
+        drop(permit);
+        assert_eq!(sem.available(), 1);
+        let mut fut = Box::pin(Rc::clone(&sem).acquire_owned());
+        let Poll::Ready(p) = crate::sync::testing::poll(&mut fut) else {
+            panic!("free unit: at once")
+        };
+        p.forget();
+        assert_eq!(sem.available(), 0, "forgotten: the unit stays taken");
+    }
     use crate::sync::testing::poll;
     use futures::executor::LocalPool;
     use futures::task::LocalSpawnExt;
