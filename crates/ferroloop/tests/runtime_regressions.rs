@@ -242,3 +242,86 @@ async fn futures_io_read(stream: &TcpStream, buf: &mut [u8]) -> std::io::Result<
     let mut s = stream;
     std::future::poll_fn(|cx| std::pin::Pin::new(&mut s).poll_read(cx, buf)).await
 }
+
+/// A future that records the address it was polled at and the address it was dropped at:
+/// `Pin` promises they are the same.
+struct AddressProbe {
+    polled_at: Rc<std::cell::Cell<usize>>,
+    dropped_at: Rc<std::cell::Cell<usize>>,
+    _pinned: std::marker::PhantomPinned,
+}
+
+impl std::future::Future for AddressProbe {
+    type Output = ();
+    fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        self.polled_at.set(&*self as *const Self as usize);
+        std::task::Poll::Pending
+    }
+}
+
+impl Drop for AddressProbe {
+    fn drop(&mut self) {
+        self.dropped_at.set(self as *const Self as usize);
+    }
+}
+
+#[test]
+fn a_cancelled_task_is_dropped_where_it_was_pinned() {
+    // the task's future was moved out of its slot before being dropped: an async block that
+    // held a borrow of its own local (a channel receiver and its recv future) then read
+    // freed memory in its drop (found with a broadcast receiver: SIGSEGV)
+    run_limited(async {
+        let polled_at = Rc::new(std::cell::Cell::new(0));
+        let dropped_at = Rc::new(std::cell::Cell::new(0));
+        let task = spawn(AddressProbe {
+            polled_at: polled_at.clone(),
+            dropped_at: dropped_at.clone(),
+            _pinned: std::marker::PhantomPinned,
+        });
+        ferroloop::yield_now().await;
+        assert_ne!(polled_at.get(), 0, "polled once");
+        assert!(task.cancel());
+        assert_eq!(
+            dropped_at.get(),
+            polled_at.get(),
+            "dropped at its pinned address"
+        );
+
+        // the case that found it: a receiver borrowed by its pending recv future
+        let (tx, rx) = ferroloop::sync::broadcast::channel::<String>(4);
+        let task = spawn(async move {
+            let mut rx = rx;
+            while rx.recv().await.is_ok() {}
+        });
+        ferroloop::yield_now().await;
+        tx.send("one".into()).unwrap();
+        ferroloop::yield_now().await;
+        assert!(task.cancel());
+        assert!(matches!(task.await, Err(JoinError::Cancelled)));
+    });
+}
+
+#[test]
+fn a_task_that_cancels_itself_from_its_own_drop_finishes_once() {
+    use std::cell::RefCell;
+    struct CancelOnDrop(Rc<RefCell<Option<ferroloop::AbortHandle>>>);
+    impl Drop for CancelOnDrop {
+        fn drop(&mut self) {
+            if let Some(h) = self.0.borrow().as_ref() {
+                assert!(!h.abort(), "already finishing: nothing to cancel");
+            }
+        }
+    }
+    run_limited(async {
+        let slot = Rc::new(RefCell::new(None));
+        let guard = CancelOnDrop(slot.clone());
+        let task = spawn(async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+        });
+        *slot.borrow_mut() = Some(task.abort_handle());
+        ferroloop::yield_now().await;
+        assert!(task.cancel());
+        assert!(matches!(task.await, Err(JoinError::Cancelled)));
+    });
+}

@@ -134,6 +134,8 @@ const RUNNING: u8 = 1;
 const CANCEL_REQUESTED: u8 = 2;
 const DONE: u8 = 4;
 const DETACHED: u8 = 8;
+/// The future is being dropped (`drop_future`).
+const DROPPING: u8 = 16;
 
 /// What the loop's slab holds: something it can poll and drop.
 pub(crate) trait Runnable {
@@ -190,12 +192,37 @@ impl<F: Future> TaskCell<F> {
         }
     }
 
-    /// Drop the future now; its drop may run arbitrary code, so no borrow is held meanwhile.
-    /// A panic in that drop is caught and returned: it becomes the task's result, and never
-    /// unwinds through the loop (or through `Loop::drop`).
+    /// Drop the future now, where it lies: it is pinned (an `async` block may hold borrows of
+    /// its own locals), so it must not be moved out first. A panic in that drop is caught and
+    /// returned: it becomes the task's result, and never unwinds through the loop (or through
+    /// `Loop::drop`).
+    ///
+    /// The slot stays borrowed during the drop, which may run arbitrary code: a re-entrant
+    /// `run` finds it borrowed and leaves, a re-entrant `cancel` finds `DROPPING` and leaves.
     fn drop_future(&self) -> Result<(), Box<dyn Any + Send>> {
-        let fut = self.future.borrow_mut().take();
-        catch_unwind(AssertUnwindSafe(|| drop(fut)))
+        if self.has(DROPPING) {
+            return Ok(());
+        }
+        let Ok(mut slot) = self.future.try_borrow_mut() else {
+            // being polled: the poll's end sees CANCEL_REQUESTED (`cancel`)
+            return Ok(());
+        };
+        let Some(fut) = slot.as_mut() else {
+            return Ok(());
+        };
+        let fut: *mut F = fut;
+        self.set(DROPPING);
+        // SAFETY: `fut` points into the `Rc` allocation, which never moves, and the slot is
+        // borrowed for the whole drop, so nothing else reaches the future meanwhile. It is
+        // dropped in place once; then the slot is overwritten with `None` by `ptr::write`,
+        // which does not drop the old value again (also after a panic in the drop, when the
+        // drop glue has already dropped the remaining fields).
+        let dropped = catch_unwind(AssertUnwindSafe(|| unsafe { std::ptr::drop_in_place(fut) }));
+        // SAFETY: as above: the old value counts as dropped, and `*slot` is a valid place.
+        unsafe { std::ptr::write(&mut *slot, None) };
+        drop(slot);
+        self.state.set(self.state.get() & !DROPPING);
+        dropped
     }
 
     /// Drop the future, then finish with `result`, or with the drop's panic if it panicked.
@@ -309,7 +336,8 @@ impl<F: Future + 'static> JoinState<F::Output> for TaskCell<F> {
     }
 
     fn cancel(&self) -> bool {
-        if self.has(DONE) {
+        if self.has(DONE) || self.has(DROPPING) {
+            // finished, or finishing: its future is being dropped right now
             return false;
         }
         if self.has(RUNNING) {
