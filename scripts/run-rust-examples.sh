@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-examples=(tasks_gather future_resolved producer_consumer blocking_pool echo_server crawler)
+examples=(tasks_gather future_resolved producer_consumer blocking_pool echo_server crawler chat_server)
 
 cargo build -p ferroloop --examples --release -q
 bin_dir="${CARGO_TARGET_DIR:-target}/release/examples"

@@ -1,7 +1,7 @@
 //! asyncio's synchronisation primitives for Rust futures: [`Lock`], [`Event`], [`Condition`],
 //! [`Semaphore`], [`BoundedSemaphore`], [`Queue`], [`LifoQueue`] and [`PriorityQueue`]; and
-//! what Rust programs expect beside them: channels ([`mpsc`], [`watch`]), [`Notify`],
-//! [`Barrier`] and [`RwLock`].
+//! what Rust programs expect beside them: channels ([`mpsc`], [`watch`], [`broadcast`]),
+//! [`Notify`], [`Barrier`] and [`RwLock`].
 //!
 //! | asyncio                       | here                                                  | file             |
 //! |-------------------------------|-------------------------------------------------------|------------------|
@@ -13,6 +13,7 @@
 //! | the `_waiters` deques         | `WaiterList` (crate-private)                          | `waiters.rs`     |
 //! | (Rust's channels)             | [`mpsc`]: bounded and unbounded, `Send`, a `Stream`    | `mpsc.rs`        |
 //! |                               | [`watch`]: the latest value, many watchers             | `watch.rs`       |
+//! |                               | [`broadcast`]: every value to every receiver           | `broadcast.rs`   |
 //! | (Rust's wake-ups)             | [`Notify`]: `notify_one`, `notify_waiters`             | `notify.rs`      |
 //! | `Barrier` (3.11+, no `abort`) | [`Barrier`]: `n` tasks meet, one leads                 | `barrier.rs`     |
 //! | (Rust's reader-writer lock)   | [`RwLock`]: fair, read and write guards                | `rwlock.rs`      |
@@ -30,8 +31,8 @@
 //! semaphore unit, a queue item or slot, a notification), passes it on to the next waiter, as
 //! asyncio does in its `except CancelledError` branches. No wakeup is lost.
 //!
-//! Threading: the channels ([`mpsc`], [`watch`]), [`Notify`], [`Barrier`] and [`RwLock`] are
-//! `Send` and `Sync` and work between loops and threads.
+//! Threading: the channels ([`mpsc`], [`watch`], [`broadcast`]), [`Notify`], [`Barrier`] and
+//! [`RwLock`] are `Send` and `Sync` and work between loops and threads.
 //! Everything else here is single-thread (`!Send`, `!Sync`; `Cell`/`RefCell` inside),
 //! like asyncio's primitives, which are not thread-safe: share them between tasks of one loop
 //! with `Rc`. The futures are plain `Waker`-based futures with no dependency on
@@ -49,6 +50,7 @@
 //! ```
 
 pub mod barrier;
+pub mod broadcast;
 pub mod condition;
 pub mod event;
 pub mod lock;
