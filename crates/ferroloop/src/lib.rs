@@ -45,6 +45,8 @@
 //! - Networking on the loop's reactor: [`net`] (`TcpListener`, `TcpStream`, `UdpSocket`,
 //!   `UnixListener`, `UnixStream`, `lookup_host`), implementing `futures-io`'s traits.
 //! - [`spawn_blocking`] (a thread pool), [`signal`] (Unix signals).
+//! - [`main`] and [`test`]: attributes that run an `async fn main()` or an async test on a
+//!   new loop (`#[ferroloop::main]`, `#[ferroloop::test]`).
 //!
 //! Tasks are `!Send` futures polled on the loop's thread; a task woken from another thread
 //! goes through the loop's inbox and waker. Ready tasks run in turns, as asyncio's
@@ -83,6 +85,9 @@ pub use runtime::{
     interval, interval_at, sleep, sleep_until, timeout, timeout_at, yield_now, Elapsed, Interval,
     MissedTickBehavior, Sleep, Timeout, YieldNow,
 };
+
+// `#[ferroloop::main]` and `#[ferroloop::test]`:
+pub use ferroloop_macros::{main, test};
 
 // Composition, blocking work, channels, signals:
 pub use runtime::{gather, oneshot, select, signal, spawn_blocking, Either, Gather, Select};

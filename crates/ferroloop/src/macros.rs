@@ -154,3 +154,22 @@ macro_rules! __join_impl {
         .await
     }};
 }
+
+/// `#[ferroloop::main]` refuses what it cannot run (these must not compile):
+///
+/// ```compile_fail
+/// #[ferroloop::main]
+/// fn main() {} // not async
+/// ```
+///
+/// ```compile_fail
+/// #[ferroloop::main]
+/// async fn main(n: u32) {} // arguments
+/// ```
+///
+/// ```compile_fail
+/// #[ferroloop::test(flavor)]
+/// async fn t() {} // attribute arguments
+/// ```
+#[allow(dead_code)]
+fn attribute_errors() {}
