@@ -16,13 +16,14 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
+
+use super::wakers::{lock, WakerSet};
 
 struct State {
     arrived: usize,
     round: u64,
-    next_key: u64,
-    waiters: Vec<(u64, Waker)>,
+    waiters: WakerSet,
 }
 
 /// A barrier for `n` tasks: see the module docs.
@@ -58,17 +59,13 @@ impl Barrier {
             state: Mutex::new(State {
                 arrived: 0,
                 round: 0,
-                next_key: 0,
-                waiters: Vec::new(),
+                waiters: WakerSet::default(),
             }),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        match self.state.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        lock(&self.state)
     }
 
     /// Arrive, and wait for the round to be released.
@@ -105,16 +102,14 @@ impl Future for BarrierWait<'_> {
                 if st.arrived == this.barrier.n {
                     st.arrived = 0;
                     st.round += 1;
-                    let waiters = std::mem::take(&mut st.waiters);
+                    let waiters = st.waiters.take_all();
                     drop(st);
-                    for (_, w) in waiters {
+                    for w in waiters {
                         w.wake();
                     }
                     return Poll::Ready(BarrierWaitResult(true));
                 }
-                let key = st.next_key;
-                st.next_key += 1;
-                st.waiters.push((key, cx.waker().clone()));
+                let key = st.waiters.register(None, cx.waker());
                 this.waiting = Some((st.round, key));
                 Poll::Pending
             }
@@ -123,11 +118,7 @@ impl Future for BarrierWait<'_> {
                     this.waiting = None;
                     return Poll::Ready(BarrierWaitResult(false));
                 }
-                if let Some((_, w)) = st.waiters.iter_mut().find(|(k, _)| *k == key) {
-                    if !w.will_wake(cx.waker()) {
-                        *w = cx.waker().clone();
-                    }
-                }
+                st.waiters.register(Some(key), cx.waker());
                 Poll::Pending
             }
         }
@@ -141,7 +132,7 @@ impl Drop for BarrierWait<'_> {
             if st.round == round {
                 // left before the round was released: no longer arrived
                 st.arrived -= 1;
-                st.waiters.retain(|(k, _)| *k != key);
+                st.waiters.remove(key);
             }
         }
     }

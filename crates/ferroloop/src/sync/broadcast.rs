@@ -24,7 +24,9 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
+
+use super::wakers::{lock, WakerSet};
 
 struct State<T> {
     /// The last `capacity` values; the front one has sequence number `next_seq - len`.
@@ -33,8 +35,7 @@ struct State<T> {
     next_seq: u64,
     senders: usize,
     receivers: usize,
-    waiters: Vec<(u64, Waker)>,
-    next_key: u64,
+    waiters: WakerSet,
 }
 
 impl<T> State<T> {
@@ -49,9 +50,19 @@ struct Shared<T> {
 
 impl<T> Shared<T> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
-        match self.state.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
+        lock(&self.state)
+    }
+
+    /// A new receiver that gets the values sent from now on.
+    fn subscribe(self: &Arc<Self>) -> Receiver<T> {
+        let next = {
+            let mut st = self.lock();
+            st.receivers += 1;
+            st.next_seq
+        };
+        Receiver {
+            shared: Arc::clone(self),
+            next,
         }
     }
 }
@@ -72,8 +83,7 @@ pub fn channel<T: Clone>(capacity: usize) -> (Sender<T>, Receiver<T>) {
             next_seq: 0,
             senders: 1,
             receivers: 1,
-            waiters: Vec::new(),
-            next_key: 0,
+            waiters: WakerSet::default(),
         }),
     });
     (
@@ -84,23 +94,7 @@ pub fn channel<T: Clone>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     )
 }
 
-/// No receiver remains: the value is handed back.
-#[derive(PartialEq, Eq, Clone, Copy)]
-pub struct SendError<T>(pub T);
-
-impl<T> fmt::Debug for SendError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SendError(..)")
-    }
-}
-
-impl<T> fmt::Display for SendError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("channel closed")
-    }
-}
-
-impl<T> std::error::Error for SendError<T> {}
+pub use super::SendError;
 
 /// Why [`Receiver::recv`] gave no value.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -166,12 +160,12 @@ impl<T> Drop for Sender<T> {
             let mut st = self.shared.lock();
             st.senders -= 1;
             if st.senders == 0 {
-                std::mem::take(&mut st.waiters)
+                st.waiters.take_all()
             } else {
                 Vec::new()
             }
         };
-        for (_, w) in waiters {
+        for w in waiters {
             w.wake();
         }
     }
@@ -199,10 +193,10 @@ impl<T> Sender<T> {
             } else {
                 None
             };
-            (st.receivers, std::mem::take(&mut st.waiters), dropped)
+            (st.receivers, st.waiters.take_all(), dropped)
         };
         drop(dropped);
-        for (_, w) in waiters {
+        for w in waiters {
             w.wake();
         }
         Ok(receivers)
@@ -210,15 +204,7 @@ impl<T> Sender<T> {
 
     /// A new receiver, which gets the values sent from now on.
     pub fn subscribe(&self) -> Receiver<T> {
-        let next = {
-            let mut st = self.shared.lock();
-            st.receivers += 1;
-            st.next_seq
-        };
-        Receiver {
-            shared: Arc::clone(&self.shared),
-            next,
-        }
+        self.shared.subscribe()
     }
 
     /// Receivers alive now.
@@ -308,15 +294,7 @@ impl<T: Clone> Receiver<T> {
 
     /// A new receiver of the same channel that gets the values sent from now on.
     pub fn resubscribe(&self) -> Receiver<T> {
-        let next = {
-            let mut st = self.shared.lock();
-            st.receivers += 1;
-            st.next_seq
-        };
-        Receiver {
-            shared: Arc::clone(&self.shared),
-            next,
-        }
+        self.shared.subscribe()
     }
 
     /// Values sent that this receiver has not read yet (lagged ones included).
@@ -344,28 +322,25 @@ impl<T: Clone> Future for Recv<'_, T> {
         let this = &mut *self;
         let shared = Arc::clone(&this.receiver.shared);
         let mut st = shared.lock();
-        if let Some(key) = this.key.take() {
-            st.waiters.retain(|(k, _)| *k != key);
+        match this.receiver.read(&st) {
+            Some(r) => {
+                if let Some(key) = this.key.take() {
+                    st.waiters.remove(key);
+                }
+                Poll::Ready(r)
+            }
+            None => {
+                this.key = Some(st.waiters.register(this.key, cx.waker()));
+                Poll::Pending
+            }
         }
-        if let Some(r) = this.receiver.read(&st) {
-            return Poll::Ready(r);
-        }
-        let key = st.next_key;
-        st.next_key += 1;
-        st.waiters.push((key, cx.waker().clone()));
-        this.key = Some(key);
-        Poll::Pending
     }
 }
 
 impl<T> Drop for Recv<'_, T> {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
-            self.receiver
-                .shared
-                .lock()
-                .waiters
-                .retain(|(k, _)| *k != key);
+            self.receiver.shared.lock().waiters.remove(key);
         }
     }
 }

@@ -60,6 +60,7 @@ pub mod queue;
 pub mod rwlock;
 pub mod semaphore;
 mod waiters;
+mod wakers;
 pub mod watch;
 
 pub use barrier::{Barrier, BarrierWait, BarrierWaitResult};
@@ -76,6 +77,25 @@ pub use semaphore::{
     BoundedSemaphore, BoundedSemaphoreError, OwnedSemaphorePermit, Semaphore, SemaphoreAcquire,
     SemaphorePermit,
 };
+
+/// A value could not be sent on a channel ([`mpsc`], [`watch`], [`broadcast`]): its receivers
+/// are gone (or closed). The value is handed back.
+#[derive(PartialEq, Eq, Clone, Copy)]
+pub struct SendError<T>(pub T);
+
+impl<T> std::fmt::Debug for SendError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SendError(..)")
+    }
+}
+
+impl<T> std::fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("channel closed")
+    }
+}
+
+impl<T> std::error::Error for SendError<T> {}
 
 /// Helpers shared by the unit tests of this module.
 #[cfg(test)]

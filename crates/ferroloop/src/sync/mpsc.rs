@@ -31,6 +31,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
+use super::wakers::lock;
+
 /// A sender waiting for room in a bounded channel.
 struct Waiting {
     key: u64,
@@ -96,10 +98,7 @@ struct Chan<T> {
 
 impl<T> Chan<T> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
-        match self.state.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        lock(&self.state)
     }
 
     /// Run `f` under the lock, then wake whom it asked to wake and the blocking waiters.
@@ -158,23 +157,7 @@ pub fn unbounded_channel<T>() -> (UnboundedSender<T>, Receiver<T>) {
     )
 }
 
-/// The value could not be sent: the receiver is gone or closed. The value is handed back.
-#[derive(PartialEq, Eq, Clone, Copy)]
-pub struct SendError<T>(pub T);
-
-impl<T> fmt::Debug for SendError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SendError(..)")
-    }
-}
-
-impl<T> fmt::Display for SendError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("channel closed")
-    }
-}
-
-impl<T> std::error::Error for SendError<T> {}
+pub use super::SendError;
 
 /// Why [`Sender::try_send`] did not send. The value is handed back.
 #[derive(PartialEq, Eq, Clone, Copy)]

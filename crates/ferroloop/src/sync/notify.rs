@@ -24,6 +24,8 @@ use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
+use super::wakers::lock;
+
 /// How a waiter was notified.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Got {
@@ -81,10 +83,7 @@ impl Notify {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        match self.state.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        lock(&self.state)
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut State, &mut Vec<Waker>) -> R) -> R {

@@ -29,12 +29,13 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::task::{Context, Poll, Waker};
 
+use super::wakers::{lock, WakerSet};
+
 struct Meta {
     version: u64,
     sender_alive: bool,
     receivers: usize,
-    next_key: u64,
-    waiters: Vec<(u64, Waker)>,
+    waiters: WakerSet,
     /// Wakers of [`Sender::closed`] futures.
     closed_waiters: Vec<Waker>,
 }
@@ -46,13 +47,11 @@ struct Shared<T> {
 
 impl<T> Shared<T> {
     fn meta(&self) -> MutexGuard<'_, Meta> {
-        match self.meta.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        lock(&self.meta)
     }
 
     fn read(&self) -> RwLockReadGuard<'_, T> {
+        // (the value's own lock: poison is ignored as for the mutexes)
         match self.value.read() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
@@ -71,9 +70,9 @@ impl<T> Shared<T> {
         let waiters = {
             let mut m = self.meta();
             m.version += 1;
-            std::mem::take(&mut m.waiters)
+            m.waiters.take_all()
         };
-        for (_, w) in waiters {
+        for w in waiters {
             w.wake();
         }
     }
@@ -87,8 +86,7 @@ pub fn channel<T>(init: T) -> (Sender<T>, Receiver<T>) {
             version: 0,
             sender_alive: true,
             receivers: 1,
-            next_key: 0,
-            waiters: Vec::new(),
+            waiters: WakerSet::default(),
             closed_waiters: Vec::new(),
         }),
     });
@@ -100,23 +98,7 @@ pub fn channel<T>(init: T) -> (Sender<T>, Receiver<T>) {
     )
 }
 
-/// No receiver remains: the value is handed back.
-#[derive(PartialEq, Eq, Clone, Copy)]
-pub struct SendError<T>(pub T);
-
-impl<T> fmt::Debug for SendError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SendError(..)")
-    }
-}
-
-impl<T> fmt::Display for SendError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("channel closed")
-    }
-}
-
-impl<T> std::error::Error for SendError<T> {}
+pub use super::SendError;
 
 /// The sender is gone: no new value will come.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -173,9 +155,9 @@ impl<T> Drop for Sender<T> {
         let waiters = {
             let mut m = self.shared.meta();
             m.sender_alive = false;
-            std::mem::take(&mut m.waiters)
+            m.waiters.take_all()
         };
-        for (_, w) in waiters {
+        for w in waiters {
             w.wake();
         }
     }
@@ -360,34 +342,26 @@ impl<T> Future for Changed<'_, T> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         let mut m = this.receiver.shared.meta();
-        if let Some(key) = this.key {
-            m.waiters.retain(|(k, _)| *k != key);
-        }
-        if m.version != this.receiver.seen {
+        let ready = if m.version != this.receiver.seen {
             this.receiver.seen = m.version;
-            this.key = None;
-            return Poll::Ready(Ok(()));
+            Ok(())
+        } else if !m.sender_alive {
+            Err(RecvError)
+        } else {
+            this.key = Some(m.waiters.register(this.key, cx.waker()));
+            return Poll::Pending;
+        };
+        if let Some(key) = this.key.take() {
+            m.waiters.remove(key);
         }
-        if !m.sender_alive {
-            this.key = None;
-            return Poll::Ready(Err(RecvError));
-        }
-        let key = m.next_key;
-        m.next_key += 1;
-        m.waiters.push((key, cx.waker().clone()));
-        this.key = Some(key);
-        Poll::Pending
+        Poll::Ready(ready)
     }
 }
 
 impl<T> Drop for Changed<'_, T> {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
-            self.receiver
-                .shared
-                .meta()
-                .waiters
-                .retain(|(k, _)| *k != key);
+            self.receiver.shared.meta().waiters.remove(key);
         }
     }
 }

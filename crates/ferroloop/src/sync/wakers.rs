@@ -1,0 +1,55 @@
+//! `WakerSet`: the wakers of the tasks waiting on one condition, each under a key its future
+//! keeps (to refresh its waker, or to leave when dropped). Used by the primitives that wake
+//! every waiter at once (`watch`, `broadcast`, `Barrier`).
+//!
+//! Threading: plain data; its owner keeps it behind its own lock.
+
+use std::sync::{Mutex, MutexGuard};
+use std::task::Waker;
+
+/// Lock `m`, also after a panic poisoned it (the state the primitives keep under it stays
+/// consistent: every change is made in one step under the lock).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct WakerSet {
+    next_key: u64,
+    list: Vec<(u64, Waker)>,
+}
+
+impl WakerSet {
+    /// Register `waker`: refreshed under `key` if that key is still here, else added under a
+    /// new key. Returns the key to keep.
+    pub(crate) fn register(&mut self, key: Option<u64>, waker: &Waker) -> u64 {
+        if let Some(key) = key {
+            if let Some((_, w)) = self.list.iter_mut().find(|(k, _)| *k == key) {
+                if !w.will_wake(waker) {
+                    *w = waker.clone();
+                }
+                return key;
+            }
+        }
+        let key = self.next_key;
+        self.next_key += 1;
+        self.list.push((key, waker.clone()));
+        key
+    }
+
+    /// Leave (a dropped or finished future).
+    pub(crate) fn remove(&mut self, key: u64) {
+        self.list.retain(|(k, _)| *k != key);
+    }
+
+    /// Every waker, to be woken once the lock is released.
+    pub(crate) fn take_all(&mut self) -> Vec<Waker> {
+        std::mem::take(&mut self.list)
+            .into_iter()
+            .map(|(_, w)| w)
+            .collect()
+    }
+}
