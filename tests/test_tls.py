@@ -1411,21 +1411,28 @@ def test_set_write_buffer_limits(loop, tls, server_ctx, client_ctx):
         tr.set_write_buffer_limits(high=4 * KiB)
         assert tr.get_write_buffer_limits() == (1 * KiB, 4 * KiB)
         (sink,) = tls.protocols
-        written = 0
-        while not pr.pauses and written < WRITE_LIMIT:
-            tr.write(b"z" * 64 * KiB)
-            written += 64 * KiB
-            await asyncio.sleep(0)
-        assert pr.pauses == 1
-        sink.transport.resume_reading()
-        await pr.wait_for(lambda: pr.resumes)
-        await sink.wait_for(lambda: sink.count >= written)
+        written = await write_until_paused_then_drain(tr, pr, sink)
         tr.close()
         await pr.lost
         await close_server(srv)
         return sink.count == written
 
     assert run(loop, main(), timeout=15)
+
+
+async def write_until_paused_then_drain(tr, pr, sink):
+    """Write 64 KiB chunks until the protocol is paused once, then let the paused `sink`
+    read until writing resumes and every byte arrived; returns the bytes written."""
+    written = 0
+    while not pr.pauses and written < WRITE_LIMIT:
+        tr.write(b"z" * 64 * KiB)
+        written += 64 * KiB
+        await asyncio.sleep(0)
+    assert pr.pauses == 1
+    sink.transport.resume_reading()
+    await pr.wait_for(lambda: pr.resumes)
+    await sink.wait_for(lambda: sink.count >= written)
+    return written
 
 
 def test_streams_drain_waits_for_slow_reader(loop, tls, server_ctx, client_ctx):
@@ -1577,15 +1584,7 @@ def test_failing_pause_writing_is_reported_and_writing_goes_on(
         tr, pr = await tls.connect(addr, client_ctx, cls=BadPause)
         tr.set_write_buffer_limits(high=4 * KiB)
         (sink,) = tls.protocols
-        written = 0
-        while not pr.pauses and written < WRITE_LIMIT:
-            tr.write(b"z" * 64 * KiB)
-            written += 64 * KiB
-            await asyncio.sleep(0)
-        assert pr.pauses == 1
-        sink.transport.resume_reading()
-        await pr.wait_for(lambda: pr.resumes)
-        await sink.wait_for(lambda: sink.count >= written)
+        await write_until_paused_then_drain(tr, pr, sink)
         tr.close()
         await pr.lost
         await close_server(srv)
