@@ -116,6 +116,123 @@ async fn tokio_timers(n: usize) {
     }
 }
 
+/// Two tasks bat a value across two bounded channels of one slot, `n` round trips.
+async fn ferro_ping_pong(n: usize) {
+    use ferroloop::sync::mpsc;
+    let (to_pong, mut ping_rx) = mpsc::channel::<usize>(1);
+    let (to_ping, mut pong_rx) = mpsc::channel::<usize>(1);
+    let pong = ferroloop::spawn(async move {
+        while let Some(v) = ping_rx.recv().await {
+            to_ping.send(v + 1).await.expect("ping is alive");
+        }
+    });
+    let mut v = 0;
+    for _ in 0..n {
+        to_pong.send(v).await.expect("pong is alive");
+        v = pong_rx.recv().await.expect("a reply");
+    }
+    assert_eq!(v, n);
+    drop(to_pong);
+    pong.await.expect("pong");
+}
+
+async fn tokio_ping_pong(n: usize) {
+    use tokio::sync::mpsc;
+    let (to_pong, mut ping_rx) = mpsc::channel::<usize>(1);
+    let (to_ping, mut pong_rx) = mpsc::channel::<usize>(1);
+    let pong = tokio::task::spawn_local(async move {
+        while let Some(v) = ping_rx.recv().await {
+            to_ping.send(v + 1).await.expect("ping is alive");
+        }
+    });
+    let mut v = 0;
+    for _ in 0..n {
+        to_pong.send(v).await.expect("pong is alive");
+        v = pong_rx.recv().await.expect("a reply");
+    }
+    assert_eq!(v, n);
+    drop(to_pong);
+    pong.await.expect("pong");
+}
+
+const FAN_OUT: usize = 8;
+
+/// One sender, `FAN_OUT` receiving tasks, `n` values each (per value received).
+async fn ferro_broadcast(n: usize) {
+    use ferroloop::sync::broadcast;
+    let (tx, _) = broadcast::channel::<usize>(1024);
+    let tasks: Vec<_> = (0..FAN_OUT)
+        .map(|_| {
+            let mut rx = tx.subscribe();
+            ferroloop::spawn(async move {
+                let mut sum = 0;
+                while let Ok(v) = rx.recv().await {
+                    sum += v;
+                }
+                sum
+            })
+        })
+        .collect();
+    for v in 0..n {
+        tx.send(v).expect("receivers");
+        if v % 64 == 63 {
+            ferroloop::yield_now().await;
+        }
+    }
+    drop(tx);
+    for t in tasks {
+        assert_eq!(t.await.expect("task"), n * (n - 1) / 2);
+    }
+}
+
+async fn tokio_broadcast(n: usize) {
+    use tokio::sync::broadcast;
+    let (tx, _) = broadcast::channel::<usize>(1024);
+    let tasks: Vec<_> = (0..FAN_OUT)
+        .map(|_| {
+            let mut rx = tx.subscribe();
+            tokio::task::spawn_local(async move {
+                let mut sum = 0;
+                while let Ok(v) = rx.recv().await {
+                    sum += v;
+                }
+                sum
+            })
+        })
+        .collect();
+    for v in 0..n {
+        tx.send(v).expect("receivers");
+        if v % 64 == 63 {
+            tokio::task::yield_now().await;
+        }
+    }
+    drop(tx);
+    for t in tasks {
+        assert_eq!(t.await.expect("task"), n * (n - 1) / 2);
+    }
+}
+
+/// `n` tasks asleep at once for 10 ms, then joined (per task).
+async fn ferro_many_sleeps(n: usize) {
+    let mut set = ferroloop::JoinSet::new();
+    for _ in 0..n {
+        set.spawn(ferroloop::sleep(Duration::from_millis(10)));
+    }
+    while let Some(r) = set.join_next().await {
+        r.expect("task");
+    }
+}
+
+async fn tokio_many_sleeps(n: usize) {
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        set.spawn_local(tokio::time::sleep(Duration::from_millis(10)));
+    }
+    while let Some(r) = set.join_next().await {
+        r.expect("task");
+    }
+}
+
 const ECHO_CLIENTS: usize = 10;
 
 /// 10 clients each sending `msgs` 1 KiB messages and reading each echo back.
@@ -255,6 +372,24 @@ fn main() {
             ops: 200_000 / scale,
             ferro: |n| time_ferro(|| ferro_timers(n)),
             tokio: |n| time_tokio(|| tokio_timers(n)),
+        },
+        Case {
+            name: "mpsc ping-pong (per round trip)",
+            ops: 200_000 / scale,
+            ferro: |n| time_ferro(|| ferro_ping_pong(n)),
+            tokio: |n| time_tokio(|| tokio_ping_pong(n)),
+        },
+        Case {
+            name: "broadcast to 8 tasks (per value sent)",
+            ops: 200_000 / scale,
+            ferro: |n| time_ferro(|| ferro_broadcast(n)),
+            tokio: |n| time_tokio(|| tokio_broadcast(n)),
+        },
+        Case {
+            name: "200,000 sleeps at once, JoinSet (per task)",
+            ops: 200_000 / scale,
+            ferro: |n| time_ferro(|| ferro_many_sleeps(n)),
+            tokio: |n| time_tokio(|| tokio_many_sleeps(n)),
         },
         Case {
             name: "TCP echo 1 KiB, 10 conns (per msg)",

@@ -31,7 +31,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use super::wakers::lock;
+use super::wakers::{lock, WakeList};
 
 /// A sender waiting for room in a bounded channel.
 struct Waiting {
@@ -53,6 +53,9 @@ struct State<T> {
     next_key: u64,
     /// Room set aside for granted waiting senders that have not sent yet.
     reserved: usize,
+    /// Threads blocked in `blocking_send`/`blocking_recv` (the condition variable is
+    /// signalled only when there are some: a signal is a system call).
+    blocked: usize,
 }
 
 impl<T> State<T> {
@@ -65,7 +68,7 @@ impl<T> State<T> {
 
     /// Grant the room there is to the waiting senders, oldest first; their wakers go to
     /// `wake` (called after the lock is released).
-    fn grant(&mut self, wake: &mut Vec<Waker>) {
+    fn grant(&mut self, wake: &mut WakeList) {
         while self.has_room() {
             let Some(w) = self.waiting.iter_mut().find(|w| !w.granted) else {
                 return;
@@ -77,14 +80,14 @@ impl<T> State<T> {
     }
 
     /// Close: every waiting sender is woken to find its value refused.
-    fn close(&mut self, wake: &mut Vec<Waker>) {
+    fn close(&mut self, wake: &mut WakeList) {
         self.closed = true;
         for w in &mut self.waiting {
             wake.extend(w.waker.take());
         }
     }
 
-    fn push(&mut self, value: T, wake: &mut Vec<Waker>) {
+    fn push(&mut self, value: T, wake: &mut WakeList) {
         self.queue.push_back(value);
         wake.extend(self.recv_waker.take());
     }
@@ -102,14 +105,29 @@ impl<T> Chan<T> {
     }
 
     /// Run `f` under the lock, then wake whom it asked to wake and the blocking waiters.
-    fn with<R>(&self, f: impl FnOnce(&mut State<T>, &mut Vec<Waker>) -> R) -> R {
-        let mut wake = Vec::new();
-        let r = f(&mut self.lock(), &mut wake);
-        self.cond.notify_all();
-        for w in wake {
-            w.wake();
+    fn with<R>(&self, f: impl FnOnce(&mut State<T>, &mut WakeList) -> R) -> R {
+        let mut wake = WakeList::default();
+        let (r, blocked) = {
+            let mut st = self.lock();
+            let r = f(&mut st, &mut wake);
+            (r, st.blocked > 0)
+        };
+        if blocked {
+            self.cond.notify_all();
         }
+        wake.wake_all();
         r
+    }
+
+    /// Block the calling thread until the state changes (`blocking_send`/`blocking_recv`).
+    fn wait<'a>(&'a self, mut st: MutexGuard<'a, State<T>>) -> MutexGuard<'a, State<T>> {
+        st.blocked += 1;
+        let mut st = match self.cond.wait(st) {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        st.blocked -= 1;
+        st
     }
 }
 
@@ -124,6 +142,7 @@ fn new_chan<T>(capacity: Option<usize>) -> Arc<Chan<T>> {
             waiting: VecDeque::new(),
             next_key: 0,
             reserved: 0,
+            blocked: 0,
         }),
         cond: Condvar::new(),
     })
@@ -283,21 +302,19 @@ impl<T> Sender<T> {
                 return Err(SendError(value));
             }
             if st.waiting.is_empty() && st.has_room() {
-                let waker = {
-                    st.queue.push_back(value);
-                    st.recv_waker.take()
-                };
+                st.queue.push_back(value);
+                let waker = st.recv_waker.take();
+                let blocked = st.blocked > 0;
                 drop(st);
-                self.chan.cond.notify_all();
+                if blocked {
+                    self.chan.cond.notify_all();
+                }
                 if let Some(w) = waker {
                     w.wake();
                 }
                 return Ok(());
             }
-            st = match self.chan.cond.wait(st) {
-                Ok(g) => g,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            st = self.chan.wait(st);
         }
     }
 
@@ -395,7 +412,7 @@ impl<T> Future for Send<'_, T> {
 }
 
 /// Take the waiting sender `key` out of the list; room it was granted goes to the next.
-fn remove_waiting<T>(st: &mut State<T>, key: u64, wake: &mut Vec<Waker>) {
+fn remove_waiting<T>(st: &mut State<T>, key: u64, wake: &mut WakeList) {
     if let Some(pos) = st.waiting.iter().position(|w| w.key == key) {
         if st.waiting.remove(pos).is_some_and(|w| w.granted) {
             st.reserved -= 1;
@@ -517,22 +534,20 @@ impl<T> Receiver<T> {
         let mut st = self.chan.lock();
         loop {
             if let Some(v) = st.queue.pop_front() {
-                let mut wake = Vec::new();
+                let mut wake = WakeList::default();
                 st.grant(&mut wake);
+                let blocked = st.blocked > 0;
                 drop(st);
-                self.chan.cond.notify_all();
-                for w in wake {
-                    w.wake();
+                if blocked {
+                    self.chan.cond.notify_all();
                 }
+                wake.wake_all();
                 return Some(v);
             }
             if st.senders == 0 || st.closed {
                 return None;
             }
-            st = match self.chan.cond.wait(st) {
-                Ok(g) => g,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            st = self.chan.wait(st);
         }
     }
 

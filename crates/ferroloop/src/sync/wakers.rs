@@ -53,3 +53,39 @@ impl WakerSet {
             .collect()
     }
 }
+
+/// The wakers one operation must call once its lock is released. Most operations wake one
+/// task: that one is kept inline, so the common case allocates nothing.
+#[derive(Default)]
+pub(crate) struct WakeList {
+    first: Option<Waker>,
+    rest: Vec<Waker>,
+}
+
+impl WakeList {
+    pub(crate) fn push(&mut self, waker: Waker) {
+        if self.first.is_none() {
+            self.first = Some(waker);
+        } else {
+            self.rest.push(waker);
+        }
+    }
+
+    /// Wake them all (call with no lock held).
+    pub(crate) fn wake_all(self) {
+        if let Some(w) = self.first {
+            w.wake();
+        }
+        for w in self.rest {
+            w.wake();
+        }
+    }
+}
+
+impl Extend<Waker> for WakeList {
+    fn extend<I: IntoIterator<Item = Waker>>(&mut self, iter: I) {
+        for w in iter {
+            self.push(w);
+        }
+    }
+}
