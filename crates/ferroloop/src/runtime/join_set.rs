@@ -6,7 +6,9 @@
 //! Decision: each handle is polled with a waker of its own that queues the handle's key and
 //! wakes whoever awaits [`JoinSet::join_next`] (what `FuturesUnordered` does), so a call looks
 //! only at the tasks that finished, not at all of them: `join_next` over `n` tasks is O(1)
-//! per finished task, not O(n).
+//! per finished task, not O(n). The handles sit in a slab indexed by the key (with a
+//! generation per slot), not a hash map: 200,000 tasks joined went from 0.95x to 1.67x
+//! tokio's `JoinSet` (docs/performance.md).
 //!
 //! Semantics, as tokio's `JoinSet`: [`join_next`](JoinSet::join_next) gives each task's
 //! result once (`Err(JoinError::Cancelled)` for an aborted task, `Err(JoinError::Panic)` for
@@ -16,7 +18,7 @@
 //!
 //! Threading: `!Send`, on the loop's thread (the tasks are); its wakers are `Send`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -72,28 +74,65 @@ struct Entry<T> {
     waker: Waker,
 }
 
+/// A slot of the set: its generation (bumped at each reuse, so a stale key queued by a
+/// finished task's waker never reaches the task that took its slot) and its entry.
+struct Slot<T> {
+    generation: u32,
+    entry: Option<Entry<T>>,
+}
+
+/// A key: the slot's generation and index, packed.
+fn key_of(index: usize, generation: u32) -> u64 {
+    (u64::from(generation) << 32) | index as u64
+}
+
 /// A set of spawned tasks whose results come out as they finish.
 pub struct JoinSet<T> {
-    entries: HashMap<u64, Entry<T>>,
+    /// A slab: keys index it directly (no hashing per spawn, wake or join).
+    slots: Vec<Slot<T>>,
+    free: Vec<usize>,
+    len: usize,
     shared: Arc<Shared>,
-    next_key: u64,
 }
 
 impl<T> Default for JoinSet<T> {
     fn default() -> Self {
         JoinSet {
-            entries: HashMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            len: 0,
             shared: Arc::default(),
-            next_key: 0,
         }
+    }
+}
+
+impl<T> JoinSet<T> {
+    /// The live entry under `key`, if that key is still current.
+    fn entry_mut(&mut self, key: u64) -> Option<&mut Entry<T>> {
+        let slot = self.slots.get_mut((key & u64::from(u32::MAX)) as usize)?;
+        if u64::from(slot.generation) != key >> 32 {
+            return None;
+        }
+        slot.entry.as_mut()
+    }
+
+    /// Take the entry under `key` out of its slot, freeing the slot.
+    fn remove(&mut self, key: u64) -> Option<Entry<T>> {
+        let index = (key & u64::from(u32::MAX)) as usize;
+        let entry = self.slots.get_mut(index)?.entry.take()?;
+        self.free.push(index);
+        self.len -= 1;
+        Some(entry)
+    }
+
+    fn entries(&self) -> impl Iterator<Item = &Entry<T>> {
+        self.slots.iter().filter_map(|s| s.entry.as_ref())
     }
 }
 
 impl<T> fmt::Debug for JoinSet<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JoinSet")
-            .field("len", &self.entries.len())
-            .finish()
+        f.debug_struct("JoinSet").field("len", &self.len).finish()
     }
 }
 
@@ -117,26 +156,35 @@ impl<T: 'static> JoinSet<T> {
     /// Add a task spawned elsewhere (its handle moves into the set).
     pub fn insert(&mut self, task: Task<T>) -> AbortHandle {
         let handle = task.abort_handle();
-        let key = self.next_key;
-        self.next_key += 1;
+        let index = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(Slot {
+                generation: 0,
+                entry: None,
+            });
+            self.slots.len() - 1
+        });
+        let slot = &mut self.slots[index];
+        slot.generation = slot.generation.wrapping_add(1);
+        let key = key_of(index, slot.generation);
         let waker = Waker::from(Arc::new(EntryWaker {
             key,
             shared: Arc::clone(&self.shared),
         }));
         // polled once by the next join_next, which registers its waker
         waker.wake_by_ref();
-        self.entries.insert(key, Entry { task, waker });
+        slot.entry = Some(Entry { task, waker });
+        self.len += 1;
         handle
     }
 
     /// Tasks in the set (running, or finished and not yet joined).
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     /// True if no task is in the set.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 
     /// The result of the next task to finish; `None` when the set is empty.
@@ -146,7 +194,7 @@ impl<T: 'static> JoinSet<T> {
 
     /// Poll for the next finished task (what [`join_next`](JoinSet::join_next) does).
     pub fn poll_join_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T, JoinError>>> {
-        if self.entries.is_empty() {
+        if self.len == 0 {
             return Poll::Ready(None);
         }
         loop {
@@ -164,12 +212,12 @@ impl<T: 'static> JoinSet<T> {
                 }
             };
             // a key may be queued twice, or after its entry left: skip those
-            let Some(entry) = self.entries.get_mut(&key) else {
+            let Some(entry) = self.entry_mut(key) else {
                 continue;
             };
             let mut entry_cx = Context::from_waker(&entry.waker);
             if let Poll::Ready(result) = Pin::new(&mut entry.task).poll(&mut entry_cx) {
-                self.entries.remove(&key);
+                self.remove(key);
                 return Poll::Ready(Some(result));
             }
         }
@@ -191,7 +239,7 @@ impl<T: 'static> JoinSet<T> {
     /// Cancel every task in the set; their results (`Err(JoinError::Cancelled)` for those that
     /// had not finished) still come out of `join_next`.
     pub fn abort_all(&mut self) {
-        for entry in self.entries.values() {
+        for entry in self.entries() {
             entry.task.cancel();
         }
     }
@@ -213,16 +261,21 @@ impl<T: 'static> JoinSet<T> {
 
     /// Remove every task from the set and let them run on (no longer cancelled on drop).
     pub fn detach_all(&mut self) {
-        for (_, entry) in self.entries.drain() {
-            entry.task.detach();
+        for slot in &mut self.slots {
+            if let Some(entry) = slot.entry.take() {
+                entry.task.detach();
+            }
         }
+        self.slots.clear();
+        self.free.clear();
+        self.len = 0;
         self.shared.lock().keys.clear();
     }
 }
 
 impl<T> Drop for JoinSet<T> {
     fn drop(&mut self) {
-        for entry in self.entries.values() {
+        for entry in self.entries() {
             entry.task.cancel();
         }
     }
