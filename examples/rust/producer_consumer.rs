@@ -34,7 +34,7 @@ impl Drop for DropGuard {
 /// The seed's `producer(queue)`: puts `ITEMS` items, waiting when the queue is full.
 async fn producer(queue: Rc<Queue<u32>>, high_water: Rc<Cell<usize>>) {
     for item in 0..ITEMS {
-        queue.put(item).await;
+        queue.put(item).await.expect("the queue is never shut down");
         high_water.set(high_water.get().max(queue.qsize()));
         if item % 10 == 9 {
             ferroloop::sleep(Duration::from_millis(5)).await; // data arrives in bursts
@@ -51,7 +51,7 @@ async fn consumer(
 ) {
     let _guard = DropGuard(dropped);
     loop {
-        let item = queue.get().await;
+        let item = queue.get().await.expect("the queue is never shut down");
         ferroloop::sleep(WORK).await; // process it
         consumed.borrow_mut().push((id, item));
         queue.task_done().expect("one task_done per get");

@@ -14,7 +14,7 @@ fn consumer(id: usize, q: &Rc<Queue<u32>>, log: &Rc<RefCell<Vec<(usize, u32)>>>)
     let (q, log) = (q.clone(), log.clone());
     ferroloop::spawn(async move {
         loop {
-            let item = q.get().await;
+            let item = q.get().await.expect("never shut down");
             log.borrow_mut().push((id, item));
             ferroloop::yield_now().await;
             q.task_done().expect("one task_done per get");
@@ -33,7 +33,7 @@ fn producer_three_consumers_join_then_cancel() {
             let q = q.clone();
             ferroloop::spawn(async move {
                 for n in 0..300 {
-                    q.put(n).await;
+                    q.put(n).await.expect("never shut down");
                     assert!(q.qsize() <= 5, "put must wait while full");
                 }
             })
@@ -99,4 +99,38 @@ fn cancelling_a_woken_consumer_does_not_lose_the_item() {
             assert!(matches!(c.await, Err(JoinError::Cancelled)));
         }
     });
+}
+
+#[test]
+fn consumers_end_when_the_queue_is_shut_down() {
+    // Python 3.13's idiom: no cancellation, the consumers see QueueShutDown once the queue
+    // is drained
+    let (done, sum) = ferroloop::run(async {
+        let q = Rc::new(Queue::new(3));
+        let consumers: Vec<Task<u32>> = (0..3)
+            .map(|_| {
+                let q = q.clone();
+                ferroloop::spawn(async move {
+                    let mut sum = 0;
+                    while let Ok(item) = q.get().await {
+                        sum += item;
+                        ferroloop::yield_now().await;
+                    }
+                    sum
+                })
+            })
+            .collect();
+        for n in 1..=100 {
+            q.put(n).await.expect("not shut down yet");
+        }
+        q.shutdown(false);
+        assert!(q.put(0).await.is_err(), "a put after shutdown is refused");
+        let mut total = 0;
+        for c in consumers {
+            total += c.await.expect("consumer");
+        }
+        (q.empty(), total)
+    });
+    assert!(done);
+    assert_eq!(sum, 5050);
 }

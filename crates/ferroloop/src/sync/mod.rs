@@ -21,7 +21,8 @@
 //! The asyncio primitives' semantics are CPython 3.11.7's (FIFO fairness, no barging past queued waiters, the
 //! 3.11.x semaphore fairness fix); each file documents the details and the few places where
 //! Rust differs. asyncio's exceptions become `Result`s whose errors print asyncio's messages
-//! ([`TaskDoneError`], [`BoundedSemaphoreError`], [`QueueFull`], [`QueueEmpty`]), or become
+//! ([`TaskDoneError`], [`BoundedSemaphoreError`], [`TryPutError`], [`TryGetError`],
+//! [`QueueShutDown`]), or become
 //! impossible by construction (releasing an unheld lock, notifying without the lock). The
 //! channels, `Notify`, `Barrier` and `RwLock` behave as tokio's of the same names (their files
 //! say how).
@@ -43,9 +44,9 @@
 //! futures::executor::block_on(async {
 //!     let q = Queue::new(0);
 //!     let lock = Lock::new();
-//!     q.put(1).await;
+//!     q.put(1).await.unwrap();
 //!     let _guard = lock.acquire().await;
-//!     assert_eq!(q.get().await, 1);
+//!     assert_eq!(q.get().await, Ok(1));
 //! });
 //! ```
 
@@ -70,7 +71,7 @@ pub use lock::{Acquire, Lock, LockGuard};
 pub use notify::{Notified, Notify};
 pub use queue::{
     Fifo, GenericQueue, Get, Join, Lifo, LifoQueue, Priority, PriorityQueue, Put, Queue,
-    QueueEmpty, QueueFull, QueueStorage, TaskDoneError,
+    QueueShutDown, QueueStorage, TaskDoneError, TryGetError, TryPutError,
 };
 pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use semaphore::{

@@ -20,6 +20,11 @@
 //!   cancelled `put` drops its item, like asyncio.
 //! - `task_done` more times than items were put is [`TaskDoneError`] (asyncio's `ValueError`);
 //!   `join` waits until every item put has been marked done.
+//! - [`GenericQueue::shutdown`] is Python 3.13's `Queue.shutdown`: afterwards `put` and
+//!   `put_nowait` fail with [`QueueShutDown`] (the item handed back), `get` and `get_nowait`
+//!   give the items still queued and then fail with it; every waiting getter and putter is
+//!   woken to find out. `shutdown(true)` (asyncio's `immediate=True`) also drops the queued
+//!   items, counting each as done, so `join` returns.
 //!
 //! Threading: single thread (`!Send`, `!Sync`), like asyncio's.
 
@@ -124,11 +129,11 @@ impl<T: Ord> QueueStorage for Priority<T> {
 /// use ferroloop::sync::Queue;
 /// futures::executor::block_on(async {
 ///     let q = Queue::new(2);
-///     q.put("a").await;
+///     q.put("a").await.unwrap();
 ///     q.put_nowait("b").unwrap();
 ///     assert!(q.full());
 ///     assert_eq!(q.put_nowait("c").unwrap_err().into_inner(), "c");
-///     assert_eq!(q.get().await, "a");
+///     assert_eq!(q.get().await, Ok("a"));
 ///     q.task_done().unwrap();
 ///     assert_eq!(q.get_nowait(), Ok("b"));
 ///     q.task_done().unwrap();
@@ -154,6 +159,7 @@ pub struct GenericQueue<S> {
     putters: WaiterList,
     unfinished_tasks: Cell<usize>,
     finished: Event,
+    is_shutdown: Cell<bool>,
 }
 
 impl<S: QueueStorage + Default> GenericQueue<S> {
@@ -178,6 +184,7 @@ impl<S: QueueStorage> GenericQueue<S> {
             putters: WaiterList::new(),
             unfinished_tasks: Cell::new(unfinished),
             finished,
+            is_shutdown: Cell::new(false),
         }
     }
 
@@ -207,7 +214,8 @@ impl<S: QueueStorage> GenericQueue<S> {
     }
 
     /// Puts an item, waiting while the queue is full. Dropping the future before it completes
-    /// drops the item.
+    /// drops the item. Fails with [`QueueShutDown`], holding the item, once the queue is shut
+    /// down.
     pub fn put(&self, item: S::Item) -> Put<'_, S> {
         Put {
             queue: self,
@@ -219,10 +227,14 @@ impl<S: QueueStorage> GenericQueue<S> {
     /// Puts an item if a slot is free, and wakes the first waiting getter.
     ///
     /// # Errors
-    /// [`QueueFull`], holding the item, if the queue is full.
-    pub fn put_nowait(&self, item: S::Item) -> Result<(), QueueFull<S::Item>> {
+    /// [`TryPutError::ShutDown`] once the queue is shut down, else [`TryPutError::Full`] if
+    /// it is full; both hold the item.
+    pub fn put_nowait(&self, item: S::Item) -> Result<(), TryPutError<S::Item>> {
+        if self.is_shutdown.get() {
+            return Err(TryPutError::ShutDown(item));
+        }
         if self.full() {
-            return Err(QueueFull(item));
+            return Err(TryPutError::Full(item));
         }
         self.items.borrow_mut().push(item);
         self.unfinished_tasks.set(self.unfinished_tasks.get() + 1);
@@ -231,7 +243,8 @@ impl<S: QueueStorage> GenericQueue<S> {
         Ok(())
     }
 
-    /// Removes and returns the next item, waiting while the queue is empty.
+    /// Removes and returns the next item, waiting while the queue is empty. Fails with
+    /// [`QueueShutDown`] once the queue is shut down and empty.
     pub fn get(&self) -> Get<'_, S> {
         Get {
             queue: self,
@@ -242,11 +255,47 @@ impl<S: QueueStorage> GenericQueue<S> {
     /// Removes and returns the next item if there is one, and wakes the first waiting putter.
     ///
     /// # Errors
-    /// [`QueueEmpty`] if the queue holds no item.
-    pub fn get_nowait(&self) -> Result<S::Item, QueueEmpty> {
-        let item = self.items.borrow_mut().pop().ok_or(QueueEmpty)?;
+    /// [`TryGetError::Empty`] if the queue holds no item ([`TryGetError::ShutDown`] if it is
+    /// also shut down).
+    pub fn get_nowait(&self) -> Result<S::Item, TryGetError> {
+        let item = self.items.borrow_mut().pop();
+        let Some(item) = item else {
+            return Err(if self.is_shutdown.get() {
+                TryGetError::ShutDown
+            } else {
+                TryGetError::Empty
+            });
+        };
         self.putters.wake_next();
         Ok(item)
+    }
+
+    /// Python 3.13's `Queue.shutdown(immediate)`: refuse new items; with `immediate`, also
+    /// drop the queued ones, each counted as done. Every waiting getter and putter is woken
+    /// (to get an item still queued, or [`QueueShutDown`]).
+    pub fn shutdown(&self, immediate: bool) {
+        self.is_shutdown.set(true);
+        if immediate {
+            loop {
+                let item = self.items.borrow_mut().pop();
+                let Some(item) = item else { break };
+                drop(item);
+                let n = self.unfinished_tasks.get();
+                if n > 0 {
+                    self.unfinished_tasks.set(n - 1);
+                }
+            }
+            if self.unfinished_tasks.get() == 0 {
+                self.finished.set();
+            }
+        }
+        self.getters.wake_all();
+        self.putters.wake_all();
+    }
+
+    /// Whether [`shutdown`](GenericQueue::shutdown) was called.
+    pub fn is_shutdown(&self) -> bool {
+        self.is_shutdown.get()
     }
 
     /// Marks one item taken with `get` as processed. When every item put has been marked,
@@ -288,42 +337,81 @@ impl<S: QueueStorage> fmt::Debug for GenericQueue<S> {
     }
 }
 
-/// [`GenericQueue::put_nowait`] on a full queue (asyncio's `QueueFull`); holds the item.
+/// Why [`GenericQueue::put_nowait`] did not put; holds the item.
 #[derive(Clone, PartialEq, Eq)]
-pub struct QueueFull<T>(pub T);
+pub enum TryPutError<T> {
+    /// The queue is full (asyncio's `QueueFull`).
+    Full(T),
+    /// The queue was shut down (asyncio's `QueueShutDown`).
+    ShutDown(T),
+}
 
-impl<T> QueueFull<T> {
+impl<T> TryPutError<T> {
     /// The item that was not put.
     pub fn into_inner(self) -> T {
-        self.0
+        match self {
+            TryPutError::Full(item) | TryPutError::ShutDown(item) => item,
+        }
     }
 }
 
-impl<T> fmt::Debug for QueueFull<T> {
+impl<T> fmt::Debug for TryPutError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("QueueFull(..)")
+        match self {
+            TryPutError::Full(_) => f.write_str("Full(..)"),
+            TryPutError::ShutDown(_) => f.write_str("ShutDown(..)"),
+        }
     }
 }
 
-impl<T> fmt::Display for QueueFull<T> {
+impl<T> fmt::Display for TryPutError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("queue is full")
+        match self {
+            TryPutError::Full(_) => f.write_str("queue is full"),
+            TryPutError::ShutDown(_) => f.write_str("queue is shut down"),
+        }
     }
 }
 
-impl<T> Error for QueueFull<T> {}
+impl<T> Error for TryPutError<T> {}
 
-/// [`GenericQueue::get_nowait`] on an empty queue (asyncio's `QueueEmpty`).
+/// Why [`GenericQueue::get_nowait`] gave no item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueEmpty;
+pub enum TryGetError {
+    /// The queue holds no item (asyncio's `QueueEmpty`).
+    Empty,
+    /// The queue holds no item and was shut down (asyncio's `QueueShutDown`).
+    ShutDown,
+}
 
-impl fmt::Display for QueueEmpty {
+impl fmt::Display for TryGetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("queue is empty")
+        match self {
+            TryGetError::Empty => f.write_str("queue is empty"),
+            TryGetError::ShutDown => f.write_str("queue is shut down"),
+        }
     }
 }
 
-impl Error for QueueEmpty {}
+impl Error for TryGetError {}
+
+/// A `put` or `get` on a shut-down queue (asyncio's `QueueShutDown`); `put`'s holds the item.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct QueueShutDown<T = ()>(pub T);
+
+impl<T> fmt::Debug for QueueShutDown<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("QueueShutDown(..)")
+    }
+}
+
+impl<T> fmt::Display for QueueShutDown<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("queue is shut down")
+    }
+}
+
+impl<T> Error for QueueShutDown<T> {}
 
 /// [`GenericQueue::task_done`] called more times than items were put (asyncio's
 /// `ValueError`).
@@ -357,13 +445,20 @@ pub struct Put<'a, S: QueueStorage> {
 impl<S: QueueStorage> Unpin for Put<'_, S> {}
 
 impl<S: QueueStorage> Future for Put<'_, S> {
-    type Output = ();
+    type Output = Result<(), QueueShutDown<S::Item>>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let queue = self.queue;
         loop {
             match self.state {
                 WaitState::Start => {
+                    if queue.is_shutdown.get() {
+                        let Some(item) = self.item.take() else {
+                            panic!("`Put` polled after completion");
+                        };
+                        self.state = WaitState::Done;
+                        return Poll::Ready(Err(QueueShutDown(item)));
+                    }
                     if queue.full() {
                         self.state = WaitState::Waiting(queue.putters.push(cx.waker()));
                         return Poll::Pending;
@@ -372,10 +467,10 @@ impl<S: QueueStorage> Future for Put<'_, S> {
                         panic!("`Put` polled after completion");
                     };
                     self.state = WaitState::Done;
-                    // Not full, so this cannot fail.
+                    // Not full and not shut down, so this cannot fail.
                     let pushed = queue.put_nowait(item);
                     debug_assert!(pushed.is_ok(), "put_nowait on a queue that is not full");
-                    return Poll::Ready(());
+                    return Poll::Ready(Ok(()));
                 }
                 WaitState::Waiting(key) => {
                     if !queue.putters.take_if_woken(key, cx) {
@@ -415,18 +510,22 @@ pub struct Get<'a, S: QueueStorage> {
 }
 
 impl<S: QueueStorage> Future for Get<'_, S> {
-    type Output = S::Item;
+    type Output = Result<S::Item, QueueShutDown>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<S::Item> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let queue = self.queue;
         loop {
             match self.state {
                 WaitState::Start => match queue.get_nowait() {
                     Ok(item) => {
                         self.state = WaitState::Done;
-                        return Poll::Ready(item);
+                        return Poll::Ready(Ok(item));
                     }
-                    Err(QueueEmpty) => {
+                    Err(TryGetError::ShutDown) => {
+                        self.state = WaitState::Done;
+                        return Poll::Ready(Err(QueueShutDown(())));
+                    }
+                    Err(TryGetError::Empty) => {
                         self.state = WaitState::Waiting(queue.getters.push(cx.waker()));
                         return Poll::Pending;
                     }
@@ -510,7 +609,7 @@ mod tests {
         assert_eq!(q.get_nowait(), Ok(1));
         assert!(poll(&mut put).is_ready());
         assert_eq!(q.get_nowait(), Ok(2));
-        assert_eq!(q.get_nowait(), Err(QueueEmpty));
+        assert_eq!(q.get_nowait(), Err(TryGetError::Empty));
     }
 
     #[test]
@@ -532,7 +631,7 @@ mod tests {
             let (q, got) = (q.clone(), got.clone());
             pool.spawner()
                 .spawn_local(async move {
-                    let item = q.get().await;
+                    let item = q.get().await.unwrap();
                     got.borrow_mut().push((name, item));
                 })
                 .unwrap();
@@ -554,7 +653,11 @@ mod tests {
         assert!(poll(&mut b).is_pending());
         q.put_nowait(7).unwrap(); // wakes a
         drop(a); // cancelled before it ran
-        assert_eq!(poll(&mut b), Poll::Ready(7), "b must be woken for the item");
+        assert_eq!(
+            poll(&mut b),
+            Poll::Ready(Ok(7)),
+            "b must be woken for the item"
+        );
     }
 
     #[test]
@@ -566,7 +669,7 @@ mod tests {
         assert!(poll(&mut b).is_pending());
         drop(a);
         q.put_nowait(1).unwrap();
-        assert_eq!(poll(&mut b), Poll::Ready(1));
+        assert_eq!(poll(&mut b), Poll::Ready(Ok(1)));
     }
 
     #[test]
@@ -593,7 +696,7 @@ mod tests {
         assert_eq!(q.get_nowait(), Ok(1)); // barging is allowed in asyncio's queue
         assert!(poll(&mut a).is_pending());
         q.put_nowait(2).unwrap();
-        assert_eq!(poll(&mut a), Poll::Ready(2));
+        assert_eq!(poll(&mut a), Poll::Ready(Ok(2)));
     }
 
     #[test]
@@ -629,7 +732,7 @@ mod tests {
             pool.spawner()
                 .spawn_local(async move {
                     loop {
-                        let n = q.get().await;
+                        let n = q.get().await.unwrap();
                         sum.set(sum.get() + n);
                         q.task_done().unwrap();
                     }
@@ -642,7 +745,7 @@ mod tests {
         pool.spawner()
             .spawn_local(async move {
                 for n in 1..=100 {
-                    qp.put(n).await;
+                    qp.put(n).await.unwrap();
                 }
                 qp.join().await;
                 j.set(true);
@@ -660,14 +763,62 @@ mod tests {
             let l = LifoQueue::new(0);
             let p = PriorityQueue::new(0);
             for n in [3, 1, 2] {
-                l.put(n).await;
-                p.put((n, "x")).await;
+                l.put(n).await.unwrap();
+                p.put((n, "x")).await.unwrap();
             }
-            assert_eq!([l.get().await, l.get().await, l.get().await], [2, 1, 3]);
-            assert_eq!(
-                [p.get().await.0, p.get().await.0, p.get().await.0],
-                [1, 2, 3]
-            );
+            let mut lifo = Vec::new();
+            let mut prio = Vec::new();
+            for _ in 0..3 {
+                lifo.push(l.get().await.unwrap());
+                prio.push(p.get().await.unwrap().0);
+            }
+            assert_eq!(lifo, [2, 1, 3]);
+            assert_eq!(prio, [1, 2, 3]);
         });
+    }
+
+    #[test]
+    fn shutdown_refuses_puts_and_drains_then_refuses_gets() {
+        let q = Queue::new(1);
+        q.put_nowait(1).unwrap();
+        let mut waiting_put = q.put(2);
+        assert!(poll(&mut waiting_put).is_pending());
+        q.shutdown(false);
+        assert!(q.is_shutdown());
+        assert_eq!(poll(&mut waiting_put), Poll::Ready(Err(QueueShutDown(2))));
+        assert!(matches!(q.put_nowait(3), Err(TryPutError::ShutDown(3))));
+        // the item already queued is still given, then the shutdown
+        assert_eq!(poll(&mut q.get()), Poll::Ready(Ok(1)));
+        assert_eq!(poll(&mut q.get()), Poll::Ready(Err(QueueShutDown(()))));
+        assert_eq!(q.get_nowait(), Err(TryGetError::ShutDown));
+    }
+
+    #[test]
+    fn shutdown_wakes_waiting_getters() {
+        let q: Queue<u8> = Queue::new(0);
+        let mut a = q.get();
+        let mut b = q.get();
+        assert!(poll(&mut a).is_pending());
+        assert!(poll(&mut b).is_pending());
+        q.shutdown(false);
+        assert_eq!(poll(&mut a), Poll::Ready(Err(QueueShutDown(()))));
+        assert_eq!(poll(&mut b), Poll::Ready(Err(QueueShutDown(()))));
+    }
+
+    #[test]
+    fn immediate_shutdown_drops_items_and_releases_join() {
+        let q = Queue::new(0);
+        for n in 0..3 {
+            q.put_nowait(n).unwrap();
+        }
+        assert_eq!(q.get_nowait(), Ok(0)); // gotten, not yet done
+        let mut join = q.join();
+        assert!(poll(&mut join).is_pending());
+        q.shutdown(true);
+        assert!(q.empty());
+        assert_eq!(q.unfinished_tasks(), 1, "the dropped items count as done");
+        assert!(poll(&mut join).is_pending());
+        q.task_done().unwrap();
+        assert!(poll(&mut join).is_ready());
     }
 }
