@@ -92,7 +92,8 @@ pub use ferroloop_macros::{main, test};
 // Composition, blocking work, channels, signals:
 pub use runtime::{gather, oneshot, select, signal, spawn_blocking, Either, Gather, Select};
 
-// Synchronisation and networking:
+// Synchronisation, networking, readiness for any descriptor:
+pub mod io;
 pub mod net;
 pub mod sync;
 

@@ -78,6 +78,24 @@ impl Registration {
         }
     }
 
+    /// Run `f` once if the direction is believed ready: `WouldBlock` without calling it
+    /// otherwise, and a `WouldBlock` from it clears the readiness until the next event.
+    pub(crate) fn try_io<R>(&self, write: bool, f: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+        let ready = if write {
+            &self.state.writable
+        } else {
+            &self.state.readable
+        };
+        if !ready.get() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let r = f();
+        if matches!(&r, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+            ready.set(false);
+        }
+        r
+    }
+
     /// A read returned less than asked for: the kernel buffer is drained, so the next read
     /// waits for the reactor instead of trying (an edge follows any new data).
     pub(crate) fn clear_read_ready(&self) {
