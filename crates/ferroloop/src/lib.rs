@@ -43,7 +43,9 @@
 //!   [`sync::watch`] channels, `Notify`, `Barrier`, `RwLock` (these cross threads), and
 //!   [`oneshot`] channels.
 //! - Networking on the loop's reactor: [`net`] (`TcpListener`, `TcpStream`, `UdpSocket`,
-//!   `UnixListener`, `UnixStream`, `lookup_host`), implementing `futures-io`'s traits.
+//!   `UnixListener`, `UnixStream`, `lookup_host`), implementing `futures-io`'s traits, and
+//!   the socket builders `TcpSocket` and `UnixSocket` (`SO_REUSEPORT`, backlog, bind before
+//!   connect); [`io::Async`] for any other descriptor (`readable`, `read_with`, ...).
 //! - [`spawn_blocking`] (a thread pool), [`signal`] (Unix signals).
 //! - [`main`] and [`test`]: attributes that run an `async fn main()` or an async test on a
 //!   new loop (`#[ferroloop::main]`, `#[ferroloop::test]`).
@@ -98,7 +100,8 @@ pub mod net;
 pub mod sync;
 
 pub use net::{
-    lookup_host, TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream,
+    lookup_host, TcpListener, TcpSocket, TcpStream, UdpSocket, UnixDatagram, UnixListener,
+    UnixSocket, UnixStream,
 };
 
 // The machinery, public for embedders (the Python extension).

@@ -7,6 +7,7 @@
 //! | [`TcpStream`] | `open_connection` / `sock_connect`, `sock_recv`, `sock_sendall`, `write_eof`; `TCP_NODELAY` on |
 //! | [`UdpSocket`] | `create_datagram_endpoint`'s socket, `sock_sendto` / `sock_recvfrom` |
 //! | [`UnixListener`], [`UnixStream`], [`UnixDatagram`] | `create_unix_server`, `open_unix_connection` |
+//! | [`TcpSocket`], [`UnixSocket`] | a socket made by hand before `bind`/`listen`/`connect`: `SO_REUSEADDR`, `SO_REUSEPORT` (`reuse_port=True`), buffer sizes, the backlog, binding before connecting |
 //! | [`lookup_host`] | `loop.getaddrinfo`: numeric hosts at once, names on the blocking pool |
 //!
 //! Every socket is non-blocking and registered edge-triggered with the loop running on the
@@ -50,11 +51,15 @@ mod dns;
 pub(crate) mod socket;
 mod split;
 mod tcp;
+mod tcp_socket;
 mod udp;
 mod unix;
+mod unix_socket;
 
 pub use dns::{lookup_host, ToSocketAddrs};
 pub use split::{split, ReadHalf, ReuniteError, WriteHalf};
 pub use tcp::{TcpListener, TcpStream};
+pub use tcp_socket::TcpSocket;
 pub use udp::UdpSocket;
 pub use unix::{UnixDatagram, UnixListener, UnixStream};
+pub use unix_socket::UnixSocket;

@@ -120,18 +120,39 @@ pub(crate) fn connect_finished(fd: RawFd) -> io::Result<()> {
     }
 }
 
-/// `bind` then `listen(backlog)`.
-pub(crate) fn bind_listen_raw(
+/// `bind` `fd` to the C address `addr`/`len`.
+///
+/// # Safety
+/// `addr` must point at a socket address of `len` readable bytes.
+pub(crate) unsafe fn bind_raw(
     fd: RawFd,
     addr: *const libc::sockaddr,
     len: libc::socklen_t,
-    backlog: libc::c_int,
 ) -> io::Result<()> {
-    // SAFETY: every caller passes a pointer to a live socket address of len bytes.
-    cvt(unsafe { libc::bind(fd, addr, len) })?;
+    // SAFETY: the caller guarantees addr/len describe a readable socket address.
+    cvt(unsafe { libc::bind(fd, addr, len) }).map(|_| ())
+}
+
+/// `listen(backlog)`.
+pub(crate) fn listen(fd: RawFd, backlog: libc::c_int) -> io::Result<()> {
     // SAFETY: listen takes plain integers.
-    cvt(unsafe { libc::listen(fd, backlog) })?;
-    Ok(())
+    cvt(unsafe { libc::listen(fd, backlog) }).map(|_| ())
+}
+
+/// The local address of an IP socket (`getsockname`).
+pub(crate) fn local_addr(fd: RawFd) -> io::Result<SocketAddr> {
+    // SAFETY: sockaddr_storage is plain data; getsockname writes at most `len` bytes of it.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: storage and len are valid for writes for the call.
+    cvt(unsafe {
+        libc::getsockname(
+            fd,
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    })?;
+    socket_addr_from(&storage, len)
 }
 
 /// Set an `int` socket option.

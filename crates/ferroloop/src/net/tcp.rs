@@ -22,6 +22,7 @@ use std::task::{Context, Poll};
 
 use super::dns::{resolve, ToSocketAddrs};
 use super::socket;
+use super::TcpSocket;
 use crate::runtime::io::Registration;
 
 /// A TCP socket listening for connections (asyncio's server socket).
@@ -97,21 +98,19 @@ impl TcpListener {
     }
 
     fn bind_one(addr: &SocketAddr) -> io::Result<TcpListener> {
-        let fd: OwnedFd = socket::new_socket(socket::domain_of(addr), libc::SOCK_STREAM)?;
-        let raw = fd.as_raw_fd();
-        socket::set_int_opt(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+        let socket = TcpSocket::new_for(addr)?;
+        socket.set_reuseaddr(true)?;
         if addr.is_ipv6() {
-            socket::set_int_opt(raw, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
+            socket.set_only_v6(true)?;
         }
-        let (storage, len) = socket::sockaddr_of(addr);
-        socket::bind_listen_raw(
-            raw,
-            (&storage as *const libc::sockaddr_storage).cast(),
-            len,
-            socket::LISTEN_BACKLOG,
-        )?;
+        socket.bind(*addr)?;
+        socket.listen(socket::LISTEN_BACKLOG as u32)
+    }
+
+    /// Register a listening, non-blocking descriptor (from [`TcpSocket::listen`]).
+    pub(super) fn from_listening(fd: OwnedFd) -> io::Result<TcpListener> {
         let std = std::net::TcpListener::from(fd);
-        let reg = Registration::new(raw)?;
+        let reg = Registration::new(std.as_raw_fd())?;
         Ok(TcpListener { reg, std })
     }
 
@@ -204,7 +203,11 @@ impl TcpStream {
     }
 
     async fn connect_one(addr: SocketAddr) -> io::Result<TcpStream> {
-        let fd = socket::new_socket(socket::domain_of(&addr), libc::SOCK_STREAM)?;
+        TcpSocket::new_for(&addr)?.connect(addr).await
+    }
+
+    /// Connect the non-blocking socket `fd` (from [`TcpSocket::connect`]) to `addr`.
+    pub(super) async fn connect_from(fd: OwnedFd, addr: SocketAddr) -> io::Result<TcpStream> {
         let stream = TcpStream::from_nonblocking(std::net::TcpStream::from(fd))?;
         let raw = stream.reg.fd();
         if !socket::connect_inet(raw, &addr)? {

@@ -24,6 +24,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::socket;
+use super::UnixSocket;
 use crate::runtime::io::Registration;
 
 /// A Unix stream socket listening for connections.
@@ -54,14 +55,13 @@ impl UnixListener {
     ///
     /// Must be called inside a running loop.
     pub fn bind<P: AsRef<Path>>(path: P) -> io::Result<UnixListener> {
-        let (sun, len) = socket::sockaddr_un_of(path.as_ref())?;
-        let fd: OwnedFd = socket::new_socket(libc::AF_UNIX, libc::SOCK_STREAM)?;
-        socket::bind_listen_raw(
-            fd.as_raw_fd(),
-            (&sun as *const libc::sockaddr_un).cast(),
-            len,
-            socket::LISTEN_BACKLOG,
-        )?;
+        let socket = UnixSocket::new_stream()?;
+        socket.bind(path)?;
+        socket.listen(socket::LISTEN_BACKLOG as u32)
+    }
+
+    /// Register a listening, non-blocking descriptor (from [`UnixSocket::listen`]).
+    pub(super) fn from_listening(fd: OwnedFd) -> io::Result<UnixListener> {
         let std = std::os::unix::net::UnixListener::from(fd);
         let reg = Registration::new(std.as_raw_fd())?;
         Ok(UnixListener { reg, std })
@@ -119,8 +119,12 @@ impl UnixStream {
     /// Errors: `NotFound` (`ENOENT`) when no file is there, `ConnectionRefused` when the file
     /// is not a listening socket.
     pub async fn connect<P: AsRef<Path>>(path: P) -> io::Result<UnixStream> {
-        let (sun, len) = socket::sockaddr_un_of(path.as_ref())?;
-        let fd = socket::new_socket(libc::AF_UNIX, libc::SOCK_STREAM)?;
+        UnixSocket::new_stream()?.connect(path).await
+    }
+
+    /// Connect the non-blocking stream socket `fd` (from [`UnixSocket::connect`]) to `path`.
+    pub(super) async fn connect_from(fd: OwnedFd, path: &Path) -> io::Result<UnixStream> {
+        let (sun, len) = socket::sockaddr_un_of(path)?;
         let stream = UnixStream::from_nonblocking(std::os::unix::net::UnixStream::from(fd))?;
         let raw = stream.reg.fd();
         let mut backoff = Duration::from_millis(1);
