@@ -46,7 +46,8 @@
 //!   `UnixListener`, `UnixStream`, `lookup_host`), implementing `futures-io`'s traits, and
 //!   the socket builders `TcpSocket` and `UnixSocket` (`SO_REUSEPORT`, backlog, bind before
 //!   connect); [`io::Async`] for any other descriptor (`readable`, `read_with`, ...).
-//! - [`spawn_blocking`] (a thread pool), [`signal`] (Unix signals).
+//! - [`spawn_blocking`] (a thread pool), [`signal`] (Unix signals), [`process`] (child
+//!   processes with piped stdio, awaited through a pidfd).
 //! - [`main`] and [`test`]: attributes that run an `async fn main()` or an async test on a
 //!   new loop (`#[ferroloop::main]`, `#[ferroloop::test]`).
 //!
@@ -97,6 +98,7 @@ pub use runtime::{gather, oneshot, select, signal, spawn_blocking, Either, Gathe
 // Synchronisation, networking, readiness for any descriptor:
 pub mod io;
 pub mod net;
+pub mod process;
 pub mod sync;
 
 pub use net::{

@@ -11,9 +11,10 @@
 //! | socket flags | `linux/socket.rs`: `SOCK_NONBLOCK \| SOCK_CLOEXEC`, `accept4`, `MSG_NOSIGNAL`, `pipe2` | [`sock`](crate::engine::sock), `net::socket` | `new_socket`, `accept` (both non-blocking and close-on-exec, and never raising `SIGPIPE` on a send), `SEND_FLAGS`, `pipe`, `unix_backlog_full` |
 //! | socket addresses | `linux/addr.rs`: the C layouts, Linux's abstract Unix names | `net::socket`, [`datagram::peer_addr`](crate::engine::datagram::peer_addr) | `sockaddr_of`, `socket_addr_from`, `sockaddr_un_of`, `peer_addr` |
 //! | signals | `linux/signal.rs`: `NSIG`, `errno` from a handler, `sigaction` | [`signal`](crate::signal) (the self-pipe and its dispatcher thread are portable) | `NSIG`, `errno`/`set_errno`, `install` |
+//! | child exits | `linux/process.rs`: `pidfd_open`, and a blocking `waitid(WNOWAIT)` where the kernel has no pidfd | [`process`](crate::process) | `pidfd_open` (a descriptor the poller can watch, readable at exit; an error where there is none) and `wait_exit_blocking` (wait without reaping, on a thread of its own) |
 //! | clock | `linux/clock.rs`: `CLOCK_MONOTONIC` | [`clock`](crate::engine::clock), [`stats`](crate::engine::stats) | `monotonic`, `monotonic_ns`, `resolution`: the clock CPython's `time.monotonic()` reads on that OS |
 //!
-//! Outside the seam: child processes are watched by the Python package
+//! Outside the seam: the Python loop's child processes are watched by the Python package
 //! (`python/ferroloop/_subprocess.py`: a pidfd per child on Linux, a thread per child where
 //! `os.pidfd_open` is missing), as the one OS-specific piece that runs once per child. Calls
 //! that POSIX defines alike everywhere (`read`, `write`, `close`, `socket` options by name,
@@ -34,7 +35,7 @@ compile_error!(
      src/sys/linux/: poller (Poller: add/modify/delete in level, one-shot and edge modes, \
      wait), waker (Waker), datagram (RecvBatch, send_batch), socket (new_socket, accept, \
      SEND_FLAGS, pipe, unix_backlog_full), addr (sockaddr conversions, peer_addr), signal \
-     (NSIG, errno, install) and clock (monotonic, monotonic_ns, resolution); see \
+     (NSIG, errno, install), process (pidfd_open, wait_exit_blocking) and clock (monotonic, monotonic_ns, resolution); see \
      src/sys/mod.rs."
 );
 

@@ -5,6 +5,7 @@ pub(crate) mod addr;
 pub(crate) mod clock;
 pub mod datagram;
 pub(crate) mod poller;
+pub(crate) mod process;
 pub(crate) mod signal;
 pub(crate) mod socket;
 pub mod waker;
