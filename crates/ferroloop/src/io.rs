@@ -106,12 +106,17 @@ impl<T: AsRawFd> Async<T> {
 
     /// The wrapped value.
     pub fn get_ref(&self) -> &T {
-        self.io.as_ref().expect("Async holds its value until into_inner")
+        self.io
+            .as_ref()
+            .expect("Async holds its value until into_inner")
     }
 
     /// Leave the loop and give back the value (its descriptor stays non-blocking).
     pub fn into_inner(mut self) -> T {
-        let io = self.io.take().expect("Async holds its value until into_inner");
+        let io = self
+            .io
+            .take()
+            .expect("Async holds its value until into_inner");
         // `self` drops here: the registration goes, the value was taken out
         io
     }

@@ -47,7 +47,8 @@
 //!   the socket builders `TcpSocket` and `UnixSocket` (`SO_REUSEPORT`, backlog, bind before
 //!   connect); [`io::Async`] for any other descriptor (`readable`, `read_with`, ...).
 //! - [`spawn_blocking`] (a thread pool), [`signal`] (Unix signals), [`process`] (child
-//!   processes with piped stdio, awaited through a pidfd).
+//!   processes with piped stdio, awaited through a pidfd), [`fs`] (files and directories on
+//!   the blocking pool).
 //! - [`main`] and [`test`]: attributes that run an `async fn main()` or an async test on a
 //!   new loop (`#[ferroloop::main]`, `#[ferroloop::test]`).
 //!
@@ -95,7 +96,8 @@ pub use ferroloop_macros::{main, test};
 // Composition, blocking work, channels, signals:
 pub use runtime::{gather, oneshot, select, signal, spawn_blocking, Either, Gather, Select};
 
-// Synchronisation, networking, readiness for any descriptor:
+// Synchronisation, networking, readiness for any descriptor, files, child processes:
+pub mod fs;
 pub mod io;
 pub mod net;
 pub mod process;

@@ -56,14 +56,14 @@ fn readable_is_level_triggered_when_drained_elsewhere() {
         a.readable().await.unwrap();
         // a partial read behind the loop's back: data is still there, readable() says so
         let mut buf = [0u8; 4];
-        (&*a.get_ref()).read_exact(&mut buf).unwrap();
+        a.get_ref().read_exact(&mut buf).unwrap();
         ferroloop::timeout(Duration::from_secs(1), a.readable())
             .await
             .expect("data remains: readable at once")
             .unwrap();
         // drained behind the loop's back: readable() must wait, not spin on stale readiness
         let mut rest = [0u8; 6];
-        (&*a.get_ref()).read_exact(&mut rest).unwrap();
+        a.get_ref().read_exact(&mut rest).unwrap();
         let waited = ferroloop::timeout(Duration::from_millis(50), a.readable()).await;
         assert!(waited.is_err(), "readable() resolved with nothing to read");
         b.write_all(b"x").unwrap();

@@ -31,7 +31,10 @@ fn reuseport_listeners_share_a_port_and_both_accept() {
         let b = TcpSocket::new_v4().unwrap();
         b.set_reuseport(true).unwrap();
         b.bind(addr).unwrap();
-        let listeners = [Rc::new(a.listen(1024).unwrap()), Rc::new(b.listen(1024).unwrap())];
+        let listeners = [
+            Rc::new(a.listen(1024).unwrap()),
+            Rc::new(b.listen(1024).unwrap()),
+        ];
         let accepted = Rc::new(std::cell::RefCell::new([0usize; 2]));
         for (i, l) in listeners.iter().enumerate() {
             let (l, accepted) = (l.clone(), accepted.clone());
@@ -53,14 +56,19 @@ fn reuseport_listeners_share_a_port_and_both_accept() {
             ferroloop::sleep(Duration::from_millis(1)).await;
         }
         let counts = *accepted.borrow();
-        assert!(counts[0] > 0 && counts[1] > 0, "one listener got all: {counts:?}");
+        assert!(
+            counts[0] > 0 && counts[1] > 0,
+            "one listener got all: {counts:?}"
+        );
     });
 }
 
 #[test]
 fn bind_before_connect_sets_the_source_address() {
     run_limited(async {
-        let listener = ferroloop::net::TcpListener::bind(localhost()).await.unwrap();
+        let listener = ferroloop::net::TcpListener::bind(localhost())
+            .await
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         let client = TcpSocket::new_v4().unwrap();
         client.set_reuseaddr(true).unwrap();
@@ -71,7 +79,10 @@ fn bind_before_connect_sets_the_source_address() {
         let (_conn, peer) = listener.accept().await.unwrap();
         assert_eq!(peer, source);
         assert_eq!(stream.local_addr().unwrap(), source);
-        assert!(stream.nodelay().unwrap(), "TCP_NODELAY is on, as for connect()");
+        assert!(
+            stream.nodelay().unwrap(),
+            "TCP_NODELAY is on, as for connect()"
+        );
     });
 }
 
@@ -111,10 +122,16 @@ fn options_and_backlog() {
 fn ipv6_socket_and_refused_connect() {
     run_limited(async {
         let addr = {
-            let l = ferroloop::net::TcpListener::bind(localhost()).await.unwrap();
+            let l = ferroloop::net::TcpListener::bind(localhost())
+                .await
+                .unwrap();
             l.local_addr().unwrap()
         };
-        let err = TcpSocket::new_v4().unwrap().connect(addr).await.unwrap_err();
+        let err = TcpSocket::new_v4()
+            .unwrap()
+            .connect(addr)
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
         if let Ok(s) = TcpSocket::new_v6() {
             s.set_only_v6(true).unwrap();
@@ -137,7 +154,11 @@ fn unix_socket_stream_datagram_and_kind_errors() {
         let listener = server.listen(4).unwrap();
         let mut seen = HashSet::new();
         for i in 0..3u8 {
-            let client = UnixSocket::new_stream().unwrap().connect(&path).await.unwrap();
+            let client = UnixSocket::new_stream()
+                .unwrap()
+                .connect(&path)
+                .await
+                .unwrap();
             let (conn, _) = listener.accept().await.unwrap();
             client.write_all(&[i]).await.unwrap();
             let mut b = [0u8; 1];

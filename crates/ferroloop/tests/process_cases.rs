@@ -118,10 +118,16 @@ pub fn dropped_children_are_reaped() {
         drop(child);
         let start = Instant::now();
         while !(reaped(killed) && reaped(ran_on)) {
-            assert!(start.elapsed() < Duration::from_secs(5), "a dropped child was not reaped");
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "a dropped child was not reaped"
+            );
             ferroloop::sleep(Duration::from_millis(5)).await;
         }
-        assert!(start.elapsed() >= Duration::from_millis(50), "the second child ran on");
+        assert!(
+            start.elapsed() >= Duration::from_millis(50),
+            "the second child ran on"
+        );
     });
     // dropped outside the loop that spawned it: reaped by a thread
     let mut keep = None;
@@ -133,7 +139,10 @@ pub fn dropped_children_are_reaped() {
     drop(child);
     let start = Instant::now();
     while !reaped(pid) {
-        assert!(start.elapsed() < Duration::from_secs(5), "not reaped outside the loop");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "not reaped outside the loop"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -190,5 +199,8 @@ pub fn many_children_leave_no_descriptor() {
         }
     });
     let after = open_fds();
-    assert!(after <= before + 2, "descriptors: {before} before, {after} after");
+    assert!(
+        after <= before + 2,
+        "descriptors: {before} before, {after} after"
+    );
 }

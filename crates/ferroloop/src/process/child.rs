@@ -92,9 +92,21 @@ pub struct Child {
 impl Child {
     pub(super) fn new(mut std: std::process::Child, kill_on_drop: bool) -> io::Result<Child> {
         // the pipes first: if registering fails, `std` still owns them and closes them
-        let stdin = std.stdin.take().map(OwnedFd::from).map(super::pipes::register);
-        let stdout = std.stdout.take().map(OwnedFd::from).map(super::pipes::register);
-        let stderr = std.stderr.take().map(OwnedFd::from).map(super::pipes::register);
+        let stdin = std
+            .stdin
+            .take()
+            .map(OwnedFd::from)
+            .map(super::pipes::register);
+        let stdout = std
+            .stdout
+            .take()
+            .map(OwnedFd::from)
+            .map(super::pipes::register);
+        let stderr = std
+            .stderr
+            .take()
+            .map(OwnedFd::from)
+            .map(super::pipes::register);
         let watch = ExitWatch::new(std.id());
         let mut child = Child {
             stdin: None,

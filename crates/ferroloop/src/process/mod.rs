@@ -8,8 +8,7 @@
 //!     // a pipeline: `printf` into `tr`, as a shell's `printf 'hello\n' | tr a-z A-Z`
 //!     let mut first = Command::new("printf").arg("hello\\n").stdout(Stdio::piped()).spawn()?;
 //!     let into_tr = first.stdout.take().unwrap().into_stdio()?;
-//!     let second = Command::new("tr").args(["a-z", "A-Z"]).stdin(into_tr).output();
-//!     let out = second.await?;
+//!     let out = Command::new("tr").args(["a-z", "A-Z"]).stdin(into_tr).output().await?;
 //!     assert!(first.wait().await?.success());
 //!     assert_eq!(out.stdout, b"HELLO\n");
 //!     Ok::<_, std::io::Error>(())

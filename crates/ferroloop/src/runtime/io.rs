@@ -80,7 +80,11 @@ impl Registration {
 
     /// Run `f` once if the direction is believed ready: `WouldBlock` without calling it
     /// otherwise, and a `WouldBlock` from it clears the readiness until the next event.
-    pub(crate) fn try_io<R>(&self, write: bool, f: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+    pub(crate) fn try_io<R>(
+        &self,
+        write: bool,
+        f: impl FnOnce() -> io::Result<R>,
+    ) -> io::Result<R> {
         let ready = if write {
             &self.state.writable
         } else {
