@@ -35,7 +35,8 @@
 //!   [`RemoteTask`]), [`JoinSet`] (tasks joined as they finish, cancelled with the set),
 //!   [`AbortHandle`].
 //! - Time: [`sleep`], [`sleep_until`], [`timeout`], [`timeout_at`], [`interval`] (a `Stream`,
-//!   with a [`MissedTickBehavior`]), [`interval_at`], [`yield_now`].
+//!   with a [`MissedTickBehavior`]), [`interval_at`], [`yield_now`]; [`SendSleep`], a sleep
+//!   that is `Send + Sync` for APIs that demand it (hyper's timer).
 //! - Composition: [`gather`] (ordered results, first error cancels the rest), [`select()`];
 //!   [`select!`], [`join!`] and [`try_join!`] over up to eight futures of any output types.
 //! - Synchronisation with asyncio's semantics: [`sync`] (`Queue`, `Lock`, `Event`,
@@ -87,7 +88,7 @@ pub use runtime::{
 // Time:
 pub use runtime::{
     interval, interval_at, sleep, sleep_until, timeout, timeout_at, yield_now, Elapsed, Interval,
-    MissedTickBehavior, Sleep, Timeout, YieldNow,
+    MissedTickBehavior, SendSleep, Sleep, Timeout, YieldNow,
 };
 
 // `#[ferroloop::main]` and `#[ferroloop::test]`:

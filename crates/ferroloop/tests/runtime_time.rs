@@ -136,3 +136,46 @@ fn yield_now_lets_others_run_once() {
     });
     assert_eq!(*log.borrow(), "abc");
 }
+
+/// `SendSleep`: `Send + Sync`; armed on one loop, then finished on another thread's loop
+/// (the first timer is abandoned, not touched), and dropped on a foreign thread.
+#[test]
+fn send_sleep_moves_between_loop_threads() {
+    use ferroloop::SendSleep;
+    use std::pin::pin;
+    fn assert_send_sync<T: Send + Sync>(_: &T) {}
+
+    let start = std::time::Instant::now();
+    let mut moved = Box::pin(SendSleep::new(Duration::from_millis(60)));
+    assert_send_sync(&moved);
+    ferroloop::run(async {
+        // armed on this loop: pending
+        assert!(futures::poll!(moved.as_mut()).is_pending());
+    });
+    let waited = std::thread::spawn(move || {
+        ferroloop::run(async move {
+            moved.await;
+        });
+        start.elapsed()
+    })
+    .join()
+    .unwrap();
+    assert!(waited >= Duration::from_millis(60), "{waited:?}");
+
+    // armed here, dropped on another thread: abandoned without a crash
+    let mut armed = Box::pin(SendSleep::new(Duration::from_secs(30)));
+    ferroloop::run(async {
+        assert!(futures::poll!(armed.as_mut()).is_pending());
+    });
+    std::thread::spawn(move || drop(armed)).join().unwrap();
+
+    // reset on its own loop moves the deadline
+    ferroloop::run(async {
+        let mut s = pin!(SendSleep::new(Duration::from_secs(30)));
+        assert!(futures::poll!(s.as_mut()).is_pending());
+        let t = std::time::Instant::now();
+        s.as_mut().get_mut().reset(t + Duration::from_millis(10));
+        s.await;
+        assert!(t.elapsed() < Duration::from_secs(5));
+    });
+}
