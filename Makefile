@@ -28,7 +28,7 @@ test: test-rust  ## build and run every test, on every CPython
 	bash scripts/each-python.sh test-python conformance soak
 
 test-rust:       ## the engine's Rust tests and the Rust API's examples (examples/rust)
-	cargo test -p ferroloop -q
+	cargo test -p ferroloop -q --features hyper
 	bash scripts/run-rust-examples.sh
 
 test-python:     ## the pytest suite on asyncio, ferroloop (and uvloop): normal mode, debug mode, and with CPython's private fast paths off
@@ -46,7 +46,7 @@ soak:            ## short soaks: loop lifecycles and short connections, fd count
 
 lint:            ## rustfmt, clippy -D warnings, stubtest (the stubs match the built extension), mypy --strict, ruff (after setup)
 	cargo fmt --all --check
-	cargo clippy --workspace --all-targets -q -- -D warnings
+	cargo clippy --workspace --all-targets --features ferroloop/hyper -q -- -D warnings
 	$(PY) -m pip install -q --disable-pip-version-check $$(grep -E '^(mypy|ruff)\b' scripts/requirements-dev.txt)
 	PYTHONPATH=python $(PY) -m mypy.stubtest --mypy-config-file pyproject.toml ferroloop._native
 	PYTHONPATH=python $(PY) -m mypy.stubtest --mypy-config-file pyproject.toml \

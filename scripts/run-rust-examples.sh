@@ -5,9 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-examples=(tasks_gather future_resolved producer_consumer blocking_pool echo_server crawler chat_server)
+examples=(tasks_gather future_resolved producer_consumer blocking_pool echo_server crawler chat_server
+          hyper_hello websocket_echo subprocess_pipeline)
 
-cargo build -p ferroloop --examples --release -q
+cargo build -p ferroloop --features hyper --examples --release -q
 bin_dir="${CARGO_TARGET_DIR:-target}/release/examples"
 
 for name in "${examples[@]}"; do

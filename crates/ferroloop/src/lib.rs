@@ -109,6 +109,10 @@ pub use net::{
     UnixSocket, UnixStream,
 };
 
+// hyper 1.x's runtime traits (feature `hyper`):
+#[cfg(feature = "hyper")]
+pub mod hyper;
+
 // The machinery, public for embedders (the Python extension).
 pub mod engine;
 

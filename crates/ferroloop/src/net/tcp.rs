@@ -325,6 +325,8 @@ fn set_nodelay_quiet(stream: &std::net::TcpStream) {
 }
 
 socket::impl_async_io!(TcpStream);
+#[cfg(feature = "hyper")]
+crate::hyper::impl_hyper_io!(TcpStream);
 
 impl AsRawFd for TcpStream {
     fn as_raw_fd(&self) -> RawFd {

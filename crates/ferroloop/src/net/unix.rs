@@ -233,6 +233,8 @@ impl UnixStream {
 }
 
 socket::impl_async_io!(UnixStream);
+#[cfg(feature = "hyper")]
+crate::hyper::impl_hyper_io!(UnixStream);
 
 impl UnixDatagram {
     /// A datagram socket bound at `path` (which must not exist).
