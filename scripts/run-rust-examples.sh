@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 examples=(tasks_gather future_resolved producer_consumer blocking_pool echo_server crawler chat_server
-          hyper_hello websocket_echo subprocess_pipeline)
+          hyper_hello websocket_echo subprocess_pipeline pool_echo)
 
 cargo build -p ferroloop --features hyper --examples --release -q
 bin_dir="${CARGO_TARGET_DIR:-target}/release/examples"

@@ -33,7 +33,9 @@
 //!   [`Task`] (await it for `Result<T, JoinError>`, [`Task::cancel`] drops its future),
 //!   [`LoopHandle`] (`Send`: `call`, `spawn`, `spawn_with` from other threads, giving a
 //!   [`RemoteTask`]), [`JoinSet`] (tasks joined as they finish, cancelled with the set),
-//!   [`AbortHandle`].
+//!   [`AbortHandle`]; [`LoopPool`] (one loop per core: `Send` futures to the least-loaded
+//!   loop, `spawn_with` for `!Send` ones, `serve_tcp` with a `SO_REUSEPORT` listener per
+//!   loop, graceful shutdown).
 //! - Time: [`sleep`], [`sleep_until`], [`timeout`], [`timeout_at`], [`interval`] (a `Stream`,
 //!   with a [`MissedTickBehavior`]), [`interval_at`], [`yield_now`]; [`SendSleep`], a sleep
 //!   that is `Send + Sync` for APIs that demand it (hyper's timer).
@@ -82,7 +84,7 @@ pub mod __private {
 // The user API. Loop and tasks:
 pub use runtime::{
     handle, run, spawn, AbortHandle, BlockingTask, JoinError, JoinNext, JoinSet, Loop, LoopGuard,
-    LoopHandle, RemoteTask, Task,
+    LoopHandle, LoopPool, RemoteTask, ShutdownSignal, Task,
 };
 
 // Time:

@@ -145,6 +145,16 @@ impl TcpSocket {
         TcpListener::from_listening(self.fd)
     }
 
+    /// Listen without registering with a loop (the pool registers each listener on its own
+    /// loop's thread, after every socket of the group listens).
+    pub(crate) fn listen_unregistered(
+        self,
+        backlog: libc::c_int,
+    ) -> io::Result<std::net::TcpListener> {
+        socket::listen(self.fd.as_raw_fd(), backlog)?;
+        Ok(std::net::TcpListener::from(self.fd))
+    }
+
     /// Connect to `addr` from this socket (bound first if [`bind`](Self::bind) was called),
     /// registered with the running loop, `TCP_NODELAY` set.
     pub async fn connect(self, addr: SocketAddr) -> io::Result<TcpStream> {

@@ -14,6 +14,7 @@ pub(crate) mod handle;
 pub(crate) mod io;
 pub(crate) mod join_set;
 pub mod oneshot;
+pub(crate) mod pool;
 pub(crate) mod send_sleep;
 pub mod signal;
 pub(crate) mod task;
@@ -24,6 +25,7 @@ pub use combinators::{gather, select, Either, Gather, Select};
 pub use event_loop::{handle, run, spawn, Loop, LoopGuard};
 pub use handle::{LoopHandle, RemoteTask};
 pub use join_set::{JoinNext, JoinSet};
+pub use pool::{LoopPool, ShutdownSignal};
 pub use send_sleep::SendSleep;
 pub use task::{AbortHandle, JoinError, Task};
 pub use time::{
