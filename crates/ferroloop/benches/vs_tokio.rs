@@ -233,6 +233,35 @@ async fn tokio_many_sleeps(n: usize) {
     }
 }
 
+/// A 30 s timeout pushed later and polled once per "request", as hyper's header-read
+/// timeout is on a kept-alive connection (through `Timer::reset`).
+async fn ferro_sleep_reset(n: usize) {
+    use std::future::Future as _;
+    let mut sleep = Box::pin(ferroloop::SendSleep::new(Duration::from_secs(30)));
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    for _ in 0..n {
+        sleep
+            .as_mut()
+            .get_mut()
+            .reset(Instant::now() + Duration::from_secs(30));
+        assert!(sleep.as_mut().poll(&mut cx).is_pending());
+    }
+}
+
+async fn tokio_sleep_reset(n: usize) {
+    use std::future::Future as _;
+    let mut sleep = Box::pin(tokio::time::sleep(Duration::from_secs(30)));
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    for _ in 0..n {
+        sleep
+            .as_mut()
+            .reset(tokio::time::Instant::now() + Duration::from_secs(30));
+        assert!(sleep.as_mut().poll(&mut cx).is_pending());
+    }
+}
+
 const ECHO_CLIENTS: usize = 10;
 
 /// 10 clients each sending `msgs` 1 KiB messages and reading each echo back.
@@ -390,6 +419,12 @@ fn main() {
             ops: 200_000 / scale,
             ferro: |n| time_ferro(|| ferro_many_sleeps(n)),
             tokio: |n| time_tokio(|| tokio_many_sleeps(n)),
+        },
+        Case {
+            name: "30 s timeout reset + poll (hyper's per request)",
+            ops: 1_000_000 / scale,
+            ferro: |n| time_ferro(|| ferro_sleep_reset(n)),
+            tokio: |n| time_tokio(|| tokio_sleep_reset(n)),
         },
         Case {
             name: "TCP echo 1 KiB, 10 conns (per msg)",
