@@ -179,3 +179,36 @@ fn send_sleep_moves_between_loop_threads() {
         assert!(t.elapsed() < Duration::from_secs(5));
     });
 }
+
+/// A deadline pushed later after the timer was armed: the sleep ends at the new deadline,
+/// not the armed one (the timer is re-armed when it fires); pushed earlier: at the earlier.
+#[test]
+fn sleep_reset_later_and_earlier_after_arming() {
+    ferroloop::run(async {
+        let start = std::time::Instant::now();
+        let mut s = Box::pin(ferroloop::sleep(Duration::from_millis(20)));
+        assert!(futures::poll!(s.as_mut()).is_pending()); // armed for 20 ms
+        for ms in [30, 50, 80] {
+            s.as_mut().reset(start + Duration::from_millis(ms));
+            assert!(futures::poll!(s.as_mut()).is_pending());
+        }
+        assert!(!s.is_elapsed());
+        s.as_mut().await;
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(80), "ended at {took:?}, before the new deadline");
+        assert!(s.is_elapsed());
+        // fired, then pushed later again: waits once more
+        let again = std::time::Instant::now();
+        s.as_mut().reset(again + Duration::from_millis(30));
+        assert!(!s.is_elapsed());
+        s.as_mut().await;
+        assert!(again.elapsed() >= Duration::from_millis(30));
+        // armed far away, pulled earlier: ends at the earlier deadline
+        let mut far = Box::pin(ferroloop::sleep(Duration::from_secs(30)));
+        assert!(futures::poll!(far.as_mut()).is_pending());
+        let t = std::time::Instant::now();
+        far.as_mut().reset(t + Duration::from_millis(10));
+        far.await;
+        assert!(t.elapsed() < Duration::from_secs(5));
+    });
+}

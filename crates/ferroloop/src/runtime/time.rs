@@ -11,25 +11,34 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::core::{current, Core, TimerSlot};
 use crate::engine::clock;
 
+/// `deadline` in seconds on the loop's clock. Both clocks are the OS's monotonic clock
+/// (std's `Instant` and the OS seam's `clock`, `CLOCK_MONOTONIC` on Linux), so one pair of
+/// readings taken once converts every `Instant` with a subtraction (no clock read per call:
+/// hyper resets a timeout on every request).
 fn to_clock(deadline: Instant) -> f64 {
-    let (now_i, now_f) = (Instant::now(), clock::monotonic());
-    if deadline >= now_i {
-        now_f + (deadline - now_i).as_secs_f64()
+    static BASE: OnceLock<(Instant, f64)> = OnceLock::new();
+    let &(base_i, base_f) = BASE.get_or_init(|| (Instant::now(), clock::monotonic()));
+    if deadline >= base_i {
+        base_f + (deadline - base_i).as_secs_f64()
     } else {
-        now_f - (now_i - deadline).as_secs_f64()
+        base_f - (base_i - deadline).as_secs_f64()
     }
 }
 
 /// The future of [`sleep`] and [`sleep_until`].
 pub struct Sleep {
+    /// The deadline (seconds on the loop's clock).
     when: f64,
-    timer: Option<(Rc<dyn Core>, Rc<TimerSlot>)>,
+    /// The armed timer: its loop, its slot, and the deadline it was armed for (at most
+    /// `when`: a deadline moved later keeps the timer, see [`Sleep::reset`]).
+    timer: Option<(Rc<dyn Core>, Rc<TimerSlot>, f64)>,
 }
 
 /// Wait for `duration` (asyncio's `asyncio.sleep`). A zero duration completes at once.
@@ -52,19 +61,25 @@ impl Sleep {
     /// Whether the deadline has passed.
     pub fn is_elapsed(&self) -> bool {
         match &self.timer {
-            Some((_, slot)) => slot.fired.get(),
-            None => clock::monotonic() >= self.when,
+            Some((_, slot, armed)) if slot.fired.get() && *armed == self.when => true,
+            _ => clock::monotonic() >= self.when,
         }
     }
 
-    /// Move the deadline (re-arming the timer if it was armed).
+    /// Move the deadline. Moved later, an armed timer is kept and re-armed only when it
+    /// fires (a timeout pushed back on every request costs no timer-heap work); moved
+    /// earlier, it is re-armed at the next poll.
     pub fn reset(&mut self, deadline: Instant) {
-        self.disarm();
-        self.when = to_clock(deadline);
+        let when = to_clock(deadline);
+        match &self.timer {
+            Some((_, slot, armed)) if !slot.fired.get() && when >= *armed => {}
+            _ => self.disarm(),
+        }
+        self.when = when;
     }
 
     fn disarm(&mut self) {
-        if let Some((core, slot)) = self.timer.take() {
+        if let Some((core, slot, _)) = self.timer.take() {
             core.cancel_timer(&slot);
         }
     }
@@ -81,12 +96,20 @@ impl Future for Sleep {
                 }
                 let core = current();
                 let slot = core.add_timer(self.when, cx.waker().clone());
-                self.timer = Some((core, slot));
+                self.timer = Some((core, slot, self.when));
                 Poll::Pending
             }
-            Some((_, slot)) => {
+            Some((core, slot, armed)) => {
                 if slot.fired.get() {
-                    return Poll::Ready(());
+                    // fired for the deadline it was armed for; a deadline moved later since
+                    // is armed now, on the same loop
+                    if *armed == self.when || clock::monotonic() >= self.when {
+                        return Poll::Ready(());
+                    }
+                    let core = core.clone();
+                    let slot = core.add_timer(self.when, cx.waker().clone());
+                    self.timer = Some((core, slot, self.when));
+                    return Poll::Pending;
                 }
                 let mut w = slot.waker.borrow_mut();
                 match w.as_ref() {
