@@ -346,6 +346,52 @@ async fn tokio_echo(msgs: usize) {
     server.await.expect("server");
 }
 
+/// The same echo with tokio's `TcpStream` (a tokio-based crate's I/O) in ferroloop tasks,
+/// each wrapped in `async_compat::Compat`, which drives tokio's I/O with a tokio reactor on a
+/// background thread: the "ferroloop" column is that, the "tokio" column tokio's own runtime.
+async fn compat_echo(msgs: usize) {
+    use async_compat::Compat;
+    let listener = Compat::new(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = ferroloop::spawn(Compat::new(async move {
+        for _ in 0..ECHO_CLIENTS {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            s.set_nodelay(true).expect("nodelay");
+            ferroloop::spawn(Compat::new(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = s.read(&mut buf).await.expect("read");
+                    if n == 0 {
+                        break;
+                    }
+                    s.write_all(&buf[..n]).await.expect("write");
+                }
+            }))
+            .detach();
+        }
+    }));
+    let clients: Vec<_> = (0..ECHO_CLIENTS)
+        .map(|_| {
+            ferroloop::spawn(Compat::new(async move {
+                let mut c = tokio::net::TcpStream::connect(addr).await.expect("connect");
+                c.set_nodelay(true).expect("nodelay");
+                let msg = vec![7u8; 1024];
+                let mut back = vec![0u8; 1024];
+                for _ in 0..msgs {
+                    c.write_all(&msg).await.expect("write");
+                    c.read_exact(&mut back).await.expect("read");
+                }
+            }))
+        })
+        .collect();
+    for c in clients {
+        c.await.expect("client");
+    }
+    server.await.expect("server");
+}
+
 // -- harness --------------------------------------------------------------------------------
 
 struct Case {
@@ -430,6 +476,12 @@ fn main() {
             name: "TCP echo 1 KiB, 10 conns (per msg)",
             ops: 20_000 / scale,
             ferro: |n| time_ferro(|| ferro_echo(n / ECHO_CLIENTS)),
+            tokio: |n| time_tokio(|| tokio_echo(n / ECHO_CLIENTS)),
+        },
+        Case {
+            name: "TCP echo, tokio's TcpStream on ferroloop via async-compat (per msg)",
+            ops: 20_000 / scale,
+            ferro: |n| time_ferro(|| compat_echo(n / ECHO_CLIENTS)),
             tokio: |n| time_tokio(|| tokio_echo(n / ECHO_CLIENTS)),
         },
     ];

@@ -195,7 +195,10 @@ fn sleep_reset_later_and_earlier_after_arming() {
         assert!(!s.is_elapsed());
         s.as_mut().await;
         let took = start.elapsed();
-        assert!(took >= Duration::from_millis(80), "ended at {took:?}, before the new deadline");
+        assert!(
+            took >= Duration::from_millis(80),
+            "ended at {took:?}, before the new deadline"
+        );
         assert!(s.is_elapsed());
         // fired, then pushed later again: waits once more
         let again = std::time::Instant::now();
