@@ -66,8 +66,10 @@ bench: setup     ## the benchmark table: asyncio, uvloop, rloop, ferroloop inter
 bench-pool: setup ## ferroloop.Pool: the seeds' crawler on 1 and N processes, against aiomultiprocess and multiprocessing + asyncio.run; cost per call
 	$(PY) benches/bench_pool.py
 
-bench-rust:      ## the Rust API against tokio's current-thread runtime, interleaved
+bench-rust:      ## the Rust API against tokio's current-thread runtime, interleaved; servers under load beside tokio (current-thread, multi-thread) and smol
 	cargo bench -p ferroloop --bench vs_tokio
+	bash scripts/install-wrk.sh
+	cargo bench -p ferroloop --features hyper --bench servers
 
 bench-net: setup ## the network benchmarks: echo servers, bulk transfer, uvicorn under wrk
 	$(PY) benches/bench_echo.py
