@@ -1,15 +1,21 @@
-//! ferroloop's Rust runtime against tokio's current-thread runtime, interleaved in one run.
+//! ferroloop's Rust runtime against tokio's current-thread runtime and smol (one thread),
+//! interleaved in one run.
 //!
 //! `cargo bench -p ferroloop --bench vs_tokio -- [--rounds N] [--quick]`
 //!
-//! Each round runs every case once on each runtime, alternating which goes first; the table
-//! shows the median time per operation and the paired per-round ratio tokio/ferroloop
-//! (median [min-max]; above 1 means ferroloop is faster). A fresh runtime per measurement.
+//! Each round runs every case once on each runtime, rotating which goes first; the table
+//! shows the median time per operation and the paired per-round ratios tokio/ferroloop and
+//! smol/ferroloop (median [min-max]; above 1 means ferroloop is faster). A fresh runtime per
+//! measurement (smol: the thread's `LocalExecutor`, empty between measurements).
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+#[path = "common/smol_cases.rs"]
+mod smol_cases;
+use smol_cases::time_smol;
 
 fn tokio_rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -399,6 +405,7 @@ struct Case {
     ops: usize,
     ferro: fn(usize) -> Duration,
     tokio: fn(usize) -> Duration,
+    smol: Option<fn(usize) -> Duration>,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -435,57 +442,66 @@ fn main() {
             ops: 1_000_000 / scale,
             ferro: |n| time_ferro(|| ferro_spawn(n)),
             tokio: |n| time_tokio(|| tokio_spawn(n)),
+            smol: Some(|n| time_smol(|| smol_cases::spawn_await(n))),
         },
         Case {
             name: "yield_now",
             ops: 1_000_000 / scale,
             ferro: |n| time_ferro(|| ferro_yield(n)),
             tokio: |n| time_tokio(|| tokio_yield(n)),
+            smol: Some(|n| time_smol(|| smol_cases::yield_now(n))),
         },
         Case {
             name: "timers: sleep + timeout (per task)",
             ops: 200_000 / scale,
             ferro: |n| time_ferro(|| ferro_timers(n)),
             tokio: |n| time_tokio(|| tokio_timers(n)),
+            smol: Some(|n| time_smol(|| smol_cases::timers(n))),
         },
         Case {
             name: "mpsc ping-pong (per round trip)",
             ops: 200_000 / scale,
             ferro: |n| time_ferro(|| ferro_ping_pong(n)),
             tokio: |n| time_tokio(|| tokio_ping_pong(n)),
+            smol: Some(|n| time_smol(|| smol_cases::ping_pong(n))),
         },
         Case {
             name: "broadcast to 8 tasks (per value sent)",
             ops: 200_000 / scale,
             ferro: |n| time_ferro(|| ferro_broadcast(n)),
             tokio: |n| time_tokio(|| tokio_broadcast(n)),
+            smol: None,
         },
         Case {
             name: "200,000 sleeps at once, JoinSet (per task)",
             ops: 200_000 / scale,
             ferro: |n| time_ferro(|| ferro_many_sleeps(n)),
             tokio: |n| time_tokio(|| tokio_many_sleeps(n)),
+            smol: Some(|n| time_smol(|| smol_cases::many_sleeps(n))),
         },
         Case {
             name: "30 s timeout reset + poll (hyper's per request)",
             ops: 1_000_000 / scale,
             ferro: |n| time_ferro(|| ferro_sleep_reset(n)),
             tokio: |n| time_tokio(|| tokio_sleep_reset(n)),
+            smol: Some(|n| time_smol(|| smol_cases::sleep_reset(n))),
         },
         Case {
             name: "TCP echo 1 KiB, 10 conns (per msg)",
             ops: 20_000 / scale,
             ferro: |n| time_ferro(|| ferro_echo(n / ECHO_CLIENTS)),
             tokio: |n| time_tokio(|| tokio_echo(n / ECHO_CLIENTS)),
+            smol: Some(|n| time_smol(|| smol_cases::echo(n / ECHO_CLIENTS, ECHO_CLIENTS))),
         },
         Case {
             name: "TCP echo, tokio's TcpStream on ferroloop via async-compat (per msg)",
             ops: 20_000 / scale,
             ferro: |n| time_ferro(|| compat_echo(n / ECHO_CLIENTS)),
             tokio: |n| time_tokio(|| tokio_echo(n / ECHO_CLIENTS)),
+            smol: None,
         },
     ];
-    // --only SUBSTRING: just the matching cases; --runtime ferroloop|tokio: just one side
+    // --only SUBSTRING: just the matching cases; --runtime ferroloop|tokio|smol: just one side
     // (for profiling; the ratio column is then meaningless)
     let only = args
         .iter()
@@ -502,54 +518,55 @@ fn main() {
         .filter(|c| only.as_ref().is_none_or(|o| c.name.contains(o.as_str())))
         .collect();
     let skip = |side: &str| runtime.as_ref().is_some_and(|r| r != side);
-    let mut per: Vec<(Vec<f64>, Vec<f64>)> =
-        cases.iter().map(|_| (Vec::new(), Vec::new())).collect();
+    let mut per: Vec<[Vec<f64>; 3]> = cases.iter().map(|_| Default::default()).collect();
     for r in 0..rounds {
         for (i, c) in cases.iter().enumerate() {
-            let ferro = || {
-                if skip("ferroloop") {
-                    Duration::from_nanos(1)
-                } else {
-                    (c.ferro)(c.ops)
-                }
-            };
-            let tokio = || {
-                if skip("tokio") {
-                    Duration::from_nanos(1)
-                } else {
-                    (c.tokio)(c.ops)
-                }
-            };
-            let (f, t) = if r % 2 == 0 {
-                let f = ferro();
-                (f, tokio())
-            } else {
-                let t = tokio();
-                (ferro(), t)
-            };
-            per[i].0.push(f.as_nanos() as f64 / c.ops as f64);
-            per[i].1.push(t.as_nanos() as f64 / c.ops as f64);
+            // side 0 ferroloop, 1 tokio, 2 smol; the first to run rotates each round
+            for k in 0..3 {
+                let side = (k + r) % 3;
+                let (name, run) = match side {
+                    0 => ("ferroloop", Some(c.ferro)),
+                    1 => ("tokio", Some(c.tokio)),
+                    _ => ("smol", c.smol),
+                };
+                let Some(run) = run.filter(|_| !skip(name)) else {
+                    continue;
+                };
+                per[i][side].push(run(c.ops).as_nanos() as f64 / c.ops as f64);
+            }
         }
         eprintln!("round {}/{} done", r + 1, rounds);
     }
-    println!("| case | N | tokio /op | ferroloop /op | ferroloop vs tokio |");
-    println!("|---|---|---|---|---|");
-    for (i, c) in cases.iter().enumerate() {
-        let (f, t) = &per[i];
-        let mut ratios: Vec<f64> = f.iter().zip(t).map(|(f, t)| t / f).collect();
+    println!("| case | N | tokio /op | smol /op | ferroloop /op | ferroloop vs tokio | ferroloop vs smol |");
+    println!("|---|---|---|---|---|---|---|");
+    let ratio = |f: &[f64], o: &[f64]| -> String {
+        if f.is_empty() || o.is_empty() {
+            return "-".into();
+        }
+        let mut ratios: Vec<f64> = f.iter().zip(o).map(|(f, o)| o / f).collect();
         let (lo, hi) = ratios
             .iter()
             .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
-        let (mut f, mut t) = (f.clone(), t.clone());
+        format!("{:.2}x [{lo:.2}-{hi:.2}]", median(&mut ratios))
+    };
+    let per_op = |v: &[f64]| -> String {
+        if v.is_empty() {
+            "-".into()
+        } else {
+            fmt_ns(median(&mut v.to_vec()))
+        }
+    };
+    for (i, c) in cases.iter().enumerate() {
+        let [f, t, m] = &per[i];
         println!(
-            "| {} | {} | {} | {} | {:.2}x [{:.2}-{:.2}] |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
             c.name,
             c.ops,
-            fmt_ns(median(&mut t)),
-            fmt_ns(median(&mut f)),
-            median(&mut ratios),
-            lo,
-            hi
+            per_op(t),
+            per_op(m),
+            per_op(f),
+            ratio(f, t),
+            ratio(f, m)
         );
     }
 }
