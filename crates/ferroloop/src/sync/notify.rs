@@ -24,7 +24,7 @@ use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use super::wakers::lock;
+use super::wakers::{lock, with_lock, WakeList};
 
 /// How a waiter was notified.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -53,7 +53,7 @@ struct State {
 
 impl State {
     /// `notify_one`'s work: the first waiter not yet notified, else the permit.
-    fn notify_one(&mut self, wake: &mut Vec<Waker>) {
+    fn notify_one(&mut self, wake: &mut WakeList) {
         match self.waiters.iter_mut().find(|w| w.got == Got::No) {
             Some(w) => {
                 w.got = Got::One;
@@ -86,13 +86,8 @@ impl Notify {
         lock(&self.state)
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut State, &mut Vec<Waker>) -> R) -> R {
-        let mut wake = Vec::new();
-        let r = f(&mut self.lock(), &mut wake);
-        for w in wake {
-            w.wake();
-        }
-        r
+    fn with<R>(&self, f: impl FnOnce(&mut State, &mut WakeList) -> R) -> R {
+        with_lock(&self.state, f)
     }
 
     /// A future that completes when this task is notified.

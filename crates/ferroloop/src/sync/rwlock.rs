@@ -24,7 +24,7 @@ use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use super::wakers::lock;
+use super::wakers::{lock, with_lock, WakeList};
 
 struct Waiter {
     key: u64,
@@ -52,7 +52,7 @@ impl State {
     }
 
     /// Grant access from the front of the queue while it is compatible.
-    fn grant(&mut self, wake: &mut Vec<Waker>) {
+    fn grant(&mut self, wake: &mut WakeList) {
         let (mut readers, mut writer) = (self.readers, self.writer);
         for w in self.waiters.iter_mut().filter(|w| !w.granted) {
             if w.write {
@@ -76,7 +76,7 @@ impl State {
         self.writer = writer;
     }
 
-    fn release(&mut self, write: bool, wake: &mut Vec<Waker>) {
+    fn release(&mut self, write: bool, wake: &mut WakeList) {
         if write {
             self.writer = false;
         } else {
@@ -131,13 +131,8 @@ impl<T: ?Sized> RwLock<T> {
         lock(&self.state)
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut State, &mut Vec<Waker>) -> R) -> R {
-        let mut wake = Vec::new();
-        let r = f(&mut self.lock(), &mut wake);
-        for w in wake {
-            w.wake();
-        }
-        r
+    fn with<R>(&self, f: impl FnOnce(&mut State, &mut WakeList) -> R) -> R {
+        with_lock(&self.state, f)
     }
 
     /// Shared access, when no writer holds the lock or waits before this reader.

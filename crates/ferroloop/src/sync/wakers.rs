@@ -1,6 +1,7 @@
 //! `WakerSet`: the wakers of the tasks waiting on one condition, each under a key its future
 //! keeps (to refresh its waker, or to leave when dropped). Used by the primitives that wake
-//! every waiter at once (`watch`, `broadcast`, `Barrier`).
+//! every waiter at once (`watch`, `broadcast`, `Barrier`). `WakeList` and `with_lock`: the
+//! wakers one operation calls after releasing its lock (`mpsc`, `Notify`, `RwLock`).
 //!
 //! Threading: plain data; its owner keeps it behind its own lock.
 
@@ -14,6 +15,15 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
         Ok(g) => g,
         Err(poisoned) => poisoned.into_inner(),
     }
+}
+
+/// Run `f` on the state under `m`'s lock, collecting the wakers it must call in a
+/// [`WakeList`], and call them once the lock is released.
+pub(crate) fn with_lock<T, R>(m: &Mutex<T>, f: impl FnOnce(&mut T, &mut WakeList) -> R) -> R {
+    let mut wake = WakeList::default();
+    let r = f(&mut lock(m), &mut wake);
+    wake.wake_all();
+    r
 }
 
 #[derive(Default)]
