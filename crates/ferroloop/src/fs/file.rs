@@ -175,24 +175,38 @@ impl File {
         Ok(())
     }
 
+    /// Finish the operation in flight, if any: `None` when there was none, else what it
+    /// reported (its buffer is back in the idle state).
+    fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Done>>> {
+        let State::Busy(task) = &mut self.state else {
+            return Poll::Ready(Ok(None));
+        };
+        match Pin::new(task).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok((done, buf))) => {
+                self.state = State::Idle(buf);
+                Poll::Ready(Ok(Some(done)))
+            }
+            Poll::Ready(Err(e)) => {
+                self.state = State::Idle(Buf::default());
+                Poll::Ready(Err(pool_error(e)))
+            }
+        }
+    }
+
     /// Ready when no operation is in flight; a finished read or seek is dropped, a finished
     /// write's error kept in `write_error`.
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if let State::Busy(task) = &mut self.state {
-            let (done, buf) = match Pin::new(task).poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(v)) => v,
-                Poll::Ready(Err(e)) => {
-                    self.state = State::Idle(Buf::default());
-                    return Poll::Ready(Err(pool_error(e)));
+        match self.poll_done(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Ready(Ok(done)) => {
+                if let Some(Done::Write(Err(e))) = done {
+                    self.write_error = Some(e);
                 }
-            };
-            self.state = State::Idle(buf);
-            if let Done::Write(Err(e)) = done {
-                self.write_error = Some(e);
+                Poll::Ready(Ok(()))
             }
         }
-        Poll::Ready(Ok(()))
     }
 
     fn buf(&mut self) -> &mut Buf {
@@ -217,22 +231,16 @@ impl File {
             return Poll::Ready(Ok(0));
         }
         loop {
-            if let State::Busy(task) = &mut self.state {
-                let (done, buf) = match Pin::new(task).poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(v)) => v,
-                    Poll::Ready(Err(e)) => {
-                        self.state = State::Idle(Buf::default());
-                        return Poll::Ready(Err(pool_error(e)));
-                    }
-                };
-                self.state = State::Idle(buf);
-                match done {
-                    Done::Read(Err(e)) => return Poll::Ready(Err(e)),
-                    Done::Read(Ok(())) => return Poll::Ready(Ok(self.buf().copy_to(dst))),
-                    Done::Write(Err(e)) => self.write_error = Some(e),
-                    Done::Write(Ok(())) | Done::Seek(_) => {}
+            match self.poll_done(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) | Poll::Ready(Ok(Some(Done::Read(Err(e))))) => {
+                    return Poll::Ready(Err(e))
                 }
+                Poll::Ready(Ok(Some(Done::Read(Ok(()))))) => {
+                    return Poll::Ready(Ok(self.buf().copy_to(dst)))
+                }
+                Poll::Ready(Ok(Some(Done::Write(Err(e))))) => self.write_error = Some(e),
+                Poll::Ready(Ok(_)) => {}
             }
             let buf = self.buf();
             if buf.unread() > 0 {
@@ -288,21 +296,13 @@ impl File {
     /// The `AsyncSeek` step.
     fn poll_seek_inner(&mut self, cx: &mut Context<'_>, pos: SeekFrom) -> Poll<io::Result<u64>> {
         loop {
-            if let State::Busy(task) = &mut self.state {
-                let (done, buf) = match Pin::new(task).poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(v)) => v,
-                    Poll::Ready(Err(e)) => {
-                        self.state = State::Idle(Buf::default());
-                        return Poll::Ready(Err(pool_error(e)));
-                    }
-                };
-                self.state = State::Idle(buf);
-                match done {
-                    Done::Seek(r) => return Poll::Ready(r),
-                    Done::Write(Err(e)) => return Poll::Ready(Err(e)),
-                    Done::Write(Ok(())) | Done::Read(_) => {}
+            match self.poll_done(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(Some(Done::Seek(r)))) => return Poll::Ready(r),
+                Poll::Ready(Err(e)) | Poll::Ready(Ok(Some(Done::Write(Err(e))))) => {
+                    return Poll::Ready(Err(e))
                 }
+                Poll::Ready(Ok(_)) => {}
             }
             if let Some(e) = self.write_error.take() {
                 return Poll::Ready(Err(e));
