@@ -71,6 +71,12 @@ impl LoopHandle {
     }
 
     /// Spawn a `Send` future on the loop (asyncio's `run_coroutine_threadsafe`).
+    ///
+    /// ferroloop's sleeps, sockets and tasks belong to one loop and are `!Send`: a future
+    /// that holds one across an `.await` is not `Send`, and the compiler's error names their
+    /// insides (`Rc<dyn Core>`, `TimerSlot`, `IoState`). Build such a future on the loop's
+    /// thread with [`spawn_with`](Self::spawn_with), or send a [`SendSleep`](crate::SendSleep)
+    /// instead of a `Sleep`.
     pub fn spawn<F>(&self, future: F) -> RemoteTask<F::Output>
     where
         F: Future + Send + 'static,
