@@ -203,3 +203,40 @@ fn tokio_code_through_async_compat() {
         assert!(body.ends_with("/compat"), "{body}");
     });
 }
+
+/// reqwest (a tokio-based HTTP client) on ferroloop through `async-compat`, against a hyper
+/// server on the same loop: the documented way, with reqwest's own timeout (a tokio timer).
+#[test]
+fn reqwest_through_async_compat() {
+    run_limited(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        ferroloop::spawn(serve(listener));
+        let (first, second) = async_compat::Compat::new(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap();
+            let first = client
+                .get(format!("http://{addr}/reqwest"))
+                .send()
+                .await
+                .unwrap();
+            assert!(first.status().is_success());
+            let first = first.text().await.unwrap();
+            let second = client
+                .post(format!("http://{addr}/echo"))
+                .body("posted body")
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            (first, second)
+        })
+        .await;
+        assert_eq!(first, "/reqwest");
+        assert_eq!(second, "posted body");
+    });
+}
