@@ -78,6 +78,14 @@ impl Sleep {
         self.when = when;
     }
 
+    /// The cross-thread half of the loop this sleep is armed on (`None` before its first
+    /// poll), through which another thread can hand it back to be dropped there.
+    pub(crate) fn home(&self) -> Option<std::sync::Arc<super::core::Shared>> {
+        self.timer
+            .as_ref()
+            .map(|(core, _, _)| core.shared().clone())
+    }
+
     fn disarm(&mut self) {
         if let Some((core, slot, _)) = self.timer.take() {
             core.cancel_timer(&slot);
