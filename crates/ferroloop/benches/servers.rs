@@ -62,10 +62,11 @@ async fn ferro_accept(listener: ferroloop::TcpListener, http: bool) {
         };
         ferroloop::spawn(async move {
             if http {
-                let _ = http1::Builder::new()
+                let served = http1::Builder::new()
                     .timer(ferroloop::hyper::Timer)
                     .serve_connection(conn, service_fn(hello))
                     .await;
+                drop(served); // wrk's connections end mid-request when it stops: expected
             } else {
                 let mut buf = vec![0u8; 64 * 1024];
                 while let Ok(n) = conn.read(&mut buf).await {
@@ -108,13 +109,14 @@ async fn tokio_accept(listener: tokio::net::TcpListener, http: bool) {
         let Ok((mut conn, _)) = listener.accept().await else {
             continue;
         };
-        let _ = conn.set_nodelay(true);
+        conn.set_nodelay(true).expect("nodelay");
         tokio::spawn(async move {
             if http {
-                let _ = http1::Builder::new()
+                let served = http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
                     .serve_connection(hyper_util::rt::TokioIo::new(conn), service_fn(hello))
                     .await;
+                drop(served); // as above
             } else {
                 let mut buf = vec![0u8; 64 * 1024];
                 while let Ok(n) = conn.read(&mut buf).await {
@@ -160,14 +162,15 @@ fn serve_smol(http: bool) {
             let Ok((mut conn, _)) = listener.accept().await else {
                 continue;
             };
-            let _ = conn.set_nodelay(true);
+            conn.set_nodelay(true).expect("nodelay");
             ex.spawn(async move {
                 if http {
                     // hyper's rt traits over smol's futures-io stream (no timer: smol has
                     // none for hyper in the box)
-                    let _ = http1::Builder::new()
+                    let served = http1::Builder::new()
                         .serve_connection(ferroloop::hyper::Io::new(conn), service_fn(hello))
                         .await;
+                    drop(served); // as above
                 } else {
                     let mut buf = vec![0u8; 64 * 1024];
                     while let Ok(n) = conn.read(&mut buf).await {

@@ -179,8 +179,9 @@ impl<T: futures_io::AsyncWrite + Unpin> hyper::rt::Write for Io<T> {
     }
 }
 
-/// `hyper::rt::Read` and `Write` for a stream type with a `reg: Registration` field and a
-/// `shutdown_write()` method: reads go straight into hyper's uninitialised buffer.
+/// `hyper::rt::Read` and `Write` for a stream type with a `reg: Registration` field whose
+/// `&stream` implements `futures-io`'s `AsyncWrite`: reads go straight into hyper's
+/// uninitialised buffer, writes take the `AsyncWrite` steps.
 macro_rules! impl_hyper_io {
     ($ty:ty) => {
         impl hyper::rt::Read for $ty {
@@ -214,13 +215,14 @@ macro_rules! impl_hyper_io {
             }
         }
 
+        /// The same steps as the stream's `futures-io` `AsyncWrite` (through `&stream`).
         impl hyper::rt::Write for $ty {
             fn poll_write(
                 self: std::pin::Pin<&mut Self>,
                 cx: &mut std::task::Context<'_>,
                 buf: &[u8],
             ) -> std::task::Poll<std::io::Result<usize>> {
-                $crate::net::socket::poll_write(&self.reg, cx, buf)
+                futures_io::AsyncWrite::poll_write(std::pin::Pin::new(&mut &*self), cx, buf)
             }
 
             fn poll_write_vectored(
@@ -228,26 +230,30 @@ macro_rules! impl_hyper_io {
                 cx: &mut std::task::Context<'_>,
                 bufs: &[std::io::IoSlice<'_>],
             ) -> std::task::Poll<std::io::Result<usize>> {
-                $crate::net::socket::poll_write_vectored(&self.reg, cx, bufs)
+                futures_io::AsyncWrite::poll_write_vectored(
+                    std::pin::Pin::new(&mut &*self),
+                    cx,
+                    bufs,
+                )
             }
 
             fn is_write_vectored(&self) -> bool {
                 true
             }
 
-            /// Writes go straight to the kernel: nothing to flush.
             fn poll_flush(
                 self: std::pin::Pin<&mut Self>,
-                _cx: &mut std::task::Context<'_>,
+                cx: &mut std::task::Context<'_>,
             ) -> std::task::Poll<std::io::Result<()>> {
-                std::task::Poll::Ready(Ok(()))
+                futures_io::AsyncWrite::poll_flush(std::pin::Pin::new(&mut &*self), cx)
             }
 
+            /// Half-close (`shutdown(SHUT_WR)`), as `AsyncWrite::poll_close`.
             fn poll_shutdown(
                 self: std::pin::Pin<&mut Self>,
-                _cx: &mut std::task::Context<'_>,
+                cx: &mut std::task::Context<'_>,
             ) -> std::task::Poll<std::io::Result<()>> {
-                std::task::Poll::Ready(self.shutdown_write())
+                futures_io::AsyncWrite::poll_close(std::pin::Pin::new(&mut &*self), cx)
             }
         }
     };
