@@ -311,16 +311,32 @@ async fn ferro_echo(msgs: usize) {
     server.await.expect("server");
 }
 
-async fn tokio_echo(msgs: usize) {
+/// A spawned task as a boxed future, and a spawner that starts one at once and gives back
+/// the future of its end (dropping that detaches the task).
+type Job = std::pin::Pin<Box<dyn Future<Output = ()>>>;
+
+fn spawn_tokio(job: Job) -> Job {
+    let handle = tokio::task::spawn_local(job);
+    Box::pin(async move { handle.await.expect("task") })
+}
+
+/// A task of the running ferroloop loop whose tokio I/O goes through `async_compat::Compat`.
+fn spawn_compat(job: Job) -> Job {
+    let task = ferroloop::spawn(async_compat::Compat::new(job));
+    Box::pin(async move { task.await.expect("task") })
+}
+
+/// The echo on tokio's `TcpStream`, its tasks started by `spawn`.
+async fn tokio_io_echo(msgs: usize, spawn: fn(Job) -> Job) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let server = tokio::task::spawn_local(async move {
+    let server = spawn(Box::pin(async move {
         for _ in 0..ECHO_CLIENTS {
             let (mut s, _) = listener.accept().await.expect("accept");
             s.set_nodelay(true).expect("nodelay");
-            tokio::task::spawn_local(async move {
+            drop(spawn(Box::pin(async move {
                 let mut buf = vec![0u8; 64 * 1024];
                 loop {
                     let n = s.read(&mut buf).await.expect("read");
@@ -329,12 +345,12 @@ async fn tokio_echo(msgs: usize) {
                     }
                     s.write_all(&buf[..n]).await.expect("write");
                 }
-            });
+            })));
         }
-    });
+    }));
     let clients: Vec<_> = (0..ECHO_CLIENTS)
         .map(|_| {
-            tokio::task::spawn_local(async move {
+            spawn(Box::pin(async move {
                 let mut c = tokio::net::TcpStream::connect(addr).await.expect("connect");
                 c.set_nodelay(true).expect("nodelay");
                 let msg = vec![7u8; 1024];
@@ -343,59 +359,24 @@ async fn tokio_echo(msgs: usize) {
                     c.write_all(&msg).await.expect("write");
                     c.read_exact(&mut back).await.expect("read");
                 }
-            })
+            }))
         })
         .collect();
     for c in clients {
-        c.await.expect("client");
+        c.await;
     }
-    server.await.expect("server");
+    server.await;
+}
+
+async fn tokio_echo(msgs: usize) {
+    tokio_io_echo(msgs, spawn_tokio).await;
 }
 
 /// The same echo with tokio's `TcpStream` (a tokio-based crate's I/O) in ferroloop tasks,
 /// each wrapped in `async_compat::Compat`, which drives tokio's I/O with a tokio reactor on a
 /// background thread: the "ferroloop" column is that, the "tokio" column tokio's own runtime.
 async fn compat_echo(msgs: usize) {
-    use async_compat::Compat;
-    let listener = Compat::new(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let server = ferroloop::spawn(Compat::new(async move {
-        for _ in 0..ECHO_CLIENTS {
-            let (mut s, _) = listener.accept().await.expect("accept");
-            s.set_nodelay(true).expect("nodelay");
-            ferroloop::spawn(Compat::new(async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    let n = s.read(&mut buf).await.expect("read");
-                    if n == 0 {
-                        break;
-                    }
-                    s.write_all(&buf[..n]).await.expect("write");
-                }
-            }))
-            .detach();
-        }
-    }));
-    let clients: Vec<_> = (0..ECHO_CLIENTS)
-        .map(|_| {
-            ferroloop::spawn(Compat::new(async move {
-                let mut c = tokio::net::TcpStream::connect(addr).await.expect("connect");
-                c.set_nodelay(true).expect("nodelay");
-                let msg = vec![7u8; 1024];
-                let mut back = vec![0u8; 1024];
-                for _ in 0..msgs {
-                    c.write_all(&msg).await.expect("write");
-                    c.read_exact(&mut back).await.expect("read");
-                }
-            }))
-        })
-        .collect();
-    for c in clients {
-        c.await.expect("client");
-    }
-    server.await.expect("server");
+    async_compat::Compat::new(tokio_io_echo(msgs, spawn_compat)).await;
 }
 
 // -- harness --------------------------------------------------------------------------------
