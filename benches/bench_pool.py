@@ -282,10 +282,20 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=200_000, help="no-op calls (overhead)")
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--only", choices=("crawl", "overhead"),
+                        help="only the crawl (with its parse step) or only the overhead")
     args = parser.parse_args()
     if args.quick:
         args.pages, args.rounds, args.calls = 150, 2, 20_000
 
+    if args.only != "overhead":
+        crawl(args)
+    if args.only != "crawl":
+        overhead(args)
+
+
+def crawl(args) -> None:
+    """The crawl with 1 process and N, then its parse step alone."""
     ctx = multiprocessing.get_context("forkserver")
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -343,6 +353,9 @@ def main():
             for procs in counts]
     table(("pool", "processes", "pages/s", "vs 1 process"), rows, args.markdown)
 
+
+def overhead(args) -> None:
+    """The cost per call of a no-op, against multiprocessing.Pool.map."""
     n = args.calls
     procs = args.processes
     conc = args.concurrency

@@ -1,10 +1,20 @@
 """A pool worker: one ferroloop loop running up to ``concurrency`` of the pool's calls at once.
 
 ``WorkerCore`` is the part every kind of worker shares (a local process here, a Dask worker in
-``_pool_dask.py``): it takes the parent's messages (``_pool_wire``), starts each call as a
-task on its loop (eagerly on 3.12+, so a call that never waits costs no loop turn), queues the
-calls beyond ``concurrency``, cancels the calls the parent cancels, and sends the results of
-one loop turn back as one batch.
+``_pool_dask.py``): it takes the parent's messages (``_pool_wire``), runs the calls, cancels
+the calls the parent cancels, and sends the results back in batches.
+
+How calls run: up to ``concurrency`` *runner* tasks take the worker's queued calls one after
+another. A runner runs a call and, when the call makes a coroutine, the coroutine's first step
+(``_native.pool_call``): a call that never waits finishes there, with no task of its own and no
+loop turn. A call that suspends is awaited by its runner (its later steps through
+``_native.pool_send``), and another runner takes the rest of the queue. So at most
+``concurrency`` calls are in flight, as with a task per call, at a fraction of a task's cost.
+What a task per call gave a call is kept: each call runs in its own copy of the context
+(``contextvars`` set by one call are not seen by the next), ``asyncio.current_task()`` is a
+task (its runner), so ``asyncio.timeout`` and ``TaskGroup`` work in any step, and the parent's
+cancellation of one call cancels that call alone (its runner is cancelled while it awaits that
+call, then uncancelled). docs/pool.md says what a call sees differently from a task of its own.
 
 ``process_main`` is a local worker process: it reads the parent's frames from one pipe and
 writes its own to another, both through its loop's pipe transports. It stops on ``OP_STOP``,
@@ -18,25 +28,25 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
 import inspect
+import itertools
 import os
 import pickle
 import signal
-import sys
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from multiprocessing.connection import Connection
 from typing import Any
 
+from . import _native
 from . import _pool_wire as wire
 
-_CoroutineType = types.CoroutineType
-
+_pool_call = _native.pool_call
+_pool_send = _native.pool_send
 
 #: results sent at once, without waiting for the end of the loop turn, when this many are
-#: ready (a batch of calls that finish eagerly would otherwise return in one frame at the
-#: end, and the parent could not refill the worker while it works)
+#: ready (a batch of calls that finish in their first step would otherwise return in one
+#: frame at the end, and the parent could not refill the worker while it works)
 FLUSH_AT = 256
 
 #: the longest a busy worker (calls waiting in its queue) holds results back to batch them
@@ -44,6 +54,8 @@ FLUSH_DELAY = 0.002
 
 #: how long a stopping worker lets its cancelled calls finish before it exits anyway
 STOP_GRACE = 2.0
+
+_Call = tuple[int, Callable[..., Any], int, Any]
 
 
 class WorkerCore:
@@ -58,25 +70,24 @@ class WorkerCore:
         self._loop = loop
         self._concurrency = concurrency
         self._send = send
-        self._running: dict[int, asyncio.Task[Any]] = {}
-        # calls beyond `concurrency`, in order; a cancelled one stays until its turn comes
-        self._queued: collections.deque[tuple[int, Callable[..., Any], int, Any]] = (
-            collections.deque()
-        )
-        self._queued_ids: set[int] = set()
+        #: calls not started yet, in order: ``(id, fn, kind, arg)``
+        self._queue: collections.deque[_Call] = collections.deque()
+        #: the runner tasks alive
+        self._runners: set[asyncio.Task[None]] = set()
+        #: a runner is made and has not started yet (it will take the queue)
+        self._waking = False
+        #: suspended calls: id -> the runner awaiting it
+        self._running: dict[int, asyncio.Task[None]] = {}
+        #: suspended calls the parent cancelled (their runner is uncancelled after them)
+        self._asked: set[int] = set()
+        self._stopping = False
+        # results: the lists stay the same objects (runners hold their `append`)
         self._out_ids: list[int] = []
         self._out_values: list[Any] = []
         self._out_errors: list[tuple[int, wire.ErrorInfo]] = []
         self._flush_scheduled = False
         self._flush_since = 0.0
         self.stopped: asyncio.Future[None] = loop.create_future()
-        # eager on 3.12+: a call that never waits finishes in its first step, here, without
-        # a task step per loop turn (and without the task in the loop's ready queue)
-        self._new_task: Callable[[Any], asyncio.Task[Any]]
-        if sys.version_info >= (3, 12):
-            self._new_task = functools.partial(asyncio.Task, loop=loop, eager_start=True)
-        else:
-            self._new_task = loop.create_task
 
     # -- messages from the parent -----------------------------------------------------------
 
@@ -85,6 +96,7 @@ class WorkerCore:
         if op == wire.OP_CALLS:
             for first_id, count, kind, payload in message[1]:
                 self._calls(first_id, count, kind, payload)
+            self._wake()
         elif op == wire.OP_CANCEL:
             self._cancel(message[1])
         elif op == wire.OP_STOP:
@@ -100,92 +112,129 @@ class WorkerCore:
             for cid in range(first_id, first_id + count):
                 self._error(cid, info)
             return
-        running = self._running
-        queued = self._queued
-        concurrency = self._concurrency
-        start = self._start
-        for cid, arg in enumerate(args, first_id):
-            # (a call that finishes in its first step, eagerly, frees its slot at once)
-            if not queued and len(running) < concurrency:
-                start(cid, fn, kind, arg)
-            else:
-                queued.append((cid, fn, kind, arg))
-                self._queued_ids.add(cid)
+        if self._stopping:  # too late: cancelled, as the queued calls were
+            info = wire.error_info(asyncio.CancelledError())
+            for cid in range(first_id, first_id + count):
+                self._error(cid, info)
+            return
+        self._queue.extend(
+            zip(itertools.count(first_id), itertools.repeat(fn), itertools.repeat(kind), args)
+        )
 
     def _cancel(self, ids: list[int]) -> None:
+        left = set(ids)
         for cid in ids:
-            task = self._running.get(cid)
-            if task is not None:
-                task.cancel()
-            elif cid in self._queued_ids:
-                self._queued_ids.discard(cid)
-                self._error(cid, wire.error_info(asyncio.CancelledError()))
+            runner = self._running.get(cid)
+            if runner is not None:
+                left.discard(cid)
+                self._asked.add(cid)
+                runner.cancel()
+        queue = self._queue
+        if left and queue:
+            kept = [call for call in queue if call[0] not in left]
+            if len(kept) != len(queue):
+                for call in queue:
+                    if call[0] in left:
+                        self._error(call[0], wire.error_info(asyncio.CancelledError()))
+                queue.clear()
+                queue.extend(kept)
+        # (the other ids had finished: their results are on their way)
 
     # -- running calls ----------------------------------------------------------------------
 
-    def _start(self, cid: int, fn: Callable[..., Any], kind: int, arg: Any) -> None:
-        # per call: keep it short (the pool's overhead per call is mostly here)
+    def _wake(self) -> None:
+        """Make a runner for the queue, unless one is on its way or ``concurrency`` run."""
+        if self._queue and not self._waking and len(self._runners) < self._concurrency:
+            self._waking = True
+            self._runners.add(self._loop.create_task(self._runner()))
+
+    async def _runner(self) -> None:
+        # per call: keep this loop short (the pool's overhead per call is mostly here)
+        self._waking = False
+        task = asyncio.current_task()
+        assert task is not None
+        cancelling = task.cancelling
+        queue = self._queue
+        popleft = queue.popleft
+        ids = self._out_ids
+        ids_append = ids.append
+        values_append = self._out_values.append
         try:
-            if kind == wire.KIND_ONE:
-                result = fn(arg)
-            elif kind == wire.KIND_STAR:
-                result = fn(*arg)
-            else:
-                result = fn(*arg[0], **arg[1])
-            if type(result) is not _CoroutineType:
-                if not inspect.isawaitable(result):
-                    self._result(cid, result)
+            while queue:
+                cid, fn, kind, arg = popleft()
+                try:
+                    step = _pool_call(fn, kind, arg)
+                    value = step[1] if step[0] is True else await self._rest(cid, task, step)
+                except BaseException as exc:
+                    if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+                        raise
+                    if cancelling():
+                        await self._last_call(cid, task, exc, None)
+                        return
+                    self._error(cid, wire.error_info(_own_frames_dropped(exc)))
+                    continue
+                if cancelling():
+                    await self._last_call(cid, task, None, value)
                     return
-                result = _await(result)
-            task = self._new_task(result)
-        except BaseException as exc:
-            if isinstance(exc, (SystemExit, KeyboardInterrupt)):
-                raise
-            self._error(cid, wire.error_info(exc))
-            return
-        if task.done():
-            # finished eagerly (3.12+): the common case of a quick call, inlined
-            if not task.cancelled() and task.exception() is None:
-                self._out_ids.append(cid)
-                self._out_values.append(task.result())
-                if len(self._out_ids) >= FLUSH_AT:
-                    self.flush()
+                ids_append(cid)
+                values_append(value)
+                if len(ids) >= FLUSH_AT:
+                    self.flush()  # the parent refills while this worker goes on
                 elif not self._flush_scheduled:
                     self._schedule_flush()
-            else:
-                self._finished(cid, task)
+        finally:
+            self._runners.discard(task)
+            if not self._stopping:
+                self._wake()
+
+    async def _rest(self, cid: int, task: asyncio.Task[None], step: tuple[Any, ...]) -> Any:
+        """The rest of a call that did not finish in its first step."""
+        if step[0] is None:  # a generator, or an awaitable that is not a coroutine
+            obj, ctx = step[1], step[2]
+            if not inspect.isawaitable(obj):
+                return obj
+            coro: Any = _await(obj)
+            first = _pool_send(ctx, coro, None)
+            if first[0] is True:
+                return first[1]
+            yielded = first[1]
         else:
-            self._running[cid] = task
-            task.add_done_callback(functools.partial(self._task_done, cid))
-
-    def _task_done(self, cid: int, task: asyncio.Task[Any]) -> None:
-        self._running.pop(cid, None)
-        self._finished(cid, task)
-        queued = self._queued
-        while queued and len(self._running) < self._concurrency:
-            nid, fn, kind, arg = queued.popleft()
-            if nid in self._queued_ids:  # else: cancelled while it waited
-                self._queued_ids.discard(nid)
-                self._start(nid, fn, kind, arg)
-
-    def _finished(self, cid: int, task: asyncio.Task[Any]) -> None:
+            _, yielded, coro, ctx = step
+        self._running[cid] = task
+        self._wake()  # this runner waits: another takes the queue
         try:
-            error = task.exception()
-        except asyncio.CancelledError as exc:
-            self._error(cid, wire.error_info(exc))
-            return
-        if error is None:
-            self._result(cid, task.result())
-        else:
-            self._error(cid, wire.error_info(error))
+            return await _resume(ctx, coro, yielded)
+        finally:
+            del self._running[cid]
+            if cid in self._asked:
+                self._asked.discard(cid)
+                task.uncancel()
 
-    # -- results to the parent, one batch per loop turn ------------------------------------
+    async def _last_call(
+        self, cid: int, task: asyncio.Task[None], exc: BaseException | None, value: Any
+    ) -> None:
+        """A call left its runner with a cancellation request of its own (it cancelled
+        ``current_task()``), or the worker is stopping: report the call as a task of its own
+        would have ended, and let the runner end (its cancellation must not reach the next
+        call; a new runner takes the queue)."""
+        if not self._stopping:
+            # a request not delivered yet ends the call cancelled, as it ends a task
+            try:
+                await asyncio.sleep(0)
+            except asyncio.CancelledError as cancelled:
+                exc = cancelled
+        if exc is None:
+            self._result(cid, value)
+        else:
+            self._error(cid, wire.error_info(_own_frames_dropped(exc)))
+
+    # -- results to the parent, in batches ---------------------------------------------------
 
     def _result(self, cid: int, value: Any) -> None:
         self._out_ids.append(cid)
         self._out_values.append(value)
         if len(self._out_ids) >= FLUSH_AT:
-            self.flush()  # the parent refills while this worker goes on
+            self.flush()
         elif not self._flush_scheduled:
             self._schedule_flush()
 
@@ -201,21 +250,22 @@ class WorkerCore:
 
     def _flush_soon(self) -> None:
         # While calls wait in this worker's queue it is busy, and more results come with
-        # every loop turn: keep batching them (a frame per turn of `concurrency` results
-        # costs more than the calls themselves on 3.11, whose tasks take a turn each), up
-        # to FLUSH_AT results or FLUSH_DELAY seconds. The parent refills this worker from
-        # the flushed results while the queued calls keep it busy.
-        if self._queued and self._loop.time() - self._flush_since < FLUSH_DELAY:
+        # every loop turn: keep batching them (a frame per turn costs more than the calls
+        # themselves when they are quick), up to FLUSH_AT results or FLUSH_DELAY seconds.
+        # The parent refills this worker from the flushed results while the queued calls
+        # keep it busy.
+        if self._queue and self._loop.time() - self._flush_since < FLUSH_DELAY:
             self._loop.call_soon(self._flush_soon)
             return
         self.flush()
 
     def flush(self) -> None:
         self._flush_scheduled = False
-        ids, values, errors = self._out_ids, self._out_values, self._out_errors
-        if not ids and not errors:
+        ids, values = self._out_ids, self._out_values
+        if not ids and not self._out_errors:
             return
-        self._out_ids, self._out_values, self._out_errors = [], [], []
+        errors = self._out_errors[:]
+        self._out_errors.clear()
         try:
             payload = pickle.dumps(values, wire.PICKLE_PROTOCOL)
         except Exception:
@@ -235,10 +285,13 @@ class WorkerCore:
                 else:
                     good_ids.append(cid)
                     good.append(value)
-            ids = good_ids
+            runs = runs_of(good_ids)
             payload = pickle.dumps(good, wire.PICKLE_PROTOCOL)
-        self._send((wire.OP_RESULTS, runs_of(ids), payload, errors))
-
+        else:
+            runs = runs_of(ids)
+        ids.clear()
+        values.clear()
+        self._send((wire.OP_RESULTS, runs, payload, errors))
 
     # -- stopping ---------------------------------------------------------------------------
 
@@ -246,20 +299,58 @@ class WorkerCore:
         """Stop taking calls: cancel the running ones and drop the queued ones."""
         if not self.stopped.done():
             self.stopped.set_result(None)
-        self._queued.clear()
-        self._queued_ids.clear()
-        for task in self._running.values():
-            task.cancel()
+        self._stopping = True
+        self._queue.clear()
+        for runner in self._running.values():
+            runner.cancel()
 
     async def drain(self, grace: float = STOP_GRACE) -> None:
         """Wait (at most ``grace`` seconds) for the cancelled calls to finish."""
-        tasks = list(self._running.values())
-        if tasks:
-            await asyncio.wait(tasks, timeout=grace)
+        runners = list(self._runners)
+        if runners:
+            await asyncio.wait(runners, timeout=grace)
 
 
 async def _await(awaitable: Any) -> Any:
     return await awaitable
+
+
+@types.coroutine
+def _resume(ctx: Any, coro: Any, yielded: Any) -> Generator[Any, Any, Any]:
+    """Await a call's coroutine that has already run up to ``yielded`` (PEP 380's
+    ``yield from``, resumed midway): each later step runs inside the call's context."""
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                yielded = ctx.run(coro.throw, exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            step = _pool_send(ctx, coro, sent)
+            if step[0] is True:
+                return step[1]
+            yielded = step[1]
+
+
+#: the code of the worker's own frames, dropped from the top of a call's traceback
+_OWN_CODE = frozenset(
+    f.__code__
+    for f in (WorkerCore._runner, WorkerCore._rest, WorkerCore._last_call, _await, _resume)
+)
+
+
+def _own_frames_dropped(exc: BaseException) -> BaseException:
+    """``exc`` with the worker's frames dropped from the top of its traceback: the caller
+    sees the call's frames, as with a task of its own."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code in _OWN_CODE:
+        tb = tb.tb_next
+    return exc.with_traceback(tb)
 
 
 # -- a local worker process ---------------------------------------------------------------
