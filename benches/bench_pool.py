@@ -11,12 +11,11 @@ Two parts:
   1 process and with ``--processes`` (default: the CPU count), ``--concurrency`` coroutines
   per process; pages per second, median [min-max] over the rounds.
 * ``overhead``: the cost per call of a no-op: ``ferroloop.Pool.map`` of a coroutine that
-  returns its argument (a task per call in the worker) and of a plain function (the pool's
-  transport alone) vs ``multiprocessing.Pool.map`` of a function that returns its argument,
+  returns its argument and of a plain function (the pool's transport alone) vs ``multiprocessing.Pool.map`` of a function that returns its argument,
   with the batch ferroloop's pool uses for that map (``concurrency`` + prefetch per worker)
   and with multiprocessing's default chunk size; µs per call.
 
-    python benches/bench_pool.py [--quick] [--rounds 5] [--markdown]
+    python benches/bench_pool.py [--quick] [--rounds 5] [--markdown] [--only crawl|overhead]
 
 The pools are started (and warmed with one small map) outside the timed part.
 """
@@ -364,7 +363,7 @@ def overhead(args) -> None:
     cases = [
         (f"ferroloop.Pool.map, no-op coroutine (concurrency {conc}, batch <= {batch})",
          lambda: ferroloop.run(overhead_ferroloop(procs, conc, n))),
-        ("ferroloop.Pool.map, no-op function (same batches; no task per call)",
+        ("ferroloop.Pool.map, no-op function (same batches)",
          lambda: ferroloop.run(overhead_ferroloop(procs, conc, n, noop_sync))),
         (f"multiprocessing.Pool.map, no-op function, chunksize {batch}",
          lambda: overhead_mp(procs, n, batch)),

@@ -39,6 +39,8 @@ __all__ = [
     "sock_sendall",
     "sock_accept",
     "sock_connect_wait",
+    "pool_call",
+    "pool_send",
     "_panic_for_tests",
     "private_fast_paths",
     "RustTaskCanceller",
@@ -360,6 +362,17 @@ def sock_accept(
 ) -> asyncio.Future[tuple[socket.socket, Any]]: ...
 def sock_connect_wait(loop_: EventLoop, sock: socket.socket, address: Any) -> asyncio.Future[None]:
     """``sock_connect`` after ``connect()`` raised ``BlockingIOError``: wait for the outcome."""
+
+# -- ferroloop.Pool workers (pool_calls.rs) -----------------------------------------------
+
+def pool_call(func: Callable[..., Any], kind: int, arg: Any) -> tuple[Any, ...]:
+    """Run one pool call (``func(arg)``, ``func(*arg)``, ``func(*arg[0], **arg[1])`` for
+    ``kind`` 0, 1, 2) and its coroutine's first step in a new copy of the current context:
+    ``(True, value)``, ``(False, yielded, coro, ctx)`` (suspended) or ``(None, obj, ctx)``
+    (a generator or another awaitable, for the caller to look at)."""
+
+def pool_send(ctx: Context, coro: Any, value: Any) -> tuple[bool, Any]:
+    """``coro.send(value)`` inside ``ctx``: ``(True, returned)`` or ``(False, yielded)``."""
 
 # -- Rust tasks bridged to asyncio futures ---------------------------------------------------
 
