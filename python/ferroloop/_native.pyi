@@ -39,7 +39,7 @@ __all__ = [
     "sock_sendall",
     "sock_accept",
     "sock_connect_wait",
-    "pool_call",
+    "CallQueue",
     "pool_send",
     "_panic_for_tests",
     "private_fast_paths",
@@ -365,11 +365,31 @@ def sock_connect_wait(loop_: EventLoop, sock: socket.socket, address: Any) -> as
 
 # -- ferroloop.Pool workers (pool_calls.rs) -----------------------------------------------
 
-def pool_call(func: Callable[..., Any], kind: int, arg: Any) -> tuple[Any, ...]:
-    """Run one pool call (``func(arg)``, ``func(*arg)``, ``func(*arg[0], **arg[1])`` for
-    ``kind`` 0, 1, 2) and its coroutine's first step in a new copy of the current context:
-    ``(True, value)``, ``(False, yielded, coro, ctx)`` (suspended) or ``(None, obj, ctx)``
-    (a generator or another awaitable, for the caller to look at)."""
+@final
+class CallQueue:
+    """A pool worker's calls not started yet, in order, and the loop that runs them."""
+
+    def __init__(self) -> None: ...
+    def extend(self, first_id: int, func: Callable[..., Any], kind: int, args: Iterable[Any]) -> None:
+        """Queue the calls ``first_id``, ``first_id + 1``, ... of ``func`` over ``args``
+        (``func(arg)``, ``func(*arg)``, ``func(*arg[0], **arg[1])`` for ``kind`` 0, 1, 2)."""
+    def __len__(self) -> int: ...
+    def clear(self) -> None: ...
+    def remove(self, ids: set[int]) -> list[int]:
+        """Drop the queued calls whose ids are in ``ids``; their ids, in queue order."""
+    def run(
+        self,
+        ids: list[int],
+        values: list[Any],
+        limit: int,
+        cancelling: Callable[[], int],
+    ) -> tuple[int, Any] | None:
+        """Run queued calls, each and its coroutine's first step in a new copy of the current
+        context, appending those that finish to ``ids`` and ``values``; ``None`` when the
+        queue is empty or ``limit`` results are there, else ``(id, step)`` for a call that
+        needs Python: ``(False, yielded, coro, ctx)`` (suspended), ``(None, obj, ctx)`` (a
+        generator or another awaitable), an exception (it raised) or ``(True, value)``
+        (finished while ``cancelling()`` is true)."""
 
 def pool_send(ctx: Context, coro: Any, value: Any) -> tuple[bool, Any]:
     """``coro.send(value)`` inside ``ctx``: ``(True, returned)`` or ``(False, yielded)``."""

@@ -5,10 +5,11 @@
 the calls the parent cancels, and sends the results back in batches.
 
 How calls run: up to ``concurrency`` *runner* tasks take the worker's queued calls one after
-another. A runner runs a call and, when the call makes a coroutine, the coroutine's first step
-(``_native.pool_call``): a call that never waits finishes there, with no task of its own and no
-loop turn. A call that suspends is awaited by its runner (its later steps through
-``_native.pool_send``), and another runner takes the rest of the queue. So at most
+another (``_native.CallQueue.run``). A runner runs a call and, when the call makes a
+coroutine, the coroutine's first step: a call that never waits finishes there, with no task of
+its own and no loop turn, and the next call runs without going back to Python. A call that
+suspends is awaited by its runner (its later steps through ``_native.pool_send``), and another
+runner takes the rest of the queue. So at most
 ``concurrency`` calls are in flight, as with a task per call, at a fraction of a task's cost.
 What a task per call gave a call is kept: each call runs in its own copy of the context
 (``contextvars`` set by one call are not seen by the next), ``asyncio.current_task()`` is a
@@ -26,10 +27,8 @@ parent decides how its workers stop).
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import inspect
-import itertools
 import os
 import pickle
 import signal
@@ -41,7 +40,6 @@ from typing import Any
 from . import _native
 from . import _pool_wire as wire
 
-_pool_call = _native.pool_call
 _pool_send = _native.pool_send
 
 #: results sent at once, without waiting for the end of the loop turn, when this many are
@@ -55,9 +53,6 @@ FLUSH_DELAY = 0.002
 #: how long a stopping worker lets its cancelled calls finish before it exits anyway
 STOP_GRACE = 2.0
 
-_Call = tuple[int, Callable[..., Any], int, Any]
-
-
 class WorkerCore:
     """Runs the calls of one worker on the running loop; ``send`` takes a message tuple."""
 
@@ -70,8 +65,8 @@ class WorkerCore:
         self._loop = loop
         self._concurrency = concurrency
         self._send = send
-        #: calls not started yet, in order: ``(id, fn, kind, arg)``
-        self._queue: collections.deque[_Call] = collections.deque()
+        #: calls not started yet, in order
+        self._queue = _native.CallQueue()
         #: the runner tasks alive
         self._runners: set[asyncio.Task[None]] = set()
         #: a runner is made and has not started yet (it will take the queue)
@@ -117,9 +112,7 @@ class WorkerCore:
             for cid in range(first_id, first_id + count):
                 self._error(cid, info)
             return
-        self._queue.extend(
-            zip(itertools.count(first_id), itertools.repeat(fn), itertools.repeat(kind), args)
-        )
+        self._queue.extend(first_id, fn, kind, args)
 
     def _cancel(self, ids: list[int]) -> None:
         left = set(ids)
@@ -129,15 +122,9 @@ class WorkerCore:
                 left.discard(cid)
                 self._asked.add(cid)
                 runner.cancel()
-        queue = self._queue
-        if left and queue:
-            kept = [call for call in queue if call[0] not in left]
-            if len(kept) != len(queue):
-                for call in queue:
-                    if call[0] in left:
-                        self._error(call[0], wire.error_info(asyncio.CancelledError()))
-                queue.clear()
-                queue.extend(kept)
+        if left and self._queue:
+            for cid in self._queue.remove(left):
+                self._error(cid, wire.error_info(asyncio.CancelledError()))
         # (the other ids had finished: their results are on their way)
 
     # -- running calls ----------------------------------------------------------------------
@@ -149,39 +136,44 @@ class WorkerCore:
             self._runners.add(self._loop.create_task(self._runner()))
 
     async def _runner(self) -> None:
-        # per call: keep this loop short (the pool's overhead per call is mostly here)
         self._waking = False
         task = asyncio.current_task()
         assert task is not None
         cancelling = task.cancelling
         queue = self._queue
-        popleft = queue.popleft
-        ids = self._out_ids
-        ids_append = ids.append
-        values_append = self._out_values.append
+        run = queue.run
+        ids, values = self._out_ids, self._out_values
         try:
             while queue:
-                cid, fn, kind, arg = popleft()
-                try:
-                    step = _pool_call(fn, kind, arg)
-                    value = step[1] if step[0] is True else await self._rest(cid, task, step)
-                except BaseException as exc:
-                    if isinstance(exc, (SystemExit, KeyboardInterrupt)):
-                        raise
-                    if cancelling():
-                        await self._last_call(cid, task, exc, None)
-                        return
-                    self._error(cid, wire.error_info(_own_frames_dropped(exc)))
+                # the calls that finish in their first step, in Rust, up to FLUSH_AT results
+                stop = run(ids, values, FLUSH_AT, cancelling)
+                if ids:
+                    if len(ids) >= FLUSH_AT:
+                        self.flush()  # the parent refills while this worker goes on
+                    elif not self._flush_scheduled:
+                        self._schedule_flush()
+                if stop is None:
                     continue
+                # a call that needs Python: suspended, raised, or left a cancellation
+                cid, step = stop
+                exc: BaseException | None = None
+                value: Any = None
+                if type(step) is tuple:
+                    try:
+                        value = step[1] if step[0] is True else await self._rest(cid, task, step)
+                    except BaseException as raised:
+                        exc = raised
+                else:
+                    exc = step
+                if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+                    raise exc
                 if cancelling():
-                    await self._last_call(cid, task, None, value)
+                    await self._last_call(cid, task, exc, value)
                     return
-                ids_append(cid)
-                values_append(value)
-                if len(ids) >= FLUSH_AT:
-                    self.flush()  # the parent refills while this worker goes on
-                elif not self._flush_scheduled:
-                    self._schedule_flush()
+                if exc is None:
+                    self._result(cid, value)
+                else:
+                    self._error(cid, wire.error_info(_own_frames_dropped(exc)))
         finally:
             self._runners.discard(task)
             if not self._stopping:

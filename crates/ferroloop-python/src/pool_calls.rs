@@ -4,29 +4,31 @@
 //! the pool's `concurrency`) instead of a task per call; what a task per call gave each call
 //! is kept here:
 //!
-//! - `pool_call(fn, kind, arg)` makes a fresh copy of the current context (the runner's, which
-//!   no call ever changes), calls `fn(arg)` / `fn(*arg)` / `fn(*arg[0], **arg[1])` inside it
-//!   and, when that makes a coroutine, runs the coroutine's first step inside it too, as a
-//!   task's first step would run inside the task's own context;
+//! - `CallQueue.run` takes the queued calls in order; for each it makes a fresh copy of the
+//!   current context (the runner's, which no call ever changes), calls `fn(arg)` / `fn(*arg)`
+//!   / `fn(*arg[0], **arg[1])` inside it and, when that makes a coroutine, runs the
+//!   coroutine's first step inside it too, as a task's first step runs inside the task's own
+//!   context. A call that finishes there is appended to the result lists and the next one
+//!   runs, without going back to Python;
 //! - `pool_send(ctx, coro, value)` runs a later step of a suspended call inside its context.
 //!
 //! Both use `PyIter_Send` (public since 3.10), so a coroutine that returns costs no
-//! `StopIteration`. They answer with a tuple:
+//! `StopIteration`. A step is described by a tuple:
 //!
 //! - `(True, value)`: finished with `value`;
-//! - `(False, yielded, coro, ctx)` (`pool_call`) or `(False, yielded)` (`pool_send`): the
-//!   coroutine is suspended, having yielded `yielded` (the future it waits on) to the task;
-//! - `(None, obj, ctx)` (`pool_call` only): `fn` returned a generator or an awaitable that is not
+//! - `(False, yielded, coro, ctx)` (`run`) or `(False, yielded)` (`pool_send`): the coroutine
+//!   is suspended, having yielded `yielded` (the future it waits on) to the task;
+//! - `(None, obj, ctx)` (`run` only): `fn` returned a generator or an awaitable that is not
 //!   a coroutine; the worker decides in Python (`inspect.isawaitable`) what it is.
 //!
-//! An exception from the call or from the step propagates as itself.
-//!
-//! Threading: called from Python with the GIL held, on the worker loop's thread.
+//! Threading: called from Python with the GIL held, on the worker loop's thread. The queue is
+//! borrowed only between calls, never while a call runs (a call's code may do anything).
 
 use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyDict, PyList, PySet, PyTuple};
+use std::collections::VecDeque;
 
 use crate::py_helpers;
 
@@ -136,53 +138,176 @@ fn as_tuple<'py>(seq: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyTuple>> {
     Ok(unsafe { t.cast_into_unchecked() })
 }
 
-/// Runs one call of a pool worker in a new copy of the current context (see the module's
-/// header for the answer's shapes).
-#[pyfunction]
-pub fn pool_call<'py>(
+/// What one call's first step came to.
+enum Outcome<'py> {
+    Value(Py<PyAny>),
+    Suspended(Py<PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>),
+    Look(Bound<'py, PyAny>, Bound<'py, PyAny>),
+}
+
+/// Runs one call, and its coroutine's first step, in a new copy of the current context.
+fn first_step<'py>(
     func: &Bound<'py, PyAny>,
     kind: u8,
     arg: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyTuple>> {
+) -> PyResult<Outcome<'py>> {
     let py = func.py();
     let ctx = py_helpers::copy_context(py)?.into_bound(py);
-    enum Outcome<'py> {
-        Value(Py<PyAny>),
-        Suspended(Py<PyAny>, Bound<'py, PyAny>),
-        Look(Bound<'py, PyAny>),
-    }
-    let outcome = entered(py, &ctx, || {
+    entered(py, &ctx, || {
         let result = apply(func, kind, arg)?;
         // SAFETY: a type check on a live object.
         if unsafe { ffi::PyCoro_CheckExact(result.as_ptr()) } != 0 {
             return Ok(match send(py, &result, &py.None().into_bound(py))? {
                 Step::Returned(value) => Outcome::Value(value),
-                Step::Yielded(yielded) => Outcome::Suspended(yielded, result),
+                Step::Yielded(yielded) => Outcome::Suspended(yielded, result, ctx.clone()),
             });
         }
         if maybe_awaitable(&result) {
-            return Ok(Outcome::Look(result));
+            return Ok(Outcome::Look(result, ctx.clone()));
         }
         Ok(Outcome::Value(result.unbind()))
-    })?;
-    match outcome {
-        Outcome::Value(value) => PyTuple::new(
-            py,
-            [
-                true.into_pyobject(py)?.to_owned().into_any(),
-                value.into_bound(py),
-            ],
-        ),
-        Outcome::Suspended(yielded, coro) => PyTuple::new(
-            py,
-            [
-                false.into_pyobject(py)?.to_owned().into_any(),
-                yielded.into_bound(py),
-                coro,
-                ctx,
-            ],
-        ),
-        Outcome::Look(obj) => PyTuple::new(py, [py.None().into_bound(py), obj, ctx]),
+    })
+}
+
+/// `(flag, ...)`, the tuple that describes a step to Python.
+fn step_tuple<'py>(
+    py: Python<'py>,
+    flag: Option<bool>,
+    items: impl IntoIterator<Item = Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let flag = match flag {
+        Some(b) => b.into_pyobject(py)?.to_owned().into_any(),
+        None => py.None().into_bound(py),
+    };
+    let mut all = vec![flag];
+    all.extend(items);
+    PyTuple::new(py, all)
+}
+
+/// One queued call.
+struct Call {
+    id: u64,
+    func: Py<PyAny>,
+    kind: u8,
+    arg: Py<PyAny>,
+}
+
+/// A worker's calls not started yet, in order, and the loop that runs them (see the header).
+#[pyclass(module = "ferroloop._native")]
+pub struct CallQueue {
+    calls: VecDeque<Call>,
+}
+
+#[pymethods]
+impl CallQueue {
+    #[new]
+    fn new() -> Self {
+        CallQueue {
+            calls: VecDeque::new(),
+        }
+    }
+
+    /// Queue `func` over `args`: the calls `first_id`, `first_id + 1`, ...
+    fn extend(
+        &mut self,
+        first_id: u64,
+        func: &Bound<'_, PyAny>,
+        kind: u8,
+        args: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        if kind > KIND_APPLY {
+            return Err(PyValueError::new_err(format!(
+                "ferroloop.Pool: unknown call kind {kind}"
+            )));
+        }
+        for (id, arg) in (first_id..).zip(args.try_iter()?) {
+            self.calls.push_back(Call {
+                id,
+                func: func.clone().unbind(),
+                kind,
+                arg: arg?.unbind(),
+            });
+        }
+        Ok(())
+    }
+
+    fn __len__(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Drop every queued call.
+    fn clear(slf: &Bound<'_, Self>) {
+        // (dropped after the borrow: an argument's __del__ may run any code)
+        let calls = std::mem::take(&mut slf.borrow_mut().calls);
+        drop(calls);
+    }
+
+    /// Drop the queued calls whose ids are in `ids`; returns their ids, in queue order.
+    fn remove(slf: &Bound<'_, Self>, ids: &Bound<'_, PySet>) -> PyResult<Vec<u64>> {
+        let calls = std::mem::take(&mut slf.borrow_mut().calls);
+        let mut kept = VecDeque::with_capacity(calls.len());
+        let mut removed = Vec::new();
+        let mut dropped = Vec::new();
+        for call in calls {
+            if ids.contains(call.id)? {
+                removed.push(call.id);
+                dropped.push(call);
+            } else {
+                kept.push_back(call);
+            }
+        }
+        let mut this = slf.borrow_mut();
+        // (calls queued meanwhile, by an argument's __eq__ or __hash__, stay after the kept)
+        kept.append(&mut this.calls);
+        this.calls = kept;
+        drop(this);
+        drop(dropped);
+        Ok(removed)
+    }
+
+    /// Runs queued calls in order. A call that finishes in its first step is appended to
+    /// `ids` and `values` and the next one runs. Returns `None` when the queue is empty or
+    /// `ids` holds `limit` results (for the worker to send them), else `(id, step)` for the
+    /// call that needs Python: suspended or to be looked at (`step` a tuple, see the
+    /// header), raised (`step` the exception), or finished while `cancelling()` is true
+    /// (`step` is `(True, value)`: the call cancelled its own task).
+    fn run<'py>(
+        slf: &Bound<'py, Self>,
+        ids: &Bound<'py, PyList>,
+        values: &Bound<'py, PyList>,
+        limit: usize,
+        cancelling: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<(u64, Bound<'py, PyAny>)>> {
+        let py = slf.py();
+        while ids.len() < limit {
+            let Some(call) = slf.borrow_mut().calls.pop_front() else {
+                return Ok(None);
+            };
+            let (func, arg) = (call.func.into_bound(py), call.arg.into_bound(py));
+            let step = match first_step(&func, call.kind, &arg) {
+                Err(err) => {
+                    return Ok(Some((
+                        call.id,
+                        err.into_value(py).into_bound(py).into_any(),
+                    )))
+                }
+                Ok(Outcome::Value(value)) => {
+                    if cancelling.call0()?.is_truthy()? {
+                        step_tuple(py, Some(true), [value.into_bound(py)])?
+                    } else {
+                        ids.append(call.id)?;
+                        values.append(value)?;
+                        continue;
+                    }
+                }
+                Ok(Outcome::Suspended(yielded, coro, ctx)) => {
+                    step_tuple(py, Some(false), [yielded.into_bound(py), coro, ctx])?
+                }
+                Ok(Outcome::Look(obj, ctx)) => step_tuple(py, None, [obj, ctx])?,
+            };
+            return Ok(Some((call.id, step.into_any())));
+        }
+        Ok(None)
     }
 }
 
@@ -199,11 +324,5 @@ pub fn pool_send<'py>(
         Step::Returned(v) => (true, v),
         Step::Yielded(v) => (false, v),
     };
-    PyTuple::new(
-        py,
-        [
-            done.into_pyobject(py)?.to_owned().into_any(),
-            value.into_bound(py),
-        ],
-    )
+    step_tuple(py, Some(done), [value.into_bound(py)])
 }
