@@ -370,7 +370,9 @@ class CallQueue:
     """A pool worker's calls not started yet, in order, and the loop that runs them."""
 
     def __init__(self) -> None: ...
-    def extend(self, first_id: int, func: Callable[..., Any], kind: int, args: Iterable[Any]) -> None:
+    def extend(
+        self, first_id: int, func: Callable[..., Any], kind: int, args: Iterable[Any]
+    ) -> None:
         """Queue the calls ``first_id``, ``first_id + 1``, ... of ``func`` over ``args``
         (``func(arg)``, ``func(*arg)``, ``func(*arg[0], **arg[1])`` for ``kind`` 0, 1, 2)."""
     def __len__(self) -> int: ...
