@@ -11,7 +11,8 @@ Two parts:
   1 process and with ``--processes`` (default: the CPU count), ``--concurrency`` coroutines
   per process; pages per second, median [min-max] over the rounds.
 * ``overhead``: the cost per call of a no-op: ``ferroloop.Pool.map`` of a coroutine that
-  returns its argument and of a plain function (the pool's transport alone) vs ``multiprocessing.Pool.map`` of a function that returns its argument,
+  returns its argument, of a plain function (the pool's transport alone) and of a coroutine
+  that waits once, vs ``multiprocessing.Pool.map`` of a function that returns its argument,
   with the batch ferroloop's pool uses for that map (``concurrency`` + prefetch per worker)
   and with multiprocessing's default chunk size; µs per call.
 
@@ -170,6 +171,12 @@ def crawl_chunk(args: tuple[list[str], int]) -> list[tuple[str, int, int]]:
 
 
 async def noop(x):
+    return x
+
+
+async def noop_wait(x):
+    """A no-op that waits once (one loop turn), as a call doing I/O does."""
+    await asyncio.sleep(0)
     return x
 
 
@@ -365,6 +372,8 @@ def overhead(args) -> None:
          lambda: ferroloop.run(overhead_ferroloop(procs, conc, n))),
         ("ferroloop.Pool.map, no-op function (same batches)",
          lambda: ferroloop.run(overhead_ferroloop(procs, conc, n, noop_sync))),
+        ("ferroloop.Pool.map, a coroutine that waits once (sleep(0))",
+         lambda: ferroloop.run(overhead_ferroloop(procs, conc, n, noop_wait))),
         (f"multiprocessing.Pool.map, no-op function, chunksize {batch}",
          lambda: overhead_mp(procs, n, batch)),
         (f"multiprocessing.Pool.map, no-op function, chunksize {default_chunk} (its default)",
@@ -378,7 +387,7 @@ def overhead(args) -> None:
     for r in range(args.rounds):
         for name, fn in cases[r % len(cases):] + cases[:r % len(cases)]:
             vals[name].append(fn())
-    ref = statistics.median(vals[cases[2][0]])
+    ref = statistics.median(vals[cases[3][0]])
     rows = [(name, spread(v, "{:.2f}"), f"{statistics.median(v) / ref:.2f}x")
             for name, v in vals.items()]
     table(("case", "us/call", "vs mp, same batch"), rows, args.markdown)
