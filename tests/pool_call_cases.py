@@ -185,3 +185,12 @@ CASES = [
     (many_steps, 50),
     (context_isolated, "c"),
 ]
+
+
+async def exit_now(code):
+    raise SystemExit(code)
+
+
+async def exit_later(code):
+    await asyncio.sleep(0)
+    raise SystemExit(code)

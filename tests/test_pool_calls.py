@@ -163,3 +163,17 @@ def test_runners_stay_within_concurrency():
             assert max(peaks) == 3
 
     run(main())
+
+
+@pytest.mark.parametrize("fn", [cases.exit_now, cases.exit_later])
+def test_system_exit_in_a_call_ends_its_worker(fn):
+    """SystemExit is not a call's error: it ends the worker (as it ends a loop), the call is
+    lost and the worker replaced."""
+
+    async def main():
+        async with ferroloop.Pool(1, concurrency=2) as pool:
+            with pytest.raises(ferroloop.WorkerLostError, match="exit code 3"):
+                await pool.apply(fn, (3,))
+            assert await pool.map(cases.many_steps, [1, 2, 3]) == [1, 2, 3]
+
+    run(main())
