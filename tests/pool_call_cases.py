@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import time
 import types
 
 var = contextvars.ContextVar("var", default="unset")
@@ -97,6 +98,21 @@ async def self_cancel_swallowed(x):
     return "not cancelled", x
 
 
+async def cancel_uncancel(x):
+    """cancel() then uncancel() on its own task: on 3.11 and 3.12 the request is still
+    delivered (the task ends cancelled), on 3.13 it is taken back."""
+    task = asyncio.current_task()
+    task.cancel()
+    task.uncancel()
+    return x
+
+
+async def cancel_then_raise(x):
+    """Cancels its own task, then raises: a task ends with the exception."""
+    asyncio.current_task().cancel()
+    raise ValueError(f"raised {x}")
+
+
 async def awaits_cancelled_future(_):
     fut = asyncio.get_running_loop().create_future()
     asyncio.get_running_loop().call_soon(fut.cancel)
@@ -175,6 +191,10 @@ CASES = [
     (self_cancel_after_wait, 2),
     (self_cancel_swallowed, 3),
     (task_seen, None),
+    (cancel_uncancel, 10),
+    (task_seen, None),
+    (cancel_then_raise, 11),
+    (many_steps, 3),
     (awaits_cancelled_future, None),
     (returns_future, 4),
     (returns_awaitable, 5),
@@ -194,3 +214,38 @@ async def exit_now(code):
 async def exit_later(code):
     await asyncio.sleep(0)
     raise SystemExit(code)
+
+
+class BadStr(Exception):
+    def __str__(self):
+        raise RuntimeError("no str for you")
+
+
+async def raise_bad_str(_):
+    raise BadStr()
+
+
+def busy(ms):
+    """A CPU-bound call (no await) of about ``ms`` milliseconds."""
+    end = time.perf_counter() + ms / 1000
+    while time.perf_counter() < end:
+        pass
+    return ms
+
+
+async def late_by(delay):
+    """How late a timer of ``delay`` seconds fires in this worker."""
+    start = time.perf_counter()
+    await asyncio.sleep(delay)
+    return time.perf_counter() - start - delay
+
+
+def eager_factory():
+    """An initializer: the worker's loop starts tasks eagerly (3.12+; a wrapping factory
+    on 3.11)."""
+    loop = asyncio.get_running_loop()
+    factory = getattr(asyncio, "eager_task_factory", None)
+    if factory is None:
+        def factory(loop, coro, **kwargs):
+            return asyncio.Task(coro, loop=loop, **kwargs)
+    loop.set_task_factory(factory)

@@ -276,3 +276,23 @@ def test_this_run_uses_the_switch_it_was_given():
     assert paths["allowed"] is not _FAST_PATHS_OFF
     if _FAST_PATHS_OFF:
         assert not paths["thread_state_context"] and not paths["context_layout"]
+
+
+@pytest.mark.parametrize("loop_factory", [asyncio.new_event_loop, ferroloop.new_event_loop])
+def test_task_must_cancel_is_named_where_uncancel_leaves_a_request(loop_factory):
+    """The pool's runners read ``TASK_MUST_CANCEL`` exactly where ``cancel()`` then
+    ``uncancel()`` still delivers the cancellation at the next wait (3.11, 3.12)."""
+
+    async def main():
+        task = asyncio.current_task()
+        task.cancel()
+        task.uncancel()
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            return True
+        return False
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        delivered = runner.run(main())
+    assert (_compat.TASK_MUST_CANCEL is not None) == delivered

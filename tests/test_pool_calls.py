@@ -177,3 +177,43 @@ def test_system_exit_in_a_call_ends_its_worker(fn):
             assert await pool.map(cases.many_steps, [1, 2, 3]) == [1, 2, 3]
 
     run(main())
+
+
+def test_an_exception_whose_str_fails_still_answers():
+    async def main():
+        async with ferroloop.Pool(1, concurrency=1) as pool:
+            with pytest.raises(cases.BadStr):
+                await pool.apply(cases.raise_bad_str, (1,))
+            assert await pool.apply(cases.many_steps, (2,)) == 2
+
+    run(main())
+
+
+def test_quick_calls_leave_the_loop_turns():
+    """Calls that never wait still let the worker's loop run between them: a timer of a
+    waiting call fires on time while 600 calls of 2 ms run (without the turns it would
+    wait for the worker's whole queue: 150 calls, 0.3 s)."""
+
+    async def main():
+        async with ferroloop.Pool(1, concurrency=4) as pool:
+            late = asyncio.ensure_future(pool.apply(cases.late_by, (0.1,)))
+            await asyncio.sleep(0.03)  # it waits in the worker
+            busy = asyncio.ensure_future(pool.map(cases.busy, [2] * 600))
+            assert await busy == [2] * 600
+            return await late
+
+    assert run(main()) < 0.1
+
+
+def test_a_task_factory_of_the_users_does_not_change_the_runners():
+    """An initializer that makes the worker's loop start tasks eagerly: the runners are not
+    made by it (they stay within concurrency, and the worker never stalls)."""
+
+    async def main():
+        async with ferroloop.Pool(1, concurrency=2, initializer=cases.eager_factory) as pool:
+            for _ in range(5):
+                assert await pool.map(cases.many_steps, [0, 1, 0, 2] * 5) == [0, 1, 0, 2] * 5
+                peaks = await pool.map(h.running_concurrently, [0.005] * 12)
+                assert max(peaks) == 2
+
+    run(main())

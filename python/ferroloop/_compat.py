@@ -22,6 +22,7 @@ ferroloop uses (its run-time value is still the interpreter's class, from ``_pri
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import socket
 import sys
@@ -160,3 +161,16 @@ TRANSPORT_CHECKS_FD = (
 #: an unclosed transport collected by the GC detaches itself (3.11 and 3.12: a count).
 SERVER_TRACKS_CLIENTS = "transport" in inspect.signature(Server._attach).parameters
 SERVER_DETACH_ON_DEL = SERVER_TRACKS_CLIENTS
+
+#: 3.11 and 3.12: ``Task.uncancel()`` bringing the count of cancellation requests back to 0
+#: leaves a request not delivered yet in place (``_must_cancel``; 3.13 clears it). The pool's
+#: runner tasks (``_pool_worker.py``) run one call after another, so after each call they read
+#: this attribute too: a call that did ``cancel()`` then ``uncancel()`` on its own task ends
+#: cancelled, as its own task would, and the request cannot reach the next call. ``None`` on
+#: 3.13+, or where the attribute is gone (then ``cancelling()`` alone: such a call ends with
+#: its value and the next call on its runner is cancelled at its first wait).
+TASK_MUST_CANCEL: str | None = (
+    "_must_cancel" if VERSION < (3, 13) and hasattr(asyncio.Task, "_must_cancel") else None
+)
+if TASK_MUST_CANCEL is not None:
+    PRIVATE_NAMES["asyncio.Task._must_cancel"] = "a pool runner's pending cancellation (3.11, 3.12)"

@@ -40,7 +40,7 @@ __all__ = [
     "sock_accept",
     "sock_connect_wait",
     "CallQueue",
-    "pool_send",
+    "CallSteps",
     "_panic_for_tests",
     "private_fast_paths",
     "RustTaskCanceller",
@@ -384,17 +384,31 @@ class CallQueue:
         ids: list[int],
         values: list[Any],
         limit: int,
-        cancelling: Callable[[], int],
+        budget: float,
+        task: asyncio.Task[Any],
+        must_cancel: str | None,
     ) -> tuple[int, Any] | None:
         """Run queued calls, each and its coroutine's first step in a new copy of the current
         context, appending those that finish to ``ids`` and ``values``; ``None`` when the
-        queue is empty or ``limit`` results are there, else ``(id, step)`` for a call that
-        needs Python: ``(False, yielded, coro, ctx)`` (suspended), ``(None, obj, ctx)`` (a
-        generator or another awaitable), an exception (it raised) or ``(True, value)``
-        (finished while ``cancelling()`` is true)."""
+        queue is empty, ``limit`` results are there or ``budget`` seconds have passed, else
+        ``(id, step)`` for a call that needs Python: ``(False, steps)`` (suspended:
+        ``steps`` is a ``CallSteps``), ``(None, obj, ctx)`` (a generator or another
+        awaitable), an exception (it raised) or ``(True, value)`` (finished while ``task``
+        has a cancellation pending: ``cancelling()``, or the attribute ``must_cancel``)."""
 
-def pool_send(ctx: Context, coro: Any, value: Any) -> tuple[bool, Any]:
-    """``coro.send(value)`` inside ``ctx``: ``(True, returned)`` or ``(False, yielded)``."""
+@final
+class CallSteps:
+    """The rest of a pool call that suspended in its first step: each later step of its
+    coroutine (``send``, ``throw``, ``close``, as ``yield from`` forwards them) runs inside the
+    call's context."""
+
+    def __new__(cls, ctx: Context, coro: Any) -> Self: ...
+    def __await__(self) -> Self: ...
+    def __iter__(self) -> Self: ...
+    def __next__(self) -> Any: ...
+    def send(self, value: Any) -> Any: ...
+    def throw(self, *args: Any) -> Any: ...
+    def close(self) -> Any: ...
 
 # -- Rust tasks bridged to asyncio futures ---------------------------------------------------
 

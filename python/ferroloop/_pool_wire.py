@@ -96,7 +96,11 @@ def error_info(exc: BaseException) -> ErrorInfo:
         pickled: bytes | None = pickle.dumps(exc, PICKLE_PROTOCOL)
     except Exception:
         pickled = None
-    return (type_name(type(exc)), str(exc), tb, pickled)
+    try:
+        message = str(exc)
+    except Exception:  # its __str__ raised: the call still gets an answer
+        message = "<exception str() failed>"
+    return (type_name(type(exc)), message, tb, pickled)
 
 
 def rebuild_error(info: ErrorInfo) -> BaseException:

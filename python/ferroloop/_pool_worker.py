@@ -8,8 +8,8 @@ How calls run: up to ``concurrency`` *runner* tasks take the worker's queued cal
 another (``_native.CallQueue.run``). A runner runs a call and, when the call makes a
 coroutine, the coroutine's first step: a call that never waits finishes there, with no task of
 its own and no loop turn, and the next call runs without going back to Python. A call that
-suspends is awaited by its runner (its later steps through ``_native.pool_send``), and another
-runner takes the rest of the queue. So at most
+suspends is awaited by its runner (its later steps through a ``_native.CallSteps``, inside the
+call's context), and another runner takes the rest of the queue. So at most
 ``concurrency`` calls are in flight, as with a task per call, at a fraction of a task's cost.
 What a task per call gave a call is kept: each call runs in its own copy of the context
 (``contextvars`` set by one call are not seen by the next), ``asyncio.current_task()`` is a
@@ -32,15 +32,12 @@ import inspect
 import os
 import pickle
 import signal
-import types
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from . import _native
+from . import _compat, _native
 from . import _pool_wire as wire
-
-_pool_send = _native.pool_send
 
 #: results sent at once, without waiting for the end of the loop turn, when this many are
 #: ready (a batch of calls that finish in their first step would otherwise return in one
@@ -52,6 +49,14 @@ FLUSH_DELAY = 0.002
 
 #: how long a stopping worker lets its cancelled calls finish before it exits anyway
 STOP_GRACE = 2.0
+
+#: the longest a runner runs queued calls before it gives the loop a turn (the timers of
+#: waiting calls, the parent's messages: cancellations, more calls)
+TURN_BUDGET = 0.001
+
+#: the runner task's attribute that holds a cancellation request not delivered yet, where
+#: ``uncancel()`` can leave one (3.11, 3.12; ``_compat``)
+_MUST_CANCEL = _compat.TASK_MUST_CANCEL
 
 class WorkerCore:
     """Runs the calls of one worker on the running loop; ``send`` takes a message tuple."""
@@ -70,7 +75,7 @@ class WorkerCore:
         #: the runner tasks alive
         self._runners: set[asyncio.Task[None]] = set()
         #: a runner is made and has not started yet (it will take the queue)
-        self._waking = False
+        self._waking: asyncio.Task[None] | None = None
         #: suspended calls: id -> the runner awaiting it
         self._running: dict[int, asyncio.Task[None]] = {}
         #: suspended calls the parent cancelled (their runner is uncancelled after them)
@@ -131,28 +136,48 @@ class WorkerCore:
 
     def _wake(self) -> None:
         """Make a runner for the queue, unless one is on its way or ``concurrency`` run."""
-        if self._queue and not self._waking and len(self._runners) < self._concurrency:
-            self._waking = True
-            self._runners.add(self._loop.create_task(self._runner()))
+        if self._queue and self._waking is None and len(self._runners) < self._concurrency:
+            # asyncio.Task itself, not the loop's task factory: a runner never starts eagerly
+            # (it must be counted before it runs) and is not the user's task to wrap
+            runner = asyncio.Task(self._runner(), loop=self._loop)
+            self._waking = runner
+            self._runners.add(runner)
+            runner.add_done_callback(self._runner_done)
+
+    def _runner_done(self, runner: asyncio.Task[None]) -> None:
+        # (a runner normally leaves in its `finally`; this covers one cancelled before its
+        # first step, as a closing loop cancels every task)
+        self._runners.discard(runner)
+        if self._waking is runner:
+            self._waking = None
+            if not self._stopping:
+                self._wake()
+
+    def _cancel_pending(self, task: asyncio.Task[None]) -> bool:
+        """Whether ``task`` (a runner) has a cancellation request not delivered yet."""
+        return bool(task.cancelling() or (_MUST_CANCEL and getattr(task, _MUST_CANCEL)))
 
     async def _runner(self) -> None:
-        self._waking = False
         task = asyncio.current_task()
         assert task is not None
-        cancelling = task.cancelling
+        if self._waking is task:
+            self._waking = None
         queue = self._queue
         run = queue.run
         ids, values = self._out_ids, self._out_values
         try:
             while queue:
                 # the calls that finish in their first step, in Rust, up to FLUSH_AT results
-                stop = run(ids, values, FLUSH_AT, cancelling)
+                # or TURN_BUDGET seconds
+                stop = run(ids, values, FLUSH_AT, TURN_BUDGET, task, _MUST_CANCEL)
                 if ids:
                     if len(ids) >= FLUSH_AT:
                         self.flush()  # the parent refills while this worker goes on
                     elif not self._flush_scheduled:
                         self._schedule_flush()
                 if stop is None:
+                    if queue:
+                        await asyncio.sleep(0)  # a turn for the loop, then the rest
                     continue
                 # a call that needs Python: suspended, raised, or left a cancellation
                 cid, step = stop
@@ -167,8 +192,8 @@ class WorkerCore:
                     exc = step
                 if isinstance(exc, (SystemExit, KeyboardInterrupt)):
                     raise exc
-                if cancelling():
-                    await self._last_call(cid, task, exc, value)
+                if self._cancel_pending(task):
+                    await self._last_call(cid, exc, value)
                     return
                 if exc is None:
                     self._result(cid, value)
@@ -185,32 +210,27 @@ class WorkerCore:
             obj, ctx = step[1], step[2]
             if not inspect.isawaitable(obj):
                 return obj
-            coro: Any = _await(obj)
-            first = _pool_send(ctx, coro, None)
-            if first[0] is True:
-                return first[1]
-            yielded = first[1]
+            steps: Any = _native.CallSteps(ctx, _await(obj))
         else:
-            _, yielded, coro, ctx = step
+            steps = step[1]
         self._running[cid] = task
         self._wake()  # this runner waits: another takes the queue
         try:
-            return await _resume(ctx, coro, yielded)
+            return await steps
         finally:
             del self._running[cid]
             if cid in self._asked:
                 self._asked.discard(cid)
                 task.uncancel()
 
-    async def _last_call(
-        self, cid: int, task: asyncio.Task[None], exc: BaseException | None, value: Any
-    ) -> None:
+    async def _last_call(self, cid: int, exc: BaseException | None, value: Any) -> None:
         """A call left its runner with a cancellation request of its own (it cancelled
         ``current_task()``), or the worker is stopping: report the call as a task of its own
         would have ended, and let the runner end (its cancellation must not reach the next
         call; a new runner takes the queue)."""
-        if not self._stopping:
-            # a request not delivered yet ends the call cancelled, as it ends a task
+        if exc is None and not self._stopping:
+            # a call that returns while a request is not delivered yet ends cancelled, as a
+            # task does (one that raises ends with its exception)
             try:
                 await asyncio.sleep(0)
             except asyncio.CancelledError as cancelled:
@@ -307,32 +327,10 @@ async def _await(awaitable: Any) -> Any:
     return await awaitable
 
 
-@types.coroutine
-def _resume(ctx: Any, coro: Any, yielded: Any) -> Generator[Any, Any, Any]:
-    """Await a call's coroutine that has already run up to ``yielded`` (PEP 380's
-    ``yield from``, resumed midway): each later step runs inside the call's context."""
-    while True:
-        try:
-            sent = yield yielded
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as exc:
-            try:
-                yielded = ctx.run(coro.throw, exc)
-            except StopIteration as stop:
-                return stop.value
-        else:
-            step = _pool_send(ctx, coro, sent)
-            if step[0] is True:
-                return step[1]
-            yielded = step[1]
-
-
 #: the code of the worker's own frames, dropped from the top of a call's traceback
 _OWN_CODE = frozenset(
     f.__code__
-    for f in (WorkerCore._runner, WorkerCore._rest, WorkerCore._last_call, _await, _resume)
+    for f in (WorkerCore._runner, WorkerCore._rest, WorkerCore._last_call, _await)
 )
 
 

@@ -38,7 +38,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sock_ops::sock_accept, m)?)?;
     m.add_function(wrap_pyfunction!(sock_ops::sock_connect_wait, m)?)?;
     m.add_class::<pool_calls::CallQueue>()?;
-    m.add_function(wrap_pyfunction!(pool_calls::pool_send, m)?)?;
+    m.add_class::<pool_calls::CallSteps>()?;
     m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
     m.add_function(wrap_pyfunction!(private_api::private_fast_paths, m)?)?;
     m.add_class::<rust_tasks::RustTaskCanceller>()?;

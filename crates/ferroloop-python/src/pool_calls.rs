@@ -10,25 +10,30 @@
 //!   coroutine's first step inside it too, as a task's first step runs inside the task's own
 //!   context. A call that finishes there is appended to the result lists and the next one
 //!   runs, without going back to Python;
-//! - `pool_send(ctx, coro, value)` runs a later step of a suspended call inside its context.
+//! - a call that suspends there comes back as a `CallSteps`, which its runner awaits: each
+//!   later step (`send`, `throw`, `close`, forwarded as `yield from` forwards them) runs
+//!   inside the call's context too, without a Python frame of its own.
 //!
-//! Both use `PyIter_Send` (public since 3.10), so a coroutine that returns costs no
-//! `StopIteration`. A step is described by a tuple:
+//! Coroutines are driven with `PyIter_Send` (public since 3.10), so a coroutine that returns
+//! in its first step costs no `StopIteration`. `run` answers a call that needs Python with
+//! `(id, step)`, `step` one of:
 //!
-//! - `(True, value)`: finished with `value`;
-//! - `(False, yielded, coro, ctx)` (`run`) or `(False, yielded)` (`pool_send`): the coroutine
-//!   is suspended, having yielded `yielded` (the future it waits on) to the task;
-//! - `(None, obj, ctx)` (`run` only): `fn` returned a generator or an awaitable that is not
-//!   a coroutine; the worker decides in Python (`inspect.isawaitable`) what it is.
+//! - `(True, value)`: finished with `value` while the runner has a cancellation pending;
+//! - `(False, steps)`: suspended; `steps` is the `CallSteps` to await;
+//! - `(None, obj, ctx)`: `fn` returned a generator or an awaitable that is not a coroutine;
+//!   the worker decides in Python (`inspect.isawaitable`) what it is;
+//! - an exception: the call raised it.
 //!
 //! Threading: called from Python with the GIL held, on the worker loop's thread. The queue is
 //! borrowed only between calls, never while a call runs (a call's code may do anything).
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyStopIteration, PyValueError};
 use pyo3::ffi;
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PySet, PyTuple};
+use pyo3::types::{PyDict, PyList, PySet, PyString, PyTuple};
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use crate::py_helpers;
 
@@ -141,7 +146,7 @@ fn as_tuple<'py>(seq: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyTuple>> {
 /// What one call's first step came to.
 enum Outcome<'py> {
     Value(Py<PyAny>),
-    Suspended(Py<PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>),
+    Suspended(CallSteps),
     Look(Bound<'py, PyAny>, Bound<'py, PyAny>),
 }
 
@@ -159,7 +164,11 @@ fn first_step<'py>(
         if unsafe { ffi::PyCoro_CheckExact(result.as_ptr()) } != 0 {
             return Ok(match send(py, &result, &py.None().into_bound(py))? {
                 Step::Returned(value) => Outcome::Value(value),
-                Step::Yielded(yielded) => Outcome::Suspended(yielded, result, ctx.clone()),
+                Step::Yielded(yielded) => Outcome::Suspended(CallSteps {
+                    ctx: ctx.clone().unbind(),
+                    coro: result.unbind(),
+                    first: Some(yielded),
+                }),
             });
         }
         if maybe_awaitable(&result) {
@@ -266,19 +275,24 @@ impl CallQueue {
     }
 
     /// Runs queued calls in order. A call that finishes in its first step is appended to
-    /// `ids` and `values` and the next one runs. Returns `None` when the queue is empty or
-    /// `ids` holds `limit` results (for the worker to send them), else `(id, step)` for the
-    /// call that needs Python: suspended or to be looked at (`step` a tuple, see the
-    /// header), raised (`step` the exception), or finished while `cancelling()` is true
-    /// (`step` is `(True, value)`: the call cancelled its own task).
+    /// `ids` and `values` and the next one runs. Returns `None` when the queue is empty,
+    /// when `ids` holds `limit` results (for the worker to send them) or after `budget`
+    /// seconds (for the runner to give the loop a turn), else `(id, step)` for the call
+    /// that needs Python (see the header). A call that finishes while its runner `task` has
+    /// a cancellation pending (it cancelled its own task: `task.cancelling()`, or, where
+    /// `uncancel()` can leave one behind (3.11, 3.12), the attribute named `must_cancel`)
+    /// is returned as `(True, value)`.
     fn run<'py>(
         slf: &Bound<'py, Self>,
         ids: &Bound<'py, PyList>,
         values: &Bound<'py, PyList>,
         limit: usize,
-        cancelling: &Bound<'py, PyAny>,
+        budget: f64,
+        task: &Bound<'py, PyAny>,
+        must_cancel: Option<&Bound<'py, PyString>>,
     ) -> PyResult<Option<(u64, Bound<'py, PyAny>)>> {
         let py = slf.py();
+        let deadline = Instant::now() + Duration::from_secs_f64(budget.max(0.0));
         while ids.len() < limit {
             let Some(call) = slf.borrow_mut().calls.pop_front() else {
                 return Ok(None);
@@ -292,16 +306,19 @@ impl CallQueue {
                     )))
                 }
                 Ok(Outcome::Value(value)) => {
-                    if cancelling.call0()?.is_truthy()? {
+                    if cancel_pending(task, must_cancel)? {
                         step_tuple(py, Some(true), [value.into_bound(py)])?
                     } else {
                         ids.append(call.id)?;
                         values.append(value)?;
+                        if Instant::now() >= deadline {
+                            return Ok(None);
+                        }
                         continue;
                     }
                 }
-                Ok(Outcome::Suspended(yielded, coro, ctx)) => {
-                    step_tuple(py, Some(false), [yielded.into_bound(py), coro, ctx])?
+                Ok(Outcome::Suspended(steps)) => {
+                    step_tuple(py, Some(false), [Bound::new(py, steps)?.into_any()])?
                 }
                 Ok(Outcome::Look(obj, ctx)) => step_tuple(py, None, [obj, ctx])?,
             };
@@ -311,18 +328,106 @@ impl CallQueue {
     }
 }
 
-/// Runs a later step of a suspended call: `coro.send(value)` inside `ctx`; `(True, value)`
-/// when it returns, `(False, yielded)` when it suspends again.
-#[pyfunction]
-pub fn pool_send<'py>(
-    ctx: &Bound<'py, PyAny>,
-    coro: &Bound<'py, PyAny>,
-    value: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyTuple>> {
-    let py = ctx.py();
-    let (done, value) = match entered(py, ctx, || send(py, coro, value))? {
-        Step::Returned(v) => (true, v),
-        Step::Yielded(v) => (false, v),
-    };
-    step_tuple(py, Some(done), [value.into_bound(py)])
+/// Whether the runner `task` has a cancellation pending (see `CallQueue.run`).
+fn cancel_pending(
+    task: &Bound<'_, PyAny>,
+    must_cancel: Option<&Bound<'_, PyString>>,
+) -> PyResult<bool> {
+    if task
+        .call_method0(intern!(task.py(), "cancelling"))?
+        .is_truthy()?
+    {
+        return Ok(true);
+    }
+    match must_cancel {
+        Some(attr) => task.getattr(attr)?.is_truthy(),
+        None => Ok(false),
+    }
+}
+
+/// The rest of a call that suspended in its first step: awaited by its runner, it runs each
+/// later step of the call's coroutine inside the call's context (see the header).
+#[pyclass(module = "ferroloop._native")]
+pub struct CallSteps {
+    ctx: Py<PyAny>,
+    coro: Py<PyAny>,
+    /// what the first step yielded, until the runner's task has taken it
+    first: Option<Py<PyAny>>,
+}
+
+impl CallSteps {
+    /// One step: `send(value)` into the coroutine inside the call's context; what it yields,
+    /// or `StopIteration(returned)`.
+    fn step(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
+        let (ctx, coro) = (self.ctx.bind(py), self.coro.bind(py));
+        match entered(py, ctx, || send(py, coro, value))? {
+            Step::Yielded(yielded) => Ok(Some(yielded)),
+            Step::Returned(returned) => Err(PyStopIteration::new_err((returned,))),
+        }
+    }
+
+    /// `coro.<name>(*args)` inside the call's context.
+    fn forward<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        args: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (ctx, coro) = (self.ctx.bind(py), self.coro.bind(py));
+        entered(py, ctx, || coro.call_method1(name, args.clone()))
+    }
+}
+
+#[pymethods]
+impl CallSteps {
+    /// The steps of `coro`, not started yet, each run inside `ctx`.
+    #[new]
+    fn new(ctx: Py<PyAny>, coro: Py<PyAny>) -> Self {
+        CallSteps {
+            ctx,
+            coro,
+            first: None,
+        }
+    }
+
+    fn __await__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        match self.first.take() {
+            Some(first) => Ok(Some(first)),
+            None => self.step(py, &py.None().into_bound(py)),
+        }
+    }
+
+    fn send(&mut self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
+        match self.first.take() {
+            // (a first send must be None, as into a just-started generator)
+            Some(first) if value.is_none() => Ok(Some(first)),
+            Some(_) => Err(pyo3::exceptions::PyTypeError::new_err(
+                "can't send non-None value to a just-started coroutine",
+            )),
+            None => self.step(py, value),
+        }
+    }
+
+    #[pyo3(signature = (*args))]
+    fn throw<'py>(
+        &mut self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.first = None;
+        self.forward(py, "throw", args)
+    }
+
+    fn close<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.first = None;
+        self.forward(py, "close", &PyTuple::empty(py))
+    }
 }
