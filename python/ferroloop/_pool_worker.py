@@ -58,6 +58,7 @@ TURN_BUDGET = 0.001
 #: ``uncancel()`` can leave one (3.11, 3.12; ``_compat``)
 _MUST_CANCEL = _compat.TASK_MUST_CANCEL
 
+
 class WorkerCore:
     """Runs the calls of one worker on the running loop; ``send`` takes a message tuple."""
 
@@ -165,6 +166,7 @@ class WorkerCore:
         queue = self._queue
         run = queue.run
         ids, values = self._out_ids, self._out_values
+        running, asked = self._running, self._asked
         try:
             while queue:
                 # the calls that finish in their first step, in Rust, up to FLUSH_AT results
@@ -183,13 +185,30 @@ class WorkerCore:
                 cid, step = stop
                 exc: BaseException | None = None
                 value: Any = None
-                if type(step) is tuple:
+                if type(step) is not tuple:
+                    exc = step  # it raised
+                elif step[0] is True:
+                    value = step[1]  # it finished and cancelled its own task
+                elif step[0] is None and not inspect.isawaitable(step[1]):
+                    value = step[1]  # a generator that is a value, not an awaitable
+                else:
+                    # it waits (or returned another awaitable): await the rest, here, while
+                    # another runner takes the queue
+                    if step[0] is False:
+                        steps = step[1]
+                    else:
+                        steps = _native.CallSteps(step[2], _await(step[1]))
+                    running[cid] = task
+                    self._wake()
                     try:
-                        value = step[1] if step[0] is True else await self._rest(cid, task, step)
+                        value = await steps
                     except BaseException as raised:
                         exc = raised
-                else:
-                    exc = step
+                    finally:
+                        del running[cid]
+                        if cid in asked:  # the parent's cancellation: taken back
+                            asked.discard(cid)
+                            task.uncancel()
                 if isinstance(exc, (SystemExit, KeyboardInterrupt)):
                     raise exc
                 if self._cancel_pending(task):
@@ -203,25 +222,6 @@ class WorkerCore:
             self._runners.discard(task)
             if not self._stopping:
                 self._wake()
-
-    async def _rest(self, cid: int, task: asyncio.Task[None], step: tuple[Any, ...]) -> Any:
-        """The rest of a call that did not finish in its first step."""
-        if step[0] is None:  # a generator, or an awaitable that is not a coroutine
-            obj, ctx = step[1], step[2]
-            if not inspect.isawaitable(obj):
-                return obj
-            steps: Any = _native.CallSteps(ctx, _await(obj))
-        else:
-            steps = step[1]
-        self._running[cid] = task
-        self._wake()  # this runner waits: another takes the queue
-        try:
-            return await steps
-        finally:
-            del self._running[cid]
-            if cid in self._asked:
-                self._asked.discard(cid)
-                task.uncancel()
 
     async def _last_call(self, cid: int, exc: BaseException | None, value: Any) -> None:
         """A call left its runner with a cancellation request of its own (it cancelled
@@ -330,7 +330,7 @@ async def _await(awaitable: Any) -> Any:
 #: the code of the worker's own frames, dropped from the top of a call's traceback
 _OWN_CODE = frozenset(
     f.__code__
-    for f in (WorkerCore._runner, WorkerCore._rest, WorkerCore._last_call, _await)
+    for f in (WorkerCore._runner, WorkerCore._last_call, _await)
 )
 
 
