@@ -68,6 +68,18 @@ def _warm_up_loops():
     asyncio.set_event_loop(None)
 
 
+@pytest.fixture
+def no_process_left():
+    """Fails a test that leaves a process of its own behind (the pool tests use it)."""
+    import pool_helpers as h
+
+    yield
+    left = h.descendants()
+    if left:
+        left = set(h.wait_gone(left, timeout=3.0))
+    assert not left, f"processes left behind: {left}"
+
+
 @pytest.fixture(params=list(LOOP_FACTORIES))
 def loop_factory(request):
     """A callable creating a new event loop of one implementation."""

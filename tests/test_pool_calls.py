@@ -14,14 +14,8 @@ import pytest
 
 import ferroloop
 
-
-@pytest.fixture(autouse=True)
-def no_process_left():
-    yield
-    left = h.descendants()
-    if left:
-        left = set(h.wait_gone(left, timeout=3.0))
-    assert not left, f"processes left behind: {left}"
+#: every test checks that no worker process is left behind (conftest.py)
+pytestmark = pytest.mark.usefixtures("no_process_left")
 
 
 def run(coro):

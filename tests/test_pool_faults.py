@@ -22,13 +22,8 @@ import ferroloop
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-@pytest.fixture(autouse=True)
-def no_process_left():
-    yield
-    left = h.descendants()
-    if left:
-        left = set(h.wait_gone(left, timeout=3.0))
-    assert not left, f"processes left behind: {left}"
+#: every test checks that no worker process is left behind (conftest.py)
+pytestmark = pytest.mark.usefixtures("no_process_left")
 
 
 def run(coro):

@@ -356,3 +356,23 @@ pub fn for_run<'py>(ctx: &Bound<'py, PyAny>, shared: bool) -> PyResult<RunContex
         saved_vars: std::ptr::null_mut(),
     })
 }
+
+/// `ctx.run(f)`: `f` runs with `ctx` entered, and `ctx` is exited whatever `f` returns.
+pub fn in_context<T>(
+    py: Python<'_>,
+    ctx: &Bound<'_, PyAny>,
+    f: impl FnOnce() -> PyResult<T>,
+) -> PyResult<T> {
+    // SAFETY: ctx is a live object (the caller holds a reference); PyContext_Enter
+    // type-checks it and sets an exception on failure (not a Context, or already entered).
+    if unsafe { ffi::PyContext_Enter(ctx.as_ptr()) } != 0 {
+        return Err(PyErr::fetch(py));
+    }
+    let result = f();
+    // SAFETY: we entered ctx above, on this thread, and nothing in between exits it.
+    if unsafe { ffi::PyContext_Exit(ctx.as_ptr()) } != 0 {
+        let exit_err = PyErr::fetch(py);
+        return Err(result.err().unwrap_or(exit_err));
+    }
+    result
+}

@@ -23,6 +23,7 @@ use pyo3::types::PyTuple;
 use pyo3::{ffi, PyTraverseError, PyVisit};
 
 use crate::cell::GilCell;
+use crate::context::in_context;
 use crate::py_helpers;
 
 /// What a handle asks of the loop that owns it, supplied by the loop when the extension is
@@ -517,26 +518,6 @@ fn fetch_without_resuming_panics(py: Python<'_>) -> PyErr {
             }
         }
     }
-}
-
-/// `context.run(f)`: `f` runs with `ctx` entered.
-fn in_context(
-    py: Python<'_>,
-    ctx: &Bound<'_, PyAny>,
-    f: impl FnOnce() -> PyResult<()>,
-) -> PyResult<()> {
-    // SAFETY: ctx is a live object (we hold a reference); PyContext_Enter type-checks it and
-    // sets an exception on failure (not a Context, or already entered).
-    if unsafe { ffi::PyContext_Enter(ctx.as_ptr()) } != 0 {
-        return Err(PyErr::fetch(py));
-    }
-    let result = f();
-    // SAFETY: we entered ctx above on this thread.
-    if unsafe { ffi::PyContext_Exit(ctx.as_ptr()) } != 0 {
-        let exit_err = PyErr::fetch(py);
-        return Err(result.err().unwrap_or(exit_err));
-    }
-    result
 }
 
 /// `context.run(callback, *args)` without building a bound method or an argument tuple.

@@ -35,7 +35,7 @@ use pyo3::types::{PyDict, PyList, PySet, PyString, PyTuple};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::py_helpers;
+use crate::{context, py_helpers};
 
 /// `fn(arg)`
 const KIND_ONE: u8 = 0;
@@ -48,27 +48,6 @@ const KIND_APPLY: u8 = 2;
 enum Step {
     Returned(Py<PyAny>),
     Yielded(Py<PyAny>),
-}
-
-/// Runs `f` with `ctx` entered (as `ctx.run` does), exiting it whatever `f` returns.
-fn entered<T>(
-    py: Python<'_>,
-    ctx: &Bound<'_, PyAny>,
-    f: impl FnOnce() -> PyResult<T>,
-) -> PyResult<T> {
-    // SAFETY: ctx is a live exact Context we hold (made by PyContext_CopyCurrent or handed
-    // back by the worker); PyContext_Enter type-checks it and sets an exception on failure
-    // (for instance when it is already entered).
-    if unsafe { ffi::PyContext_Enter(ctx.as_ptr()) } != 0 {
-        return Err(PyErr::fetch(py));
-    }
-    let result = f();
-    // SAFETY: we entered ctx above, on this thread, and nothing in between exits it.
-    if unsafe { ffi::PyContext_Exit(ctx.as_ptr()) } != 0 {
-        let exit_err = PyErr::fetch(py);
-        return Err(result.err().unwrap_or(exit_err));
-    }
-    result
 }
 
 /// One `send(value)` into `coro` without a `StopIteration` for its return.
@@ -158,7 +137,7 @@ fn first_step<'py>(
 ) -> PyResult<Outcome<'py>> {
     let py = func.py();
     let ctx = py_helpers::copy_context(py)?.into_bound(py);
-    entered(py, &ctx, || {
+    context::in_context(py, &ctx, || {
         let result = apply(func, kind, arg)?;
         // SAFETY: a type check on a live object.
         if unsafe { ffi::PyCoro_CheckExact(result.as_ptr()) } != 0 {
@@ -379,7 +358,7 @@ impl CallSteps {
     /// or `StopIteration(returned)`.
     fn step(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
         let (ctx, coro) = (self.ctx.bind(py), self.coro.bind(py));
-        match entered(py, ctx, || send(py, coro, value))? {
+        match context::in_context(py, ctx, || send(py, coro, value))? {
             Step::Yielded(yielded) => Ok(Some(yielded)),
             Step::Returned(returned) => Err(PyStopIteration::new_err((returned,))),
         }
@@ -393,7 +372,7 @@ impl CallSteps {
         args: &Bound<'py, PyTuple>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (ctx, coro) = (self.ctx.bind(py), self.coro.bind(py));
-        entered(py, ctx, || coro.call_method1(name, args.clone()))
+        context::in_context(py, ctx, || coro.call_method1(name, args.clone()))
     }
 }
 
